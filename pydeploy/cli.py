@@ -1,0 +1,239 @@
+"""The `pydeploy` command line: every command's --help is its manual."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from pydeploy import dsn as dsnmod
+from pydeploy import engine as enginemod
+from pydeploy import migrations as mig
+from pydeploy.errors import PydeployError
+from pydeploy.paths import migrations_dir, seed_file
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+class Context:
+    def __init__(self, log_format: str) -> None:
+        self.log_format = log_format
+
+    def say(self, msg: str) -> None:
+        if self.log_format == "json":
+            sys.stderr.write(json.dumps({"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                         "level": "info", "service": "pydeploy", "message": msg}) + "\n")
+        else:
+            err.print(msg)
+
+
+DB_URL_HELP = ("Database URL (postgresql://user:pass@host:port/db). Default: $SUPABASE_DB_URL, "
+               "else the running local engine.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="Messages on stderr as plain text or as one JSON object per line.")
+@click.version_option(package_name="pydeploy")
+@click.pass_context
+def cli(ctx: click.Context, log_format: str) -> None:
+    """Deploy, schedule, verify and report the WhatsApp monitoring package.
+
+    \b
+    Start here:
+      pydeploy up --seed        start a local Supabase-like Postgres, apply migrations and demo data
+      pydeploy status           which migrations are applied, pending or edited since
+      pydeploy url              the local engine's connection URL
+      pydeploy down             stop it (add --purge to delete its data)
+
+    Every command that talks to a database takes --db-url (or $SUPABASE_DB_URL) and otherwise
+    uses the running local engine.
+    """
+    ctx.obj = Context(log_format)
+
+
+@cli.command()
+@click.option("--engine", type=click.Choice(["auto", "local", "container"]), default="auto", show_default=True,
+              help="local: Debian PostgreSQL 15 + pg_cron in .pydeploy/. container: Supabase's Postgres "
+                   "image via Docker. auto: container when a Docker engine answers, else local.")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Port on 127.0.0.1 for the local engine (default: a free one).")
+@click.option("--seed/--no-seed", default=False, help="Load supabase/seed.sql after migrating.")
+@click.option("--migrate/--no-migrate", default=True, show_default=True, help="Apply pending migrations.")
+@click.pass_obj
+def up(obj: Context, engine: str, port: int | None, seed: bool, migrate: bool) -> None:
+    """Start the engine (or reuse the running one), apply migrations, optionally seed.
+
+    Idempotent: a running engine is reused. State (with db_url) is written to
+    .pydeploy/engine.json ($PYDEPLOY_HOME to move it). On the local engine pydeploy also starts
+    its stand-in for pg_net's background worker.
+
+    \b
+    Example:
+      pydeploy up --seed && psql "$(pydeploy url)" -c 'select * from monitoring.delivery_stats'
+    """
+    state = enginemod.up(enginemod.UpOptions(engine=engine, port=port), obj.say)
+    url = str(state["db_url"])
+    if migrate:
+        _migrate(obj, url)
+    if seed:
+        path = seed_file()
+        if not path.exists():
+            raise PydeployError(f"{path} does not exist", "run without --seed, or add the file")
+        with dsnmod.connect(url) as conn:
+            t0 = time.monotonic()
+            conn.execute(path.read_text())
+            obj.say(f"loaded {path.name} in {time.monotonic() - t0:.1f} s")
+    obj.say(f"engine: {state['engine']}, ready at {dsnmod.redact(url)}")
+    out.print(url)
+
+
+@cli.command()
+@click.option("--purge", is_flag=True, help="Also delete the engine's data folder and state.")
+@click.pass_obj
+def down(obj: Context, purge: bool) -> None:
+    """Stop the local engine and the pg_net stand-in worker; no process of ours remains.
+
+    \b
+    Example:
+      pydeploy down --purge
+    """
+    if not enginemod.down(purge=purge, say=obj.say):
+        obj.say("no engine was running")
+
+
+@cli.command()
+def url() -> None:
+    """Print the running local engine's connection URL.
+
+    \b
+    Example:
+      supabase migration list --db-url "$(pydeploy url)?sslmode=disable"
+    """
+    state = enginemod.read_state()
+    if not state or not state.get("running"):
+        raise PydeployError("no local engine is running", "start one with `pydeploy up`")
+    out.print(str(state["db_url"]), soft_wrap=True)
+
+
+def _migrate(obj: Context, url: str) -> list[mig.MigrationFile]:
+    folder = migrations_dir()
+    with dsnmod.connect(url) as conn:
+        done = mig.migrate(
+            conn, folder,
+            on_applied=lambda f, n, s: obj.say(f"applied {f.path.name} ({n} statements, {s * 1000:.0f} ms)"),
+            wait_notice=obj.say,
+        )
+    if not done:
+        obj.say("migrations: nothing pending")
+    return done
+
+
+@cli.command()
+@click.option("--db-url", default=None, help=DB_URL_HELP)
+@click.pass_obj
+def migrate(obj: Context, db_url: str | None) -> None:
+    """Apply pending supabase/migrations/*.sql in version order, as `supabase db push` does.
+
+    Each file runs in its own transaction and is recorded in
+    supabase_migrations.schema_migrations (version, statements, name), so the Supabase CLI
+    sees it as applied. Two concurrent runs: the second waits, then applies nothing twice.
+    A failing file is rolled back whole; the message names the file, the statement and
+    Postgres' error.
+
+    \b
+    Example:
+      pydeploy migrate --db-url "postgresql://postgres:…@db.<ref>.supabase.co:5432/postgres"
+    """
+    _migrate(obj, dsnmod.resolve(db_url))
+
+
+@cli.command()
+@click.option("--db-url", default=None, help=DB_URL_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.option("--exit-code", is_flag=True, help="Exit 1 when anything is pending, drifted or unknown.")
+def status(db_url: str | None, as_json: bool, exit_code: bool) -> None:
+    """List applied, pending and drifted migrations (drifted: edited after being applied).
+
+    \b
+    Example:
+      pydeploy status --json | jq '.pending'
+    """
+    url = dsnmod.resolve(db_url)
+    with dsnmod.connect(url) as conn:
+        st = mig.status(conn, migrations_dir())
+    drifted = {f.version for f in st.drifted}
+    if as_json:
+        out.print_json(json.dumps({
+            "applied": st.applied, "pending": [f.version for f in st.pending],
+            "drifted": sorted(drifted), "remote_only": st.remote_only, "clean": st.clean,
+        }))
+    else:
+        table = Table(title="migrations")
+        table.add_column("version")
+        table.add_column("name")
+        table.add_column("state")
+        for f in mig.discover(migrations_dir()):
+            state = ("drifted" if f.version in drifted else
+                     "applied" if f.version in st.applied else "pending")
+            colour = {"applied": "green", "pending": "yellow", "drifted": "red"}[state]
+            table.add_row(f.version, f.name, f"[{colour}]{state}[/]")
+        for v in st.remote_only:
+            table.add_row(v, "?", "[red]only in database[/]")
+        out.print(table)
+    if exit_code and not st.clean:
+        sys.exit(1)
+
+
+@cli.command("net-worker", hidden=True)
+@click.option("--db-url", required=True)
+def net_worker(db_url: str) -> None:
+    """Run the pg_net stand-in worker in the foreground (started by `pydeploy up`)."""
+    from pydeploy.net_worker import Worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    Worker(dsnmod.validate(db_url)).run()
+
+
+def _register_optional_groups() -> None:
+    """Command groups that live in their own modules."""
+    import importlib
+
+    for module, attr in (("pydeploy.cli_functions", "functions"),):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+            continue
+        cli.add_command(getattr(mod, attr))
+
+
+_register_optional_groups()
+
+
+def main(argv: list[str] | None = None) -> Any:
+    try:
+        return cli.main(args=argv, prog_name="pydeploy", standalone_mode=False)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except PydeployError as exc:
+        err.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+        if exc.hint:
+            err.print(f"  [bold]fix:[/] {exc.hint}", soft_wrap=True)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

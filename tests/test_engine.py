@@ -1,0 +1,134 @@
+"""The local engine as a user meets it: up, url, reuse, down, and its Supabase-like shape."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from pydeploy import engine
+from pydeploy.errors import EngineError
+
+
+def _pids_of_cluster(data_dir: str) -> list[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True).stdout
+    return [int(line.split()[0]) for line in out.splitlines() if data_dir in line]
+
+
+def test_engine_is_supabase_like(engine_url: str) -> None:
+    with psycopg.connect(engine_url) as c:
+        roles = {r[0]: r[1] for r in c.execute(
+            "select rolname, rolbypassrls from pg_roles "
+            "where rolname in ('anon','authenticated','service_role','authenticator')")}
+        assert roles == {"anon": False, "authenticated": False, "service_role": True, "authenticator": False}
+        assert c.execute("select to_regnamespace('extensions') is not null").fetchone() == (True,)
+        exts = {r[0]: r[1] for r in c.execute(
+            "select e.extname, n.nspname from pg_extension e join pg_namespace n on n.oid = e.extnamespace")}
+        assert exts["pgcrypto"] == "extensions"
+        assert exts["pg_stat_statements"] == "extensions"
+        libs = c.execute("show shared_preload_libraries").fetchone()
+        assert libs is not None and "pg_cron" in libs[0] and "pg_stat_statements" in libs[0]
+        assert c.execute("show cron.database_name").fetchone() == ("postgres",)
+        # pg_net's contract is there (the stand-in), with pg_net's defaults.
+        sig = c.execute("select pg_get_function_arguments('net.http_post'::regproc)").fetchone()
+        assert sig is not None
+        assert "timeout_milliseconds integer DEFAULT 5000" in sig[0]
+        assert "headers jsonb DEFAULT '{\"Content-Type\": \"application/json\"}'::jsonb" in sig[0]
+
+
+def test_server_runs_unprivileged(engine_state: dict[str, object]) -> None:
+    pid = int(str(engine_state["postmaster_pid"]))
+    uid = os.stat(f"/proc/{pid}").st_uid
+    assert uid != 0, "Postgres must not run as root"
+
+
+def test_up_is_idempotent_and_url_prints_dsn(engine_state: dict[str, object], run_cli) -> None:
+    res = run_cli("up", "--engine", "local")
+    assert res.returncode == 0, res.stderr
+    assert "reusing the running local engine" in res.stderr
+    assert res.stdout.strip() == engine_state["db_url"]
+    res = run_cli("url")
+    assert res.returncode == 0
+    assert res.stdout.strip() == engine_state["db_url"]
+    with psycopg.connect(res.stdout.strip()) as c:
+        assert c.execute("select 1").fetchone() == (1,)
+
+
+def test_state_file_holds_db_url(engine_home: Path, engine_state: dict[str, object]) -> None:
+    state = json.loads((engine_home / "engine.json").read_text())
+    assert state["db_url"] == engine_state["db_url"]
+    assert state["engine"] == "local"
+
+
+def test_down_leaves_no_process_and_up_again(tmp_path: Path, run_cli, cli_env) -> None:
+    home = tmp_path / "own-engine"
+    env = {"PYDEPLOY_HOME": str(home)}
+    res = run_cli("up", "--engine", "local", "--no-migrate", env=env)
+    assert res.returncode == 0, res.stderr
+    state = json.loads((home / "engine.json").read_text())
+    data_dir = state["data_dir"]
+    assert _pids_of_cluster(data_dir), "postgres should be running"
+    assert os.path.exists(f"/proc/{state['net_worker_pid']}")
+    res = run_cli("down", env=env)
+    assert res.returncode == 0, res.stderr
+    assert _pids_of_cluster(data_dir) == []
+    assert not os.path.exists(f"/proc/{state['net_worker_pid']}"), "the pg_net stand-in worker must stop"
+    res = run_cli("url", env=env)
+    assert res.returncode == 1
+    assert "no local engine is running" in res.stderr
+    # data survives a plain down: up again finds the same cluster
+    res = run_cli("up", "--engine", "local", "--no-migrate", env=env)
+    assert res.returncode == 0, res.stderr
+    res = run_cli("down", "--purge", env=env)
+    assert res.returncode == 0
+    assert _pids_of_cluster(data_dir) == []
+    assert not Path(state["pg_root"]).exists()
+    assert not (home / "engine.json").exists()
+
+
+def test_busy_port_is_one_clear_message(tmp_path: Path, run_cli) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        res = run_cli("up", "--engine", "local", "--port", str(port), env={"PYDEPLOY_HOME": str(tmp_path / "h")})
+    assert res.returncode == 1
+    assert f"port {port} on 127.0.0.1 is already in use" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_missing_postgres_binary_is_one_clear_message(tmp_path: Path, run_cli) -> None:
+    res = run_cli("up", "--engine", "local",
+                  env={"PYDEPLOY_HOME": str(tmp_path / "h"), "PG_BINDIR": str(tmp_path / "nowhere")})
+    assert res.returncode == 1
+    assert "PostgreSQL server binaries" in res.stderr
+    assert "apt-get install" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_engine_error_type_for_stop_of_unknown_cluster(tmp_path: Path) -> None:
+    assert engine.down(home=tmp_path / "never-started") is False
+
+
+@pytest.mark.parametrize(("dsn", "needle"), [
+    ("mysql://root@127.0.0.1/db", "not a Postgres URL"),
+    ("postgresql://postgres@127.0.0.1:99999/postgres", "invalid port"),
+    ("postgresql:///postgres", "names no host"),
+    ("host=127.0.0.1 port=1 dbname=x connect_timeout=2", "cannot connect"),
+    ("this is not a dsn", "not a valid connection string"),
+])
+def test_bad_dsn_is_one_clear_message(run_cli, dsn: str, needle: str) -> None:
+    res = run_cli("status", "--db-url", dsn)
+    assert res.returncode == 1
+    assert needle in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_engine_error_has_hint() -> None:
+    err = EngineError("x", "do y")
+    assert "do y" in str(err)

@@ -1,0 +1,108 @@
+"""The pg_net stand-in honours pg_net's contract, over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import psycopg
+import pytest
+
+from tests.http_receiver import receiver
+
+
+def _response(url: str, request_id: int, timeout: float = 15) -> tuple:
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(url, autocommit=True) as c:
+        while time.monotonic() < deadline:
+            row = c.execute("select status_code, content_type, headers, content, timed_out, error_msg "
+                            "from net._http_response where id = %s", (request_id,)).fetchone()
+            if row:
+                return row
+            time.sleep(0.05)
+    raise AssertionError(f"no response for request {request_id} within {timeout} s")
+
+
+def _post(url: str, sql: str, *args: object) -> int:
+    with psycopg.connect(url, autocommit=True) as c:
+        row = c.execute(sql, args).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+def test_post_delivers_exact_body_and_headers_and_records_response(engine_url: str) -> None:
+    with receiver([201]) as rec:
+        rid = _post(engine_url, "select net.http_post(url := %s, body := %s::jsonb, "
+                    "headers := '{\"Content-Type\": \"application/json\", \"X-Test\": \"1\"}'::jsonb)",
+                    rec.url + "/hook", json.dumps({"b": 2, "a": [1, "é"]}))
+        status, ctype, headers, content, timed_out, error = _response(engine_url, rid)
+        got = rec.requests[0]
+    assert (status, timed_out, error) == (201, False, None)
+    assert ctype == "application/json" and headers["X-Receiver"] == "test"
+    assert json.loads(content) == {"ok": True}
+    assert got.method == "POST" and got.path == "/hook"
+    assert got.headers["X-Test"] == "1"
+    # pg_net sends convert_to(body::text, 'UTF8'): jsonb's canonical text, byte for byte
+    with psycopg.connect(engine_url) as c:
+        expected = c.execute("select convert_to(%s::jsonb::text, 'UTF8')",
+                             (json.dumps({"b": 2, "a": [1, "é"]}),)).fetchone()
+    assert expected is not None and got.body == bytes(expected[0])
+
+
+def test_params_are_url_encoded_and_get_works(engine_url: str) -> None:
+    with receiver() as rec:
+        rid = _post(engine_url, "select net.http_get(%s, params := '{\"q\": \"a b&c\"}'::jsonb)", rec.url + "/x")
+        _response(engine_url, rid)
+        assert rec.requests[0].method == "GET"
+        assert rec.requests[0].path == "/x?q=a%20b%26c"
+
+
+def test_non_2xx_is_recorded_not_retried(engine_url: str) -> None:
+    with receiver([500]) as rec:
+        rid = _post(engine_url, "select net.http_post(%s)", rec.url)
+        status, *_rest, timed_out, error = _response(engine_url, rid)
+        time.sleep(0.5)
+        assert len(rec.requests) == 1
+    assert (status, timed_out, error) == (500, False, None)
+
+
+def test_timeout_milliseconds_is_honoured(engine_url: str) -> None:
+    with receiver(delay=3) as rec:
+        t0 = time.monotonic()
+        rid = _post(engine_url, "select net.http_post(%s, timeout_milliseconds := 500)", rec.url)
+        status, *_rest, timed_out, error = _response(engine_url, rid)
+        elapsed = time.monotonic() - t0
+    assert status is None and timed_out is True
+    assert "Timeout of 500 ms reached" in error
+    assert elapsed < 2.5
+
+
+def test_refused_connection_is_an_error_msg(engine_url: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    rid = _post(engine_url, "select net.http_post(%s)", f"http://127.0.0.1:{port}/")
+    status, *_rest, timed_out, error = _response(engine_url, rid)
+    assert status is None and timed_out is False and error == "Couldn't connect to server"
+
+
+def test_rolled_back_transaction_sends_nothing(engine_url: str) -> None:
+    with receiver() as rec:
+        with psycopg.connect(engine_url) as c:
+            c.execute("select net.http_post(%s)", (rec.url,))
+            c.rollback()
+        time.sleep(1)
+        assert rec.requests == []
+
+
+def test_content_type_must_be_json(engine_url: str) -> None:
+    with psycopg.connect(engine_url) as c, pytest.raises(psycopg.errors.RaiseException, match="application/json"):
+        c.execute("select net.http_post('http://127.0.0.1:1', headers := '{\"Content-Type\": \"text/plain\"}')")
+
+
+def test_tables_are_unlogged_like_pg_net(engine_url: str) -> None:
+    with psycopg.connect(engine_url) as c:
+        rows = dict(c.execute("select relname, relpersistence from pg_class c join pg_namespace n "
+                              "on n.oid = c.relnamespace where nspname = 'net' and relkind = 'r'").fetchall())
+    assert rows == {"http_request_queue": "u", "_http_response": "u"}
