@@ -1,0 +1,605 @@
+-- Per-minute rollups of the notification and error tables, refreshed by pg_cron, plus the
+-- settings and thresholds the views and health() read, and the Edge Function invocation log.
+--
+-- How the views stay fast without touching the app's writes (no triggers on the app tables):
+--   * monitoring.refresh_rollups() (pg_cron, every minute: `* * * * *`) recomputes from the raw
+--     tables every minute bucket in the mutable window (rollup_settings.mutable_window, 2 hours by
+--     default: where statuses still change) and moves the watermark to the current minute.
+--   * A view answers "rows created in (p_now - length, +inf)" as: raw rows of the partial first
+--     minute + rollup buckets from the first whole minute up to the watermark + raw rows at or
+--     after the watermark (the live tail, an index range scan on created_at).
+--   * So a new row counts at once; a status change shows after the next refresh (<= 1 minute)
+--     when the row is younger than the mutable window, and after the nightly
+--     refresh_rollups(p_full => true) when older. Rows whose inserting transaction was still open
+--     during a refresh and carry an older created_at show at the next refresh.
+--   * After a retention delete or a backfill, run refresh_rollups(p_full => true).
+--
+-- Latency percentiles come from fixed histogram buckets (monitoring._latency_edges_ms()).
+
+
+-- =============================================================================================
+-- Settings and thresholds (one row each; edit with update)
+-- =============================================================================================
+
+create table if not exists monitoring.rollup_settings (
+  id boolean primary key default true check (id),
+  mutable_window interval not null default interval '2 hours'
+  check (mutable_window between interval '1 minute' and interval '7 days'),
+  minute_horizon interval not null default interval '8 days'
+  check (minute_horizon >= interval '8 days'),
+  day_horizon interval not null default interval '31 days'
+  check (day_horizon >= interval '31 days'),
+  updated_at timestamptz not null default now()
+);
+
+comment on table monitoring.rollup_settings is
+'How monitoring.refresh_rollups() works (one row). Views read 7 days of minute rollups and 30 days '
+'of daily error rollups, hence the lower bounds on the horizons.';
+comment on column monitoring.rollup_settings.id is 'Always true: the table holds one row.';
+comment on column monitoring.rollup_settings.mutable_window is
+'How far back each regular refresh recomputes minute buckets from raw rows: the age up to which '
+'statuses still change. Older changes show after refresh_rollups(p_full => true).';
+comment on column monitoring.rollup_settings.minute_horizon is
+'Minute buckets older than this (from the watermark) are dropped; p_full recomputes this much.';
+comment on column monitoring.rollup_settings.day_horizon is 'Daily error buckets kept (error_trends reads 30 days).';
+
+insert into monitoring.rollup_settings (id) values (true) on conflict (id) do nothing;
+
+create table if not exists monitoring.health_thresholds (
+  id boolean primary key default true check (id),
+  whatsapp_unhealthy_after interval not null default interval '5 minutes'
+  check (whatsapp_unhealthy_after > interval '0'),
+  function_max_errors integer not null default 10 check (function_max_errors >= 0),
+  function_max_error_rate numeric not null default 5 check (function_max_error_rate between 0 and 100),
+  function_max_avg_ms numeric not null default 5000 check (function_max_avg_ms > 0),
+  rollup_max_lag interval not null default interval '5 minutes' check (rollup_max_lag > interval '0'),
+  slow_query_target_ms numeric not null default 100 check (slow_query_target_ms > 0),
+  slow_query_alert_ms numeric not null default 500 check (slow_query_alert_ms > 0),
+  updated_at timestamptz not null default now(),
+  constraint health_thresholds_slow_query_order check (slow_query_alert_ms >= slow_query_target_ms)
+);
+
+comment on table monitoring.health_thresholds is
+'Thresholds health() and slow_queries use (one row). Defaults are the spec''s numbers.';
+comment on column monitoring.health_thresholds.id is 'Always true: the table holds one row.';
+comment on column monitoring.health_thresholds.whatsapp_unhealthy_after is
+'No active session connected for longer than this: health() is unhealthy (shorter: degraded).';
+comment on column monitoring.health_thresholds.function_max_errors is
+'More errors (status >= 500) than this for one function in 5 minutes: functions degraded.';
+comment on column monitoring.health_thresholds.function_max_error_rate is
+'Error rate (%) of one function over 5 minutes above this: functions degraded.';
+comment on column monitoring.health_thresholds.function_max_avg_ms is
+'Average duration (ms) of one function over 5 minutes above this: functions degraded.';
+comment on column monitoring.health_thresholds.rollup_max_lag is
+'Rollup watermark older than this: database degraded (the refresh job is not running).';
+comment on column monitoring.health_thresholds.slow_query_target_ms is
+'monitoring.slow_queries lists statements whose mean time is at least this (spec target 100 ms).';
+comment on column monitoring.health_thresholds.slow_query_alert_ms is
+'Statements with mean time at least this are level ''alert'' in slow_queries (spec: 500 ms).';
+
+insert into monitoring.health_thresholds (id) values (true) on conflict (id) do nothing;
+
+
+-- =============================================================================================
+-- Rollup tables
+-- =============================================================================================
+
+create table if not exists monitoring.rollup_state (
+  id boolean primary key default true check (id),
+  watermark timestamptz not null default '-infinity',
+  refreshed_for timestamptz,
+  refreshed_at timestamptz,
+  last_from timestamptz,
+  last_full_at timestamptz,
+  last_duration_ms numeric
+);
+
+comment on table monitoring.rollup_state is 'Where the rollups stand (one row), written by refresh_rollups().';
+comment on column monitoring.rollup_state.id is 'Always true: the table holds one row.';
+comment on column monitoring.rollup_state.watermark is
+'Rollup buckets before this minute are complete; views read raw rows from here on. '
+'-infinity until the first refresh (views then read raw rows only: correct, slower).';
+comment on column monitoring.rollup_state.refreshed_for is 'p_now of the last refresh.';
+comment on column monitoring.rollup_state.refreshed_at is 'Wall-clock time the last refresh ran.';
+comment on column monitoring.rollup_state.last_from is 'First minute the last refresh recomputed.';
+comment on column monitoring.rollup_state.last_full_at is 'p_now of the last full (p_full) refresh.';
+comment on column monitoring.rollup_state.last_duration_ms is 'How long the last refresh took.';
+
+insert into monitoring.rollup_state (id) values (true) on conflict (id) do nothing;
+
+create table if not exists monitoring.notification_minutes (
+  bucket timestamptz primary key,
+  total integer not null default 0,
+  pending integer not null default 0,
+  processing integer not null default 0,
+  sent integer not null default 0,
+  delivered integer not null default 0,
+  read integer not null default 0,
+  failed integer not null default 0,
+  errors integer not null default 0,
+  latency_count integer not null default 0,
+  latency_sum_ms numeric not null default 0,
+  queue_count integer not null default 0,
+  queue_sum_ms numeric not null default 0
+);
+
+alter table monitoring.notification_minutes add column if not exists errors integer not null default 0;
+
+comment on table monitoring.notification_minutes is
+'Per-minute rollup of public.whatsapp_notifications by created_at minute (UTC): counts by current '
+'status, error-log count, count and sum of delivery and queue time (histograms: latency_minutes). '
+'Narrow on purpose: the 7-day views scan it. Written only by refresh_rollups().';
+comment on column monitoring.notification_minutes.bucket is 'Start of the minute (created_at truncated, UTC).';
+comment on column monitoring.notification_minutes.errors is
+'Rows of public.whatsapp_error_logs created in the minute, all types (for hourly_stats).';
+comment on column monitoring.notification_minutes.latency_count is 'Rows with sent_at set.';
+comment on column monitoring.notification_minutes.latency_sum_ms is 'Sum of (sent_at - created_at) in ms.';
+comment on column monitoring.notification_minutes.queue_count is 'Rows with processing_started_at set.';
+comment on column monitoring.notification_minutes.queue_sum_ms is
+'Sum of (processing_started_at - created_at) in ms.';
+
+create table if not exists monitoring.latency_minutes (
+  bucket timestamptz primary key,
+  lat_b01 integer not null default 0,
+  lat_b02 integer not null default 0,
+  lat_b03 integer not null default 0,
+  lat_b04 integer not null default 0,
+  lat_b05 integer not null default 0,
+  lat_b06 integer not null default 0,
+  lat_b07 integer not null default 0,
+  lat_b08 integer not null default 0,
+  lat_b09 integer not null default 0,
+  lat_b10 integer not null default 0,
+  lat_b11 integer not null default 0,
+  lat_b12 integer not null default 0,
+  lat_b13 integer not null default 0,
+  lat_b14 integer not null default 0,
+  lat_b15 integer not null default 0,
+  lat_b16 integer not null default 0,
+  lat_b17 integer not null default 0,
+  lat_b18 integer not null default 0,
+  lat_b19 integer not null default 0,
+  lat_b20 integer not null default 0,
+  lat_b21 integer not null default 0,
+  lat_b22 integer not null default 0,
+  lat_b23 integer not null default 0,
+  queue_b01 integer not null default 0,
+  queue_b02 integer not null default 0,
+  queue_b03 integer not null default 0,
+  queue_b04 integer not null default 0,
+  queue_b05 integer not null default 0,
+  queue_b06 integer not null default 0,
+  queue_b07 integer not null default 0,
+  queue_b08 integer not null default 0,
+  queue_b09 integer not null default 0,
+  queue_b10 integer not null default 0,
+  queue_b11 integer not null default 0,
+  queue_b12 integer not null default 0,
+  queue_b13 integer not null default 0,
+  queue_b14 integer not null default 0,
+  queue_b15 integer not null default 0,
+  queue_b16 integer not null default 0,
+  queue_b17 integer not null default 0,
+  queue_b18 integer not null default 0,
+  queue_b19 integer not null default 0,
+  queue_b20 integer not null default 0,
+  queue_b21 integer not null default 0,
+  queue_b22 integer not null default 0,
+  queue_b23 integer not null default 0
+);
+
+comment on table monitoring.latency_minutes is
+'Per-minute histograms (monitoring._latency_edges_ms() buckets) of delivery time (sent_at - '
+'created_at, lat_bNN) and queue time (processing_started_at - created_at, queue_bNN) of the '
+'notifications created in that minute (UTC); percentiles in delivery_latency and queue_stats come '
+'from them. Written only by refresh_rollups().';
+comment on column monitoring.latency_minutes.bucket is 'Start of the minute (created_at truncated, UTC).';
+
+do $$
+declare
+  v_edges integer[] := array[0, 100, 250, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000, 7500, 10000, 15000, 20000, 30000, 45000, 60000, 90000, 120000, 300000, 600000, 1800000];
+  v_i integer;
+begin
+  for v_i in 1..pg_catalog.array_length(v_edges, 1) loop
+    execute format(
+      'comment on column monitoring.latency_minutes.%I is %L', 'lat_b' || pg_catalog.lpad(v_i::text, 2, '0'),
+      format('Rows whose delivery time (ms) is in [%s, %s).', v_edges[v_i], coalesce(v_edges[v_i + 1]::text, 'inf'))
+    );
+    execute format(
+      'comment on column monitoring.latency_minutes.%I is %L', 'queue_b' || pg_catalog.lpad(v_i::text, 2, '0'),
+      format('Rows whose queue time (ms) is in [%s, %s).', v_edges[v_i], coalesce(v_edges[v_i + 1]::text, 'inf'))
+    );
+  end loop;
+end
+$$;
+
+create table if not exists monitoring.error_minutes (
+  bucket timestamptz not null,
+  error_type text not null,
+  error_count integer not null,
+  last_at timestamptz not null,
+  primary key (bucket, error_type)
+);
+
+comment on table monitoring.error_minutes is
+'Per-minute, per-type rollup of public.whatsapp_error_logs (created_at minute, UTC). '
+'A null error_type (older tables) is counted as ''(unknown)''. Written only by refresh_rollups().';
+comment on column monitoring.error_minutes.bucket is 'Start of the minute (created_at truncated, UTC).';
+comment on column monitoring.error_minutes.last_at is 'Latest created_at in the bucket.';
+
+create table if not exists monitoring.error_days (
+  day date not null,
+  error_type text not null,
+  error_count integer not null,
+  last_at timestamptz not null,
+  primary key (day, error_type)
+);
+
+comment on table monitoring.error_days is
+'Per-day (UTC), per-type rollup of public.whatsapp_error_logs for error_trends (30 days). '
+'Built from error_minutes inside the minute horizon, from raw rows before it. Written only by '
+'refresh_rollups().';
+comment on column monitoring.error_days.day is 'UTC calendar day of created_at.';
+comment on column monitoring.error_days.last_at is 'Latest created_at of that type on that day (before the watermark).';
+
+
+-- =============================================================================================
+-- Edge Function invocations (our own table: read raw by function_stats)
+-- =============================================================================================
+
+create table if not exists monitoring.function_invocations (
+  id bigint generated always as identity primary key,
+  function_name text not null check (char_length(function_name) between 1 and 200),
+  status_code integer not null check (status_code between 100 and 599),
+  duration_ms numeric not null check (duration_ms >= 0),
+  created_at timestamptz not null default now()
+);
+
+create index if not exists function_invocations_created_at_idx
+on monitoring.function_invocations (created_at) include (function_name, status_code, duration_ms);
+
+comment on table monitoring.function_invocations is
+'One row per Edge Function invocation, written by monitoring.record_invocation(). An error is a '
+'status_code >= 500. Read raw by monitoring.function_stats (index on created_at).';
+comment on column monitoring.function_invocations.status_code is 'HTTP status the function answered.';
+comment on column monitoring.function_invocations.duration_ms is 'Wall time of the invocation in ms.';
+
+
+-- =============================================================================================
+-- API: Private
+-- =============================================================================================
+
+create or replace function monitoring._latency_edges_ms()
+returns integer[]
+language sql
+immutable
+parallel safe
+set search_path = ''
+set jit = off
+as $$
+  select array[0, 100, 250, 500, 750, 1000, 1500, 2000, 3000, 4000, 5000, 7500, 10000, 15000, 20000, 30000, 45000, 60000, 90000, 120000, 300000, 600000, 1800000]::integer [];
+$$;
+
+comment on function monitoring._latency_edges_ms() is
+'Lower edges (ms) of the fixed histogram buckets for delivery and queue time: bucket i holds '
+'[edge[i], edge[i+1]), the last is open-ended, values below 0 (clock skew) go to bucket 1. '
+'Every spec threshold (2 s, 5 s, 30 s, 60 s) is an edge, so comparing a percentile with it is exact.';
+
+create or replace function monitoring._watermark()
+returns timestamptz
+language sql
+stable
+set search_path = ''
+set jit = off
+as $$
+  select coalesce((select s.watermark from monitoring.rollup_state as s where s.id), '-infinity'::timestamptz);
+$$;
+
+comment on function monitoring._watermark() is
+'The rollup watermark: buckets before it are complete; -infinity before the first refresh.';
+
+
+-- =============================================================================================
+-- API: Public
+-- =============================================================================================
+
+create or replace function monitoring.refresh_rollups(
+  -- refresh up to the minute holding p_now: buckets before date_trunc('minute', p_now) complete
+  p_now timestamptz default now(),
+  -- true: recompute the whole horizon (nightly reconcile, after retention deletes or backfills)
+  p_full boolean default false
+)
+returns jsonb
+language plpgsql
+volatile
+security definer -- callers (service_role, pg_cron) may only read the rollups; this writes them
+set search_path = ''
+set jit = off
+as $$
+declare
+  v_started timestamptz := pg_catalog.clock_timestamp();
+  v_settings monitoring.rollup_settings;
+  v_old timestamptz;
+  v_w timestamptz;
+  v_floor timestamptz;
+  v_from timestamptz;
+  v_day_floor date;
+  v_day_from date;
+  v_cover date;
+  v_minutes integer;
+  v_hist integer;
+  v_errors integer;
+  v_days integer;
+  v_more integer;
+  v_full boolean;
+begin
+  if p_now is null or p_full is null then
+    raise exception using
+      message = 'monitoring.refresh_rollups: p_now and p_full must not be null',
+      hint = 'call monitoring.refresh_rollups() or monitoring.refresh_rollups(p_full => true)';
+  end if;
+
+  -- one refresh at a time; a second caller waits and then recomputes on top of the first
+  perform pg_catalog.pg_advisory_xact_lock(pg_catalog.hashtext('monitoring.refresh_rollups'));
+
+  select * into strict v_settings from monitoring.rollup_settings where id;
+  select s.watermark into v_old from monitoring.rollup_state as s where s.id;
+  v_old := coalesce(v_old, '-infinity'::timestamptz);
+
+  v_w := pg_catalog.date_bin('1 minute', p_now, '2000-01-01 00:00:00+00');
+  v_floor := v_w - v_settings.minute_horizon;
+  v_full := p_full or v_old < v_floor;
+  if v_full then
+    v_from := v_floor;
+  else
+    -- the mutable window, or further back when the previous refresh is older than that
+    v_from := greatest(least(v_old, v_w - v_settings.mutable_window), v_floor);
+  end if;
+
+  -- minutes of notifications: group rows by (minute, status, histogram buckets), then pivot the
+  -- few groups into the counts table and the histogram table
+  delete from monitoring.notification_minutes as m where m.bucket >= v_from or m.bucket < v_floor;
+  delete from monitoring.latency_minutes as m where m.bucket >= v_from or m.bucket < v_floor;
+  with
+  g as (
+    select
+      r.bucket,
+      r.status,
+      r.lat_b,
+      r.queue_b,
+      count(*) as n,
+      sum(r.lat_ms) as lat_ms,
+      sum(r.queue_ms) as queue_ms
+    from (
+      select
+        x.bucket,
+        x.status,
+        x.lat_ms,
+        x.queue_ms,
+        case when x.lat_ms is not null then greatest(1, width_bucket(x.lat_ms, monitoring._latency_edges_ms())) end
+          as lat_b,
+        case
+          when x.queue_ms is not null then greatest(1, width_bucket(x.queue_ms, monitoring._latency_edges_ms()))
+        end as queue_b
+      from (
+        select
+          pg_catalog.date_bin('1 minute', n.created_at, '2000-01-01 00:00:00+00') as bucket,
+          n.status::text as status,
+          extract(epoch from n.sent_at - n.created_at) * 1000 as lat_ms,
+          extract(epoch from n.processing_started_at - n.created_at) * 1000 as queue_ms
+        from public.whatsapp_notifications as n
+        where n.created_at >= v_from and n.created_at < v_w
+      ) as x
+    ) as r
+    group by r.bucket, r.status, r.lat_b, r.queue_b
+  ),
+  hist as (
+    insert into monitoring.latency_minutes (bucket, lat_b01, lat_b02, lat_b03, lat_b04, lat_b05, lat_b06, lat_b07, lat_b08, lat_b09, lat_b10,
+    lat_b11, lat_b12, lat_b13, lat_b14, lat_b15, lat_b16, lat_b17, lat_b18, lat_b19, lat_b20,
+    lat_b21, lat_b22, lat_b23, queue_b01, queue_b02, queue_b03, queue_b04, queue_b05, queue_b06, queue_b07, queue_b08,
+    queue_b09, queue_b10, queue_b11, queue_b12, queue_b13, queue_b14, queue_b15, queue_b16,
+    queue_b17, queue_b18, queue_b19, queue_b20, queue_b21, queue_b22, queue_b23)
+    select
+      g.bucket,
+    coalesce(sum(g.n) filter (where g.lat_b = 1), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 2), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 3), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 4), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 5), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 6), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 7), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 8), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 9), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 10), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 11), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 12), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 13), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 14), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 15), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 16), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 17), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 18), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 19), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 20), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 21), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 22), 0),
+    coalesce(sum(g.n) filter (where g.lat_b = 23), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 1), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 2), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 3), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 4), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 5), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 6), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 7), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 8), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 9), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 10), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 11), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 12), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 13), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 14), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 15), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 16), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 17), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 18), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 19), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 20), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 21), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 22), 0),
+    coalesce(sum(g.n) filter (where g.queue_b = 23), 0)
+    from g
+    where g.lat_b is not null or g.queue_b is not null
+    group by g.bucket
+    returning 1
+  ),
+  counts as (
+    insert into monitoring.notification_minutes (
+      bucket, total, pending, processing, sent, delivered, read, failed,
+      latency_count, latency_sum_ms, queue_count, queue_sum_ms
+    )
+    select
+      g.bucket,
+      sum(g.n),
+      coalesce(sum(g.n) filter (where g.status = 'pending'), 0),
+      coalesce(sum(g.n) filter (where g.status = 'processing'), 0),
+      coalesce(sum(g.n) filter (where g.status = 'sent'), 0),
+      coalesce(sum(g.n) filter (where g.status = 'delivered'), 0),
+      coalesce(sum(g.n) filter (where g.status = 'read'), 0),
+      coalesce(sum(g.n) filter (where g.status = 'failed'), 0),
+      coalesce(sum(g.n) filter (where g.lat_b is not null), 0),
+      coalesce(sum(g.lat_ms), 0),
+      coalesce(sum(g.n) filter (where g.queue_b is not null), 0),
+      coalesce(sum(g.queue_ms), 0)
+    from g
+    group by g.bucket
+    returning 1
+  )
+  select (select count(*) from counts)::integer, (select count(*) from hist)::integer into v_minutes, v_hist;
+
+  -- minutes of errors
+  delete from monitoring.error_minutes as m where m.bucket >= v_from or m.bucket < v_floor;
+  insert into monitoring.error_minutes (bucket, error_type, error_count, last_at)
+  select
+    pg_catalog.date_bin('1 minute', e.created_at, '2000-01-01 00:00:00+00'),
+    coalesce(e.error_type::text, '(unknown)'),
+    count(*),
+    max(e.created_at)
+  from public.whatsapp_error_logs as e
+  where e.created_at >= v_from and e.created_at < v_w
+  group by 1, 2;
+  get diagnostics v_errors = row_count;
+
+  -- all-type error counts per minute next to the notification counts (hourly_stats reads both)
+  insert into monitoring.notification_minutes (bucket, errors)
+  select m.bucket, sum(m.error_count)
+  from monitoring.error_minutes as m
+  where m.bucket >= v_from and m.bucket < v_w
+  group by m.bucket
+  on conflict (bucket) do update set errors = excluded.errors;
+
+  -- days of errors: from raw rows before the first whole day inside the minute horizon,
+  -- from error_minutes after it
+  v_day_floor := ((v_w - v_settings.day_horizon) at time zone 'UTC')::date;
+  v_cover := ((v_floor at time zone 'UTC') - interval '1 microsecond')::date + 1;
+  v_day_from := case when v_full then v_day_floor else (v_from at time zone 'UTC')::date end;
+  delete from monitoring.error_days as d where d.day >= v_day_from or d.day < v_day_floor;
+  insert into monitoring.error_days (day, error_type, error_count, last_at)
+  select
+    (e.created_at at time zone 'UTC')::date,
+    coalesce(e.error_type::text, '(unknown)'),
+    count(*),
+    max(e.created_at)
+  from public.whatsapp_error_logs as e
+  where
+    e.created_at >= (v_day_from::timestamp at time zone 'UTC')
+    and e.created_at < least(v_cover::timestamp at time zone 'UTC', v_w)
+  group by 1, 2;
+  get diagnostics v_days = row_count;
+  insert into monitoring.error_days (day, error_type, error_count, last_at)
+  select
+    (m.bucket at time zone 'UTC')::date,
+    m.error_type,
+    sum(m.error_count),
+    max(m.last_at)
+  from monitoring.error_minutes as m
+  where m.bucket >= (greatest(v_day_from, v_cover)::timestamp at time zone 'UTC') and m.bucket < v_w
+  group by 1, 2;
+  get diagnostics v_more = row_count;
+
+  update monitoring.rollup_state as s set
+    watermark = v_w,
+    refreshed_for = p_now,
+    refreshed_at = pg_catalog.clock_timestamp(),
+    last_from = v_from,
+    last_full_at = case when v_full then p_now else s.last_full_at end,
+    last_duration_ms = round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000, 1)
+  where s.id;
+
+  return jsonb_build_object(
+    'watermark', v_w,
+    'from', v_from,
+    'full', v_full,
+    'notificationMinutes', v_minutes,
+    'latencyMinutes', v_hist,
+    'errorMinutes', v_errors,
+    'errorDays', v_days + v_more,
+    'durationMs', round(extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000, 1)
+  );
+end
+$$;
+
+comment on function monitoring.refresh_rollups(timestamptz, boolean) is
+'Recompute the minute rollups (notification_minutes, latency_minutes, error_minutes) and daily error rollups from '
+'the raw tables and move the watermark to date_trunc(''minute'', p_now). Regular runs recompute the '
+'mutable window (rollup_settings.mutable_window, or back to the previous watermark if older); '
+'p_full recomputes the whole horizon. Schedule: every minute (* * * * *), plus p_full nightly and '
+'after retention deletes. Serialised by an advisory transaction lock. Returns a summary.';
+
+create or replace function monitoring.record_invocation(
+  -- the Edge Function's name, e.g. 'health'
+  function_name text,
+  -- the HTTP status it answered (>= 500 counts as an error)
+  status_code integer,
+  -- how long it ran, in ms
+  duration_ms numeric,
+  -- when it ran (tests and backfills pass it)
+  p_now timestamptz default now()
+)
+returns bigint
+language sql
+volatile
+security definer -- callers get no direct write access to monitoring.function_invocations
+set search_path = ''
+set jit = off
+as $$
+  insert into monitoring.function_invocations (function_name, status_code, duration_ms, created_at)
+  values (
+    record_invocation.function_name,
+    record_invocation.status_code,
+    record_invocation.duration_ms,
+    record_invocation.p_now
+  )
+  returning id;
+$$;
+
+comment on function monitoring.record_invocation(text, integer, numeric, timestamptz) is
+'Log one Edge Function invocation (name, HTTP status, duration ms) for monitoring.function_stats. '
+'Returns the new row id.';
+
+
+-- =============================================================================================
+-- Privileges: nothing for anon/authenticated; service_role reads, and writes through functions
+-- =============================================================================================
+
+revoke all on all tables in schema monitoring from public, anon, authenticated;
+revoke all on all sequences in schema monitoring from public, anon, authenticated;
+revoke all on all functions in schema monitoring from public, anon, authenticated;
+
+grant select on monitoring.rollup_settings, monitoring.health_thresholds, monitoring.rollup_state,
+monitoring.notification_minutes, monitoring.latency_minutes, monitoring.error_minutes, monitoring.error_days,
+monitoring.function_invocations to service_role;
+
+grant execute on function monitoring._latency_edges_ms() to service_role, postgres;
+grant execute on function monitoring._watermark() to service_role, postgres;
+grant execute on function monitoring.refresh_rollups(timestamptz, boolean) to service_role, postgres;
+grant execute on function monitoring.record_invocation(text, integer, numeric, timestamptz) to service_role, postgres;

@@ -1,0 +1,998 @@
+-- The views admins query, each backed by a `monitoring.get_<view>(p_now)` function so tests and
+-- the alert rules can ask "as of p_now" without sleeping. A view is `select * from get_<view>()`.
+--
+-- Windows follow the spec's queries: "the last 24 hours" is created_at > p_now - interval '24
+-- hours' with no upper bound. Every windowed number is read as
+--   raw rows of the partial first minute (created_at > start and < the next whole minute)
+-- + rollup buckets from that whole minute up to the watermark (monitoring.notification_minutes,
+--   latency_minutes, error_minutes, error_days: see 20261127010200_monitoring_rollups.sql)
+-- + raw rows at or after the watermark (the live tail).
+-- New rows count at once; a status change shows after the next refresh_rollups() run (every
+-- minute) for rows younger than rollup_settings.mutable_window (2 h), after the nightly full
+-- refresh for older ones.
+--
+-- The get_ functions are plpgsql so the watermark is read first and the raw scans are planned
+-- with its actual value (plan_cache_mode = force_custom_plan): a generic plan would guess a third
+-- of the table and scan it. jit = off: JIT costs ~12 ms per query and these plans are tiny.
+
+
+-- =============================================================================================
+-- API: Private
+-- =============================================================================================
+
+create or replace function monitoring._rate(
+  -- successful rows
+  p_ok bigint,
+  -- all rows
+  p_total bigint
+)
+returns numeric
+language sql
+immutable
+parallel safe
+set search_path = ''
+set jit = off
+as $$
+  select case
+    when coalesce(p_total, 0) = 0 then 100.00
+    else round(100.0 * coalesce(p_ok, 0) / p_total, 2)
+  end;
+$$;
+
+comment on function monitoring._rate(bigint, bigint) is
+'Percentage p_ok / p_total rounded to 2 decimals as the spec computes it; 100.00 when there are no '
+'rows (no division by zero).';
+
+create or replace function monitoring._hist_quantile(
+  -- counts per bucket, bucket i = [edges[i], edges[i+1]) of monitoring._latency_edges_ms()
+  p_hist bigint[],
+  -- the quantile wanted, 0..1
+  p_q numeric
+)
+returns numeric
+language plpgsql
+immutable
+parallel safe
+set search_path = ''
+set jit = off
+as $$
+declare
+  v_edges integer[] := monitoring._latency_edges_ms();
+  v_total numeric := 0::numeric;
+  v_rank numeric;
+  v_cum numeric := 0::numeric;
+begin
+  for v_i in 1..coalesce(pg_catalog.array_length(p_hist, 1), 0) loop
+    v_total := v_total + coalesce(p_hist[v_i], 0);
+  end loop;
+  if v_total = 0 then
+    return null;
+  end if;
+  v_rank := p_q * v_total;
+  for v_i in 1..pg_catalog.array_length(p_hist, 1) loop
+    if coalesce(p_hist[v_i], 0) > 0 and v_cum + p_hist[v_i] >= v_rank then
+      if v_i >= pg_catalog.array_length(v_edges, 1) then
+        return v_edges[v_i]::numeric;
+      end if;
+      return v_edges[v_i] + (v_edges[v_i + 1] - v_edges[v_i]) * (v_rank - v_cum) / p_hist[v_i];
+    end if;
+    v_cum := v_cum + coalesce(p_hist[v_i], 0);
+  end loop;
+  return null;
+end
+$$;
+
+comment on function monitoring._hist_quantile(bigint[], numeric) is
+'Estimate a quantile (ms) from fixed-bucket counts: find the bucket holding rank q*n and '
+'interpolate linearly inside it (as Prometheus histogram_quantile does); the open last bucket '
+'(>= 30 min) returns its lower edge. The estimate lies in the same bucket as the true value.';
+
+create or replace function monitoring._delivery_window(
+  -- the moment the window ends (its start is p_now - p_length)
+  p_now timestamptz,
+  -- the window's length
+  p_length interval
+)
+returns table (
+  window_start timestamptz,
+  total bigint,
+  sent bigint,
+  failed bigint,
+  pending bigint,
+  processing bigint,
+  delivered bigint,
+  read bigint
+)
+language plpgsql
+stable
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+  v_w timestamptz := monitoring._watermark();
+  v_s timestamptz := p_now - p_length;
+  v_c timestamptz := pg_catalog.date_bin('1 minute', p_now - p_length, '2000-01-01 00:00:00+00') + interval '1 minute';
+  v_t timestamptz;
+begin
+  v_t := greatest(v_c, v_w);
+  return query
+  select
+    v_s,
+    coalesce(sum(p.total), 0)::bigint,
+    coalesce(sum(p.sent), 0)::bigint,
+    coalesce(sum(p.failed), 0)::bigint,
+    coalesce(sum(p.pending), 0)::bigint,
+    coalesce(sum(p.processing), 0)::bigint,
+    coalesce(sum(p.delivered), 0)::bigint,
+    coalesce(sum(p.read), 0)::bigint
+  from (
+    select
+      sum(m.total) as total,
+      sum(m.sent) as sent,
+      sum(m.failed) as failed,
+      sum(m.pending) as pending,
+      sum(m.processing) as processing,
+      sum(m.delivered) as delivered,
+      sum(m.read) as read
+    from monitoring.notification_minutes as m
+    where m.bucket >= v_c and m.bucket < v_w
+    union all
+    select
+      count(*),
+      count(*) filter (where n.status = 'sent'),
+      count(*) filter (where n.status = 'failed'),
+      count(*) filter (where n.status = 'pending'),
+      count(*) filter (where n.status = 'processing'),
+      count(*) filter (where n.status = 'delivered'),
+      count(*) filter (where n.status = 'read')
+    from public.whatsapp_notifications as n
+    where n.created_at > v_s and n.created_at < v_c
+    union all
+    select
+      count(*),
+      count(*) filter (where n.status = 'sent'),
+      count(*) filter (where n.status = 'failed'),
+      count(*) filter (where n.status = 'pending'),
+      count(*) filter (where n.status = 'processing'),
+      count(*) filter (where n.status = 'delivered'),
+      count(*) filter (where n.status = 'read')
+    from public.whatsapp_notifications as n
+    where n.created_at >= v_t
+  ) as p;
+end
+$$;
+
+comment on function monitoring._delivery_window(timestamptz, interval) is
+'Notification counts by status for rows created in (p_now - p_length, +inf): raw first partial '
+'minute + minute rollups up to the watermark + raw live tail.';
+
+create or replace function monitoring._notification_hist(
+  -- the moment the window ends (its start is p_now - p_length)
+  p_now timestamptz,
+  -- the window's length
+  p_length interval,
+  -- 'latency' (sent_at - created_at) or 'queue' (processing_started_at - created_at)
+  p_kind text
+)
+returns table (
+  window_start timestamptz,
+  n bigint,
+  sum_ms numeric,
+  hist bigint[]
+)
+language plpgsql
+stable
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+  v_w timestamptz := monitoring._watermark();
+  v_s timestamptz := p_now - p_length;
+  v_c timestamptz := pg_catalog.date_bin('1 minute', p_now - p_length, '2000-01-01 00:00:00+00') + interval '1 minute';
+  v_t timestamptz;
+  v_n bigint;
+  v_sum numeric;
+  v_hist bigint[];
+  v_row record;
+begin
+  if p_kind not in ('latency', 'queue') then
+    raise exception using
+      message = format('monitoring._notification_hist: unknown p_kind %L', p_kind),
+      hint = 'use ''latency'' or ''queue''';
+  end if;
+  v_t := greatest(v_c, v_w);
+
+  if p_kind = 'latency' then
+    select coalesce(sum(m.latency_count), 0), coalesce(sum(m.latency_sum_ms), 0)
+    into v_n, v_sum
+    from monitoring.notification_minutes as m
+    where m.bucket >= v_c and m.bucket < v_w;
+    select
+      array[
+      coalesce(sum(m.lat_b01), 0),
+      coalesce(sum(m.lat_b02), 0),
+      coalesce(sum(m.lat_b03), 0),
+      coalesce(sum(m.lat_b04), 0),
+      coalesce(sum(m.lat_b05), 0),
+      coalesce(sum(m.lat_b06), 0),
+      coalesce(sum(m.lat_b07), 0),
+      coalesce(sum(m.lat_b08), 0),
+      coalesce(sum(m.lat_b09), 0),
+      coalesce(sum(m.lat_b10), 0),
+      coalesce(sum(m.lat_b11), 0),
+      coalesce(sum(m.lat_b12), 0),
+      coalesce(sum(m.lat_b13), 0),
+      coalesce(sum(m.lat_b14), 0),
+      coalesce(sum(m.lat_b15), 0),
+      coalesce(sum(m.lat_b16), 0),
+      coalesce(sum(m.lat_b17), 0),
+      coalesce(sum(m.lat_b18), 0),
+      coalesce(sum(m.lat_b19), 0),
+      coalesce(sum(m.lat_b20), 0),
+      coalesce(sum(m.lat_b21), 0),
+      coalesce(sum(m.lat_b22), 0),
+      coalesce(sum(m.lat_b23), 0)
+      ]::bigint []
+    into v_hist
+    from monitoring.latency_minutes as m
+    where m.bucket >= v_c and m.bucket < v_w;
+  else
+    select coalesce(sum(m.queue_count), 0), coalesce(sum(m.queue_sum_ms), 0)
+    into v_n, v_sum
+    from monitoring.notification_minutes as m
+    where m.bucket >= v_c and m.bucket < v_w;
+    select
+      array[
+      coalesce(sum(m.queue_b01), 0),
+      coalesce(sum(m.queue_b02), 0),
+      coalesce(sum(m.queue_b03), 0),
+      coalesce(sum(m.queue_b04), 0),
+      coalesce(sum(m.queue_b05), 0),
+      coalesce(sum(m.queue_b06), 0),
+      coalesce(sum(m.queue_b07), 0),
+      coalesce(sum(m.queue_b08), 0),
+      coalesce(sum(m.queue_b09), 0),
+      coalesce(sum(m.queue_b10), 0),
+      coalesce(sum(m.queue_b11), 0),
+      coalesce(sum(m.queue_b12), 0),
+      coalesce(sum(m.queue_b13), 0),
+      coalesce(sum(m.queue_b14), 0),
+      coalesce(sum(m.queue_b15), 0),
+      coalesce(sum(m.queue_b16), 0),
+      coalesce(sum(m.queue_b17), 0),
+      coalesce(sum(m.queue_b18), 0),
+      coalesce(sum(m.queue_b19), 0),
+      coalesce(sum(m.queue_b20), 0),
+      coalesce(sum(m.queue_b21), 0),
+      coalesce(sum(m.queue_b22), 0),
+      coalesce(sum(m.queue_b23), 0)
+      ]::bigint []
+    into v_hist
+    from monitoring.latency_minutes as m
+    where m.bucket >= v_c and m.bucket < v_w;
+  end if;
+
+  for v_row in
+    select
+      greatest(1, width_bucket(r.ms, monitoring._latency_edges_ms())) as b,
+      count(*) as cnt,
+      sum(r.ms) as total_ms
+    from (
+      select
+        extract(
+          epoch from case when p_kind = 'latency' then x.sent_at else x.processing_started_at end - x.created_at
+        ) * 1000 as ms
+      from public.whatsapp_notifications as x
+      where x.created_at > v_s and x.created_at < v_c
+      union all
+      select
+        extract(
+          epoch from case when p_kind = 'latency' then x.sent_at else x.processing_started_at end - x.created_at
+        ) * 1000
+      from public.whatsapp_notifications as x
+      where x.created_at >= v_t
+    ) as r
+    where r.ms is not null
+    group by 1
+  loop
+    v_hist[v_row.b] := v_hist[v_row.b] + v_row.cnt;
+    v_n := v_n + v_row.cnt;
+    v_sum := v_sum + v_row.total_ms;
+  end loop;
+
+  return query select v_s, v_n, v_sum, v_hist;
+end
+$$;
+
+comment on function monitoring._notification_hist(timestamptz, interval, text) is
+'Histogram (monitoring._latency_edges_ms() buckets), count and sum in ms of delivery time '
+'(p_kind latency: sent_at - created_at) or queue time (p_kind queue: processing_started_at - '
+'created_at) for rows created in (p_now - p_length, +inf) that have that timestamp set.';
+
+create or replace function monitoring._error_window(
+  -- the moment the window ends (its start is p_now - p_length)
+  p_now timestamptz,
+  -- the window's length
+  p_length interval
+)
+returns table (
+  error_type text,
+  error_count bigint,
+  last_occurrence timestamptz
+)
+language plpgsql
+stable
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+  v_w timestamptz := monitoring._watermark();
+  v_s timestamptz := p_now - p_length;
+  v_c timestamptz := pg_catalog.date_bin('1 minute', p_now - p_length, '2000-01-01 00:00:00+00') + interval '1 minute';
+  v_t timestamptz;
+begin
+  v_t := greatest(v_c, v_w);
+  return query
+  select p.error_type, sum(p.n)::bigint, max(p.last_at)
+  from (
+    select m.error_type, m.error_count::bigint as n, m.last_at
+    from monitoring.error_minutes as m
+    where m.bucket >= v_c and m.bucket < v_w
+    union all
+    select coalesce(e.error_type::text, '(unknown)'), 1::bigint, e.created_at
+    from public.whatsapp_error_logs as e
+    where e.created_at > v_s and e.created_at < v_c
+    union all
+    select coalesce(e.error_type::text, '(unknown)'), 1::bigint, e.created_at
+    from public.whatsapp_error_logs as e
+    where e.created_at >= v_t
+  ) as p
+  group by p.error_type;
+end
+$$;
+
+comment on function monitoring._error_window(timestamptz, interval) is
+'Errors per type (count, last occurrence) for rows created in (p_now - p_length, +inf): raw '
+'first partial minute + error_minutes up to the watermark + raw live tail.';
+
+
+-- =============================================================================================
+-- API: Public
+-- =============================================================================================
+
+create or replace function monitoring.mask_phone(
+  -- a phone number in any format; E.164 (+CC...) keeps its country code
+  p_phone text
+)
+returns text
+language plpgsql
+immutable
+parallel safe
+set search_path = ''
+set jit = off
+as $$
+declare
+  v_digits text := pg_catalog.regexp_replace(coalesce(p_phone, ''), '[^0-9]', '', 'g');
+  v_len integer;
+  v_cc integer := 0;
+begin
+  if p_phone is null then
+    return null;
+  end if;
+  v_len := pg_catalog.length(v_digits);
+  if v_len <= 4 then
+    return pg_catalog.repeat('*', v_len);
+  end if;
+  if pg_catalog.ltrim(p_phone) like '+%' then
+    -- ITU-T E.164 country codes: 1 and 7 are one digit; these two-digit ones; all others three
+    v_cc := case
+      when pg_catalog.left(v_digits, 1) in ('1', '7') then 1
+      when pg_catalog.left(v_digits, 2) in (
+        '20', '27', '30', '31', '32', '33', '34', '36', '39', '40', '41', '43', '44', '45', '46', '47',
+        '48', '49', '51', '52', '53', '54', '55', '56', '57', '58', '60', '61', '62', '63', '64', '65',
+        '66', '81', '82', '84', '86', '90', '91', '92', '93', '94', '95', '98'
+      ) then 2
+      else 3
+    end;
+    if v_len <= v_cc + 4 then
+      v_cc := 0;
+    end if;
+    return '+' || pg_catalog.left(v_digits, v_cc) || pg_catalog.repeat('*', v_len - v_cc - 4)
+      || pg_catalog.right(v_digits, 4);
+  end if;
+  return pg_catalog.repeat('*', v_len - 4) || pg_catalog.right(v_digits, 4);
+end
+$$;
+
+comment on function monitoring.mask_phone(text) is
+'Mask a phone number for display: keeps a leading +, the E.164 country code (1-3 digits) and the '
+'last 4 digits, every other digit becomes *, separators are dropped: +55 11 99999-9999 -> '
+'+55*******9999. Without a leading + only the last 4 digits stay; 4 digits or fewer: all *.';
+
+create or replace function monitoring.get_delivery_stats(
+  -- the moment "now" for the windows
+  p_now timestamptz default now()
+)
+returns table (
+  window_name text,
+  window_start timestamptz,
+  total bigint,
+  sent bigint,
+  failed bigint,
+  pending bigint,
+  processing bigint,
+  delivered bigint,
+  read bigint,
+  delivery_rate numeric
+)
+language sql
+stable
+set search_path = ''
+set jit = off
+as $$
+  select
+    w.window_name,
+    d.window_start,
+    d.total,
+    d.sent,
+    d.failed,
+    d.pending,
+    d.processing,
+    d.delivered,
+    d.read,
+    monitoring._rate(d.sent, d.total)
+  from (
+    values ('1h', interval '1 hour', 1), ('24h', interval '24 hours', 2), ('7d', interval '7 days', 3)
+  ) as w (window_name, window_length, ord)
+  cross join lateral monitoring._delivery_window(p_now, w.window_length) as d
+  order by w.ord;
+$$;
+
+comment on function monitoring.get_delivery_stats(timestamptz) is
+'monitoring.delivery_stats as of p_now: one row per window (1h, 24h, 7d).';
+
+create or replace function monitoring.get_delivery_stats_24h(
+  -- the moment "now" for the window
+  p_now timestamptz default now()
+)
+returns table (
+  total bigint,
+  successful bigint,
+  failed bigint,
+  delivery_rate numeric
+)
+language sql
+stable
+set search_path = ''
+set jit = off
+as $$
+  select d.total, d.sent, d.failed, monitoring._rate(d.sent, d.total)
+  from monitoring._delivery_window(p_now, interval '24 hours') as d;
+$$;
+
+comment on function monitoring.get_delivery_stats_24h(timestamptz) is
+'monitoring.delivery_stats_24h as of p_now: the spec''s 24-hour delivery-rate query.';
+
+create or replace function monitoring.get_top_errors_24h(
+  -- the moment "now" for the window
+  p_now timestamptz default now()
+)
+returns table (
+  error_type text,
+  count bigint,
+  last_occurrence timestamptz
+)
+language sql
+stable
+set search_path = ''
+set jit = off
+as $$
+  select e.error_type, e.error_count, e.last_occurrence
+  from monitoring._error_window(p_now, interval '24 hours') as e
+  order by e.error_count desc, e.error_type
+  limit 10;
+$$;
+
+comment on function monitoring.get_top_errors_24h(timestamptz) is
+'monitoring.top_errors_24h as of p_now: the spec''s top-10 error types of the last 24 hours.';
+
+create or replace function monitoring.get_error_trends(
+  -- the moment "now": the 30 UTC days up to and including p_now's day
+  p_now timestamptz default now()
+)
+returns table (
+  day date,
+  error_type text,
+  error_count bigint,
+  last_occurrence timestamptz
+)
+language plpgsql
+stable
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+  v_w timestamptz := monitoring._watermark();
+  v_first date := (p_now at time zone 'UTC')::date - 29;
+  v_t timestamptz;
+begin
+  v_t := greatest(v_w, v_first::timestamp at time zone 'UTC');
+  return query
+  select p.day, p.error_type, sum(p.n)::bigint, max(p.last_at)
+  from (
+    select d.day, d.error_type, d.error_count::bigint as n, d.last_at
+    from monitoring.error_days as d
+    where d.day >= v_first and (d.day::timestamp at time zone 'UTC') < v_w
+    union all
+    select (e.created_at at time zone 'UTC')::date, coalesce(e.error_type::text, '(unknown)'), 1::bigint, e.created_at
+    from public.whatsapp_error_logs as e
+    where e.created_at >= v_t
+  ) as p
+  group by p.day, p.error_type
+  order by p.day desc, 3 desc, p.error_type;
+end
+$$;
+
+comment on function monitoring.get_error_trends(timestamptz) is
+'monitoring.error_trends as of p_now: errors per type per UTC day for the 30 days up to p_now''s day.';
+
+create or replace function monitoring.get_active_sessions(
+  -- the moment "now" for hours_since_update
+  p_now timestamptz default now()
+)
+returns table (
+  session_id text,
+  phone_number text,
+  is_active boolean,
+  updated_at timestamptz,
+  hours_since_update numeric
+)
+language sql
+stable
+set search_path = ''
+set jit = off
+as $$
+  select
+    s.session_id::text,
+    monitoring.mask_phone(s.phone_number::text),
+    s.is_active,
+    s.updated_at,
+    extract(epoch from (p_now - s.updated_at)) / 3600
+  from public.whatsapp_sessions as s
+  where s.is_active = true
+  order by s.updated_at desc;
+$$;
+
+comment on function monitoring.get_active_sessions(timestamptz) is
+'monitoring.active_sessions as of p_now: the spec''s active-sessions query, phone numbers masked.';
+
+create or replace function monitoring.get_connection_status(
+  -- the moment "now" for minutes_down
+  p_now timestamptz default now()
+)
+returns table (
+  session_id text,
+  phone_number text,
+  is_active boolean,
+  connection_state text,
+  state_since timestamptz,
+  down_since timestamptz,
+  minutes_down numeric,
+  last_connected_at timestamptz,
+  updated_at timestamptz
+)
+language sql
+stable
+set search_path = ''
+set jit = off
+as $$
+  select
+    s.session_id::text,
+    monitoring.mask_phone(s.phone_number::text),
+    s.is_active,
+    s.connection_state::text,
+    coalesce(s.state_changed_at, s.updated_at),
+    d.down_since,
+    coalesce(round(extract(epoch from (p_now - d.down_since)) / 60, 1), 0),
+    s.last_connected_at,
+    s.updated_at
+  from public.whatsapp_sessions as s
+  cross join lateral (
+    select
+      case
+        when s.connection_state = 'connected' then null
+        else coalesce(s.last_connected_at, s.created_at)
+      end as down_since
+  ) as d
+  order by s.is_active desc, s.updated_at desc;
+$$;
+
+comment on function monitoring.get_connection_status(timestamptz) is
+'monitoring.connection_status as of p_now: every session''s state, since when, and for how long '
+'it has been down.';
+
+create or replace function monitoring.get_queue_stats(
+  -- the moment "now" for the windows and the oldest pending age
+  p_now timestamptz default now()
+)
+returns table (
+  window_name text,
+  window_start timestamptz,
+  backlog_pending bigint,
+  backlog_processing bigint,
+  oldest_pending_at timestamptz,
+  oldest_pending_age_seconds numeric,
+  started bigint,
+  avg_queue_seconds numeric,
+  p95_queue_seconds numeric
+)
+language plpgsql
+stable
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+  v_pending bigint;
+  v_processing bigint;
+  v_oldest timestamptz;
+begin
+  select count(*) filter (where n.status = 'pending'), count(*) filter (where n.status = 'processing')
+  into v_pending, v_processing
+  from public.whatsapp_notifications as n
+  where n.status in ('pending', 'processing');
+
+  select min(n.created_at) into v_oldest
+  from public.whatsapp_notifications as n
+  where n.status = 'pending';
+
+  return query
+  select
+    w.window_name,
+    h.window_start,
+    v_pending,
+    v_processing,
+    v_oldest,
+    round(extract(epoch from (p_now - v_oldest)), 1),
+    h.n,
+    round(h.sum_ms / nullif(h.n, 0) / 1000, 3),
+    round(monitoring._hist_quantile(h.hist, 0.95) / 1000, 3)
+  from (values ('15m', interval '15 minutes', 1), ('1h', interval '1 hour', 2)) as w (window_name, window_length, ord)
+  cross join lateral monitoring._notification_hist(p_now, w.window_length, 'queue') as h
+  order by w.ord;
+end
+$$;
+
+comment on function monitoring.get_queue_stats(timestamptz) is
+'monitoring.queue_stats as of p_now: backlog now, and queue time of rows created in the last 15 min '
+'and 1 h.';
+
+create or replace function monitoring.get_delivery_latency(
+  -- the moment "now" for the windows
+  p_now timestamptz default now()
+)
+returns table (
+  window_name text,
+  window_start timestamptz,
+  sent_count bigint,
+  avg_seconds numeric,
+  p50_seconds numeric,
+  p95_seconds numeric,
+  p99_seconds numeric
+)
+language sql
+stable
+set search_path = ''
+set jit = off
+as $$
+  select
+    w.window_name,
+    h.window_start,
+    h.n,
+    round(h.sum_ms / nullif(h.n, 0) / 1000, 3),
+    round(monitoring._hist_quantile(h.hist, 0.50) / 1000, 3),
+    round(monitoring._hist_quantile(h.hist, 0.95) / 1000, 3),
+    round(monitoring._hist_quantile(h.hist, 0.99) / 1000, 3)
+  from (values ('1h', interval '1 hour', 1), ('24h', interval '24 hours', 2)) as w (window_name, window_length, ord)
+  cross join lateral monitoring._notification_hist(p_now, w.window_length, 'latency') as h
+  order by w.ord;
+$$;
+
+comment on function monitoring.get_delivery_latency(timestamptz) is
+'monitoring.delivery_latency as of p_now: delivery time (sent_at - created_at) of rows created in '
+'the last 1 h and 24 h.';
+
+create or replace function monitoring.get_hourly_stats(
+  -- the moment "now": the 168 UTC hours up to and including p_now's hour
+  p_now timestamptz default now()
+)
+returns table (
+  hour timestamptz,
+  total bigint,
+  sent bigint,
+  failed bigint,
+  delivery_rate numeric,
+  errors bigint
+)
+language plpgsql
+stable
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_custom_plan
+as $$
+declare
+  v_w timestamptz := monitoring._watermark();
+  v_last timestamptz := pg_catalog.date_bin('1 hour', p_now, '2000-01-01 00:00:00+00');
+  v_first timestamptz;
+  v_end timestamptz;
+  v_t timestamptz;
+begin
+  v_first := v_last - interval '167 hours';
+  v_end := v_last + interval '1 hour';
+  v_t := greatest(v_first, v_w);
+  return query
+  with
+  by_minute as (
+    select pg_catalog.date_bin('1 hour', m.bucket, '2000-01-01 00:00:00+00') as hour, m.total, m.sent, m.failed, m.errors
+    from monitoring.notification_minutes as m
+    where m.bucket >= v_first and m.bucket < least(v_w, v_end)
+    union all
+    select
+      pg_catalog.date_bin('1 hour', n.created_at, '2000-01-01 00:00:00+00'),
+      1,
+      (n.status = 'sent')::integer,
+      (n.status = 'failed')::integer,
+      0
+    from public.whatsapp_notifications as n
+    where n.created_at >= v_t and n.created_at < v_end
+    union all
+    select pg_catalog.date_bin('1 hour', e.created_at, '2000-01-01 00:00:00+00'), 0, 0, 0, 1
+    from public.whatsapp_error_logs as e
+    where e.created_at >= v_t and e.created_at < v_end
+  ),
+  by_hour as (
+    select
+      b.hour,
+      sum(b.total) as total,
+      sum(b.sent) as sent,
+      sum(b.failed) as failed,
+      sum(b.errors) as errors
+    from by_minute as b
+    group by b.hour
+  )
+  select
+    h.hour,
+    coalesce(bh.total, 0)::bigint,
+    coalesce(bh.sent, 0)::bigint,
+    coalesce(bh.failed, 0)::bigint,
+    -- inline monitoring._rate(): 168 calls of a function with SET clauses would cost ~3 ms
+    case when coalesce(bh.total, 0) = 0 then 100.00 else round(100.0 * bh.sent / bh.total, 2) end,
+    coalesce(bh.errors, 0)::bigint
+  from pg_catalog.generate_series(v_first, v_last, interval '1 hour') as h (hour)
+  left join by_hour as bh on h.hour = bh.hour
+  order by h.hour desc;
+end
+$$;
+
+comment on function monitoring.get_hourly_stats(timestamptz) is
+'monitoring.hourly_stats as of p_now: per UTC hour for the 168 hours up to p_now''s hour.';
+
+create or replace function monitoring.get_function_stats(
+  -- the moment "now" for the windows
+  p_now timestamptz default now()
+)
+returns table (
+  function_name text,
+  window_name text,
+  window_start timestamptz,
+  invocations bigint,
+  errors bigint,
+  error_rate numeric,
+  avg_ms numeric,
+  p95_ms numeric
+)
+language sql
+stable
+set search_path = ''
+set jit = off
+as $$
+  select
+    f.function_name,
+    w.window_name,
+    p_now - w.window_length,
+    count(*),
+    count(*) filter (where f.status_code >= 500),
+    round(100.0 * count(*) filter (where f.status_code >= 500) / count(*), 2),
+    round(avg(f.duration_ms), 1),
+    round((percentile_cont(0.95) within group (order by f.duration_ms))::numeric, 1)
+  from (values ('5m', interval '5 minutes', 1), ('1h', interval '1 hour', 2)) as w (window_name, window_length, ord)
+  inner join monitoring.function_invocations as f on f.created_at > p_now - w.window_length
+  group by f.function_name, w.window_name, w.window_length, w.ord
+  order by f.function_name, w.ord;
+$$;
+
+comment on function monitoring.get_function_stats(timestamptz) is
+'monitoring.function_stats as of p_now: per Edge Function, invocations in the last 5 min and 1 h.';
+
+create or replace function monitoring.get_slow_queries()
+returns table (
+  queryid bigint,
+  role_name text,
+  calls bigint,
+  mean_ms numeric,
+  max_ms numeric,
+  total_ms numeric,
+  rows bigint,
+  level text,
+  query text
+)
+language plpgsql
+stable
+security definer -- pg_stat_statements shows other roles' query text only to pg_read_all_stats
+set search_path = ''
+set jit = off
+as $$
+declare
+  v_target numeric;
+  v_alert numeric;
+begin
+  -- Supabase installs pg_stat_statements in schema extensions; elsewhere the view is empty
+  if pg_catalog.to_regclass('extensions.pg_stat_statements') is null then
+    return;
+  end if;
+  select t.slow_query_target_ms, t.slow_query_alert_ms into v_target, v_alert
+  from monitoring.health_thresholds as t
+  where t.id;
+
+  begin
+    return query
+    select
+      s.queryid,
+      r.rolname::text,
+      s.calls,
+      round(s.mean_exec_time::numeric, 1),
+      round(s.max_exec_time::numeric, 1),
+      round(s.total_exec_time::numeric, 1),
+      s.rows,
+      case when s.mean_exec_time >= v_alert then 'alert' else 'slow' end,
+      s.query
+    from extensions.pg_stat_statements as s
+    left join pg_catalog.pg_roles as r on s.userid = r.oid
+    where
+      s.dbid = (select d.oid from pg_catalog.pg_database as d where d.datname = pg_catalog.current_database())
+      and s.mean_exec_time >= v_target
+    order by s.mean_exec_time desc
+    limit 100;
+  exception when object_not_in_prerequisite_state or insufficient_privilege then
+    -- installed but not preloaded (shared_preload_libraries), or not readable: nothing to show
+    return;
+  end;
+end
+$$;
+
+comment on function monitoring.get_slow_queries() is
+'monitoring.slow_queries: statements of this database whose mean execution time is at least '
+'health_thresholds.slow_query_target_ms (100 ms), level ''alert'' from slow_query_alert_ms (500 ms). '
+'Empty where extensions.pg_stat_statements is not installed or not preloaded.';
+
+
+-- =============================================================================================
+-- Views
+-- =============================================================================================
+
+create or replace view monitoring.delivery_stats as
+select * from monitoring.get_delivery_stats();
+
+comment on view monitoring.delivery_stats is
+'How many notifications were created and how they ended, per window: one row each for 1h, 24h and '
+'7d (window_name) with total, sent, failed, pending, processing, delivered, read and delivery_rate '
+'(% sent, as in the spec; 100 when no rows). Live: new rows count at once, status changes after '
+'the next rollup refresh (<= 1 min).';
+
+create or replace view monitoring.delivery_stats_24h as
+select * from monitoring.get_delivery_stats_24h();
+
+comment on view monitoring.delivery_stats_24h is
+'Exactly the spec''s "delivery rate for last 24 hours" query: total, successful, failed, '
+'delivery_rate. Differs only on an empty window: 0, 0, 0, 100 where the spec query gives NULLs.';
+
+create or replace view monitoring.top_errors_24h as
+select * from monitoring.get_top_errors_24h();
+
+comment on view monitoring.top_errors_24h is
+'The spec''s "top errors in last 24 hours": the 10 most frequent error types with count and '
+'last_occurrence (ties broken by error_type).';
+
+create or replace view monitoring.error_trends as
+select * from monitoring.get_error_trends();
+
+comment on view monitoring.error_trends is
+'Errors per type per UTC day for the last 30 days (the weekly "review error patterns" task): '
+'day, error_type, error_count, last_occurrence; newest day first.';
+
+create or replace view monitoring.active_sessions as
+select * from monitoring.get_active_sessions();
+
+comment on view monitoring.active_sessions is
+'The spec''s "check active sessions" query (session_id, phone_number, is_active, updated_at, '
+'hours_since_update) with phone numbers masked (+55*******9999).';
+
+create or replace view monitoring.connection_status as
+select * from monitoring.get_connection_status();
+
+comment on view monitoring.connection_status is
+'Every WhatsApp session: connection_state, state_since, down_since (last moment known connected, '
+'null while connected), minutes_down, last_connected_at. Active sessions first.';
+
+create or replace view monitoring.queue_stats as
+select * from monitoring.get_queue_stats();
+
+comment on view monitoring.queue_stats is
+'Queue health: backlog (pending, processing) and age of the oldest pending row now, and queue '
+'time (processing_started_at - created_at) avg and p95 in seconds for rows created in the last '
+'15m and 1h (window_name). Target < 30 s, alert > 60 s. p95 from histogram buckets.';
+
+create or replace view monitoring.delivery_latency as
+select * from monitoring.get_delivery_latency();
+
+comment on view monitoring.delivery_latency is
+'Delivery time (sent_at - created_at) in seconds for rows created in the last 1h and 24h '
+'(window_name): sent_count, avg (exact), p50, p95, p99 (from histogram buckets, see '
+'monitoring._latency_edges_ms). Target < 2 s, alert > 5 s.';
+
+create or replace view monitoring.hourly_stats as
+select * from monitoring.get_hourly_stats();
+
+comment on view monitoring.hourly_stats is
+'Per UTC hour for the last 7 days (168 rows, newest first): total, sent, failed, delivery_rate, '
+'errors (the monthly "analyze trends" task).';
+
+create or replace view monitoring.function_stats as
+select * from monitoring.get_function_stats();
+
+comment on view monitoring.function_stats is
+'Per Edge Function and window (5m, 1h): invocations, errors (status >= 500), error_rate %, avg_ms '
+'and p95_ms (exact), from monitoring.record_invocation(). Alerts: > 10 errors in 5 min, > 5 % '
+'errors, > 5 s average.';
+
+create or replace view monitoring.slow_queries as
+select * from monitoring.get_slow_queries();
+
+comment on view monitoring.slow_queries is
+'Statements with mean execution time >= 100 ms (target) from pg_stat_statements, level ''alert'' '
+'from 500 ms; empty where pg_stat_statements is missing. Thresholds in monitoring.health_thresholds.';
+
+
+-- =============================================================================================
+-- Privileges
+-- =============================================================================================
+
+revoke all on all tables in schema monitoring from public, anon, authenticated;
+revoke all on all functions in schema monitoring from public, anon, authenticated;
+
+grant select on monitoring.delivery_stats, monitoring.delivery_stats_24h, monitoring.top_errors_24h,
+monitoring.error_trends, monitoring.active_sessions, monitoring.connection_status,
+monitoring.queue_stats, monitoring.delivery_latency, monitoring.hourly_stats,
+monitoring.function_stats, monitoring.slow_queries to service_role;
+
+grant execute on function monitoring._rate(bigint, bigint) to service_role, postgres;
+grant execute on function monitoring._hist_quantile(bigint[], numeric) to service_role, postgres;
+grant execute on function monitoring._delivery_window(timestamptz, interval) to service_role, postgres;
+grant execute on function monitoring._notification_hist(timestamptz, interval, text) to service_role, postgres;
+grant execute on function monitoring._error_window(timestamptz, interval) to service_role, postgres;
+grant execute on function monitoring.mask_phone(text) to service_role, postgres;
+grant execute on function monitoring.get_delivery_stats(timestamptz) to service_role, postgres;
+grant execute on function monitoring.get_delivery_stats_24h(timestamptz) to service_role, postgres;
+grant execute on function monitoring.get_top_errors_24h(timestamptz) to service_role, postgres;
+grant execute on function monitoring.get_error_trends(timestamptz) to service_role, postgres;
+grant execute on function monitoring.get_active_sessions(timestamptz) to service_role, postgres;
+grant execute on function monitoring.get_connection_status(timestamptz) to service_role, postgres;
+grant execute on function monitoring.get_queue_stats(timestamptz) to service_role, postgres;
+grant execute on function monitoring.get_delivery_latency(timestamptz) to service_role, postgres;
+grant execute on function monitoring.get_hourly_stats(timestamptz) to service_role, postgres;
+grant execute on function monitoring.get_function_stats(timestamptz) to service_role, postgres;
+grant execute on function monitoring.get_slow_queries() to service_role, postgres;

@@ -1,0 +1,363 @@
+"""Property: after refresh_rollups(), every monitoring view equals the same aggregate computed
+straight from the raw tables, whatever mix of INSERT, status UPDATE and retention DELETE came first.
+
+Two properties:
+- any operations anywhere in the horizon, then `refresh_rollups(p_now, p_full => true)`;
+- operations confined to the mutable window (where statuses still change), then a regular
+  `refresh_rollups(p_now)`: the per-minute refresh alone must be exact there.
+
+Everything runs inside the `conn` fixture's transaction; each example rolls back to a savepoint,
+and all times derive from a fixed P_NOW, never the wall clock.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+P_NOW = datetime(2026, 6, 15, 12, 0, 30, 250_000, tzinfo=UTC)
+STATUSES = ["pending", "processing", "sent", "delivered", "read", "failed"]
+ERROR_TYPES = ["timeout", "invalid_number", "rate_limited", "connection_lost"]
+MS_HOUR = 3_600_000
+MS_DAY = 24 * MS_HOUR
+# offsets from P_NOW (ms) on every window edge the views have: window starts, the first whole
+# minute after them (where rollups take over), the final watermark (P_NOW's minute), P_NOW itself
+EDGES = [
+    -7 * MS_DAY,
+    -MS_DAY,
+    -MS_DAY + 29_750,
+    -MS_HOUR,
+    -MS_HOUR + 29_750,
+    -15 * 60_000,
+    -5 * 60_000,
+    -90_250,
+    -30_250,
+    0,
+]
+
+
+def offsets(lo: int, hi: int) -> st.SearchStrategy[int]:
+    """Offsets in ms from P_NOW: anywhere in [lo, hi], or within 2 ms of a window edge."""
+    near = st.sampled_from([e for e in EDGES if lo <= e <= hi]).flatmap(
+        lambda e: st.integers(max(lo, e - 2), min(hi, e + 2))
+    )
+    return st.one_of(st.integers(lo, hi), near)
+
+
+def notification(lo: int, hi: int) -> st.SearchStrategy[tuple]:
+    delay = st.one_of(st.none(), st.integers(0, 4_000_000))
+    return st.tuples(st.just("insert"), offsets(lo, hi), st.sampled_from(STATUSES), delay, delay)
+
+
+def operation(lo: int, hi: int, deletes: bool) -> st.SearchStrategy[tuple]:
+    ops = [
+        notification(lo, hi),
+        st.tuples(st.just("error"), offsets(lo, hi), st.sampled_from(ERROR_TYPES)),
+        st.tuples(st.just("update"), st.integers(0, 10_000), st.sampled_from(STATUSES)),
+        st.tuples(st.just("refresh"), st.integers(0, 90)),
+    ]
+    if deletes:
+        ops.append(st.tuples(st.just("delete"), st.integers(-8 * MS_DAY, -MS_HOUR)))
+    return st.one_of(*ops)
+
+
+def at(offset_ms: int) -> datetime:
+    return P_NOW + timedelta(milliseconds=offset_ms)
+
+
+def reset(cur: psycopg.Cursor) -> None:
+    cur.execute("delete from public.whatsapp_notifications")
+    cur.execute("delete from public.whatsapp_error_logs")
+    cur.execute("delete from monitoring.notification_minutes")
+    cur.execute("delete from monitoring.latency_minutes")
+    cur.execute("delete from monitoring.error_minutes")
+    cur.execute("delete from monitoring.error_days")
+    cur.execute("update monitoring.rollup_state set watermark = '-infinity'")
+
+
+def insert_notification(
+    cur: psycopg.Cursor, key: int, offset: int, status: str, queue: int | None, latency: int | None
+) -> None:
+    created = at(offset)
+    cur.execute(
+        """insert into public.whatsapp_notifications
+             (order_id, phone_number, status, created_at, processing_started_at, sent_at)
+           values (%s, '+5511999999999', %s, %s, %s, %s)""",
+        (
+            f"p{key}",
+            status,
+            created,
+            None if queue is None else created + timedelta(milliseconds=queue),
+            None if latency is None else created + timedelta(milliseconds=latency),
+        ),
+    )
+
+
+def apply(cur: psycopg.Cursor, ops: list[tuple], keys: list[int]) -> None:
+    for op in ops:
+        kind = op[0]
+        if kind == "insert":
+            keys.append(len(keys))
+            insert_notification(cur, keys[-1], *op[1:])
+        elif kind == "error":
+            cur.execute(
+                "insert into public.whatsapp_error_logs (error_type, created_at) values (%s, %s)",
+                (op[2], at(op[1])),
+            )
+        elif kind == "update" and keys:
+            cur.execute(
+                "update public.whatsapp_notifications set status = %s where order_id = %s",
+                (op[2], f"p{keys[op[1] % len(keys)]}"),
+            )
+        elif kind == "delete":
+            cur.execute("delete from public.whatsapp_notifications where created_at < %s", (at(op[1]),))
+            cur.execute("delete from public.whatsapp_error_logs where created_at < %s", (at(op[1]),))
+        elif kind == "refresh":
+            cur.execute("select monitoring.refresh_rollups(%s)", (P_NOW - timedelta(minutes=op[1]),))
+
+
+# --- what the views say ------------------------------------------------------------------------
+
+VIEW_QUERIES = {
+    "delivery_stats": "select * from monitoring.get_delivery_stats(%(p)s)",
+    "delivery_stats_24h": "select * from monitoring.get_delivery_stats_24h(%(p)s)",
+    "top_errors_24h": "select * from monitoring.get_top_errors_24h(%(p)s)",
+    "all_errors_24h": "select * from monitoring._error_window(%(p)s, interval '24 hours') order by 1",
+    "error_trends": "select * from monitoring.get_error_trends(%(p)s) order by 1, 2",
+    "queue_stats": "select * from monitoring.get_queue_stats(%(p)s)",
+    "delivery_latency": "select * from monitoring.get_delivery_latency(%(p)s)",
+    "hourly_stats": "select * from monitoring.get_hourly_stats(%(p)s)",
+}
+
+# --- the same questions asked of the raw tables only -------------------------------------------
+
+RAW_COUNTS = """
+  select %(name)s, %(p)s::timestamptz - %(len)s::interval,
+    count(*), count(*) filter (where status = 'sent'), count(*) filter (where status = 'failed'),
+    count(*) filter (where status = 'pending'), count(*) filter (where status = 'processing'),
+    count(*) filter (where status = 'delivered'), count(*) filter (where status = 'read'),
+    case when count(*) = 0 then 100.00
+         else round(100.0 * count(*) filter (where status = 'sent') / count(*), 2) end
+  from public.whatsapp_notifications where created_at > %(p)s::timestamptz - %(len)s::interval
+"""
+
+RAW_HIST = """
+  with r as (
+    select extract(epoch from {col} - created_at) * 1000 as ms
+    from public.whatsapp_notifications
+    where created_at > %(p)s::timestamptz - %(len)s::interval and {col} is not null
+  ),
+  h as (
+    select array_agg(coalesce(c.n, 0) order by i.i)::bigint[] as hist
+    from generate_series(1, array_length(monitoring._latency_edges_ms(), 1)) as i (i)
+    left join (
+      select greatest(1, width_bucket(ms, monitoring._latency_edges_ms())) as b, count(*) as n
+      from r group by 1
+    ) as c on c.b = i.i
+  )
+  select count(*), round(sum(r.ms) / nullif(count(*), 0) / 1000, 3),
+    (select hist from h)
+  from r
+"""
+
+
+def raw_answers(cur: psycopg.Cursor) -> dict[str, list[tuple]]:
+    p = P_NOW
+    out: dict[str, list[tuple]] = {}
+
+    rows = []
+    for name, length in (("1h", "1 hour"), ("24h", "24 hours"), ("7d", "7 days")):
+        cur.execute(RAW_COUNTS, {"name": name, "p": p, "len": length})
+        rows.append(cur.fetchone())
+    out["delivery_stats"] = rows
+    day = rows[1]
+    out["delivery_stats_24h"] = [(day[2], day[3], day[4], day[9])]
+
+    cur.execute(
+        """select error_type, count(*), max(created_at) from public.whatsapp_error_logs
+           where created_at > %(p)s::timestamptz - interval '24 hours' group by 1 order by 1""",
+        {"p": p},
+    )
+    out["all_errors_24h"] = cur.fetchall()
+    out["top_errors_24h"] = sorted(out["all_errors_24h"], key=lambda r: (-r[1], r[0]))[:10]
+
+    cur.execute(
+        """select (created_at at time zone 'UTC')::date, error_type, count(*), max(created_at)
+           from public.whatsapp_error_logs
+           where created_at >= ((%(p)s::timestamptz at time zone 'UTC')::date - 29)::timestamp at time zone 'UTC'
+           group by 1, 2 order by 1, 2""",
+        {"p": p},
+    )
+    out["error_trends"] = cur.fetchall()
+
+    cur.execute(
+        """select count(*) filter (where status = 'pending'), count(*) filter (where status = 'processing'),
+             min(created_at) filter (where status = 'pending'),
+             round(extract(epoch from %(p)s::timestamptz - min(created_at) filter (where status = 'pending')), 1)
+           from public.whatsapp_notifications""",
+        {"p": p},
+    )
+    pending, processing, oldest, age = cur.fetchone()
+    queue = []
+    for name, length in (("15m", "15 minutes"), ("1h", "1 hour")):
+        cur.execute(RAW_HIST.format(col="processing_started_at"), {"p": p, "len": length})
+        n, avg, hist = cur.fetchone()
+        cur.execute("select round(monitoring._hist_quantile(%s, 0.95) / 1000, 3)", (hist,))
+        p95 = cur.fetchone()[0]
+        queue.append((name, p - parse_interval(length), pending, processing, oldest, age, n, avg, p95))
+    out["queue_stats"] = queue
+
+    latency = []
+    for name, length in (("1h", "1 hour"), ("24h", "24 hours")):
+        cur.execute(RAW_HIST.format(col="sent_at"), {"p": p, "len": length})
+        n, avg, hist = cur.fetchone()
+        cur.execute(
+            """select round(monitoring._hist_quantile(%(h)s, 0.50) / 1000, 3),
+                      round(monitoring._hist_quantile(%(h)s, 0.95) / 1000, 3),
+                      round(monitoring._hist_quantile(%(h)s, 0.99) / 1000, 3)""",
+            {"h": hist},
+        )
+        latency.append((name, p - parse_interval(length), n, avg, *cur.fetchone()))
+    out["delivery_latency"] = latency
+
+    cur.execute(
+        """with hours as (
+             select generate_series(
+               date_bin('1 hour', %(p)s::timestamptz, '2000-01-01 00:00:00+00') - interval '167 hours',
+               date_bin('1 hour', %(p)s::timestamptz, '2000-01-01 00:00:00+00'), interval '1 hour') as hour
+           )
+           select h.hour, count(n.*),
+             count(*) filter (where n.status = 'sent'), count(*) filter (where n.status = 'failed'),
+             case when count(n.*) = 0 then 100.00
+                  else round(100.0 * count(*) filter (where n.status = 'sent') / count(n.*), 2) end,
+             (select count(*) from public.whatsapp_error_logs as e
+              where e.created_at >= h.hour and e.created_at < h.hour + interval '1 hour')
+           from hours as h
+           left join public.whatsapp_notifications as n
+             on n.created_at >= h.hour and n.created_at < h.hour + interval '1 hour'
+           group by h.hour order by h.hour desc""",
+        {"p": p},
+    )
+    out["hourly_stats"] = cur.fetchall()
+    return out
+
+
+def parse_interval(text: str) -> timedelta:
+    n, unit = text.split()
+    return timedelta(**{unit if unit.endswith("s") else unit + "s": int(n)})
+
+
+def view_answers(cur: psycopg.Cursor) -> dict[str, list[tuple]]:
+    out = {}
+    for name, sql in VIEW_QUERIES.items():
+        cur.execute(sql, {"p": P_NOW})
+        out[name] = cur.fetchall()
+    return out
+
+
+def assert_views_equal_raw(cur: psycopg.Cursor) -> None:
+    views = view_answers(cur)
+    raw = raw_answers(cur)
+    for name in VIEW_QUERIES:
+        assert [tuple(r) for r in views[name]] == [tuple(r) for r in raw[name]], name
+
+
+def run_example(
+    conn: psycopg.Connection, initial: list[tuple], ops: list[tuple], full: bool, first_refresh_minutes: int
+) -> None:
+    with conn.transaction(), conn.cursor() as cur:
+        reset(cur)
+        keys: list[int] = []
+        apply(cur, initial, keys)
+        cur.execute(
+            "select monitoring.refresh_rollups(%s, p_full => true)", (P_NOW - timedelta(minutes=first_refresh_minutes),)
+        )
+        apply(cur, ops, keys)
+        cur.execute("select monitoring.refresh_rollups(%s, p_full => %s)", (P_NOW, full))
+        assert_views_equal_raw(cur)
+        raise psycopg.Rollback()
+
+
+PROPERTY_SETTINGS = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@PROPERTY_SETTINGS
+@given(
+    initial=st.lists(notification(-8 * MS_DAY, 120_000), max_size=40),
+    ops=st.lists(operation(-8 * MS_DAY, 120_000, deletes=True), max_size=30),
+    first_refresh_minutes=st.integers(0, 3 * 24 * 60),
+)
+def test_full_refresh_equals_raw(
+    conn: psycopg.Connection, initial: list[tuple], ops: list[tuple], first_refresh_minutes: int
+) -> None:
+    run_example(conn, initial, ops, full=True, first_refresh_minutes=first_refresh_minutes)
+
+
+# inside the mutable window (2 h back from the final watermark), with a minute to spare
+RECENT = -(2 * MS_HOUR) + 60_000
+
+
+@PROPERTY_SETTINGS
+@given(
+    initial=st.lists(notification(-8 * MS_DAY, 120_000), max_size=30),
+    ops=st.lists(
+        st.one_of(
+            notification(RECENT, 120_000),
+            st.tuples(st.just("error"), offsets(RECENT, 120_000), st.sampled_from(ERROR_TYPES)),
+            st.tuples(st.just("refresh"), st.integers(0, 60)),
+        ),
+        max_size=30,
+    ),
+    updates=st.lists(st.tuples(st.integers(0, 10_000), st.sampled_from(STATUSES)), max_size=10),
+    first_refresh_minutes=st.integers(0, 60),
+)
+def test_regular_refresh_equals_raw_in_mutable_window(
+    conn: psycopg.Connection,
+    initial: list[tuple],
+    ops: list[tuple],
+    updates: list[tuple],
+    first_refresh_minutes: int,
+) -> None:
+    # status updates only on rows created inside the mutable window: the ones `ops` inserts
+    recent = [op for op in ops if op[0] == "insert"]
+    n_initial = len(initial)
+    upd = [("update_recent", i, s) for i, s in updates] if recent else []
+    with conn.transaction(), conn.cursor() as cur:
+        reset(cur)
+        keys: list[int] = []
+        apply(cur, initial, keys)
+        cur.execute(
+            "select monitoring.refresh_rollups(%s, p_full => true)", (P_NOW - timedelta(minutes=first_refresh_minutes),)
+        )
+        apply(cur, ops, keys)
+        for _, i, status in upd:
+            key = n_initial + i % len(recent)
+            cur.execute("update public.whatsapp_notifications set status = %s where order_id = %s", (status, f"p{key}"))
+        cur.execute("select monitoring.refresh_rollups(%s)", (P_NOW,))
+        assert_views_equal_raw(cur)
+        raise psycopg.Rollback()
+
+
+def test_crafted_edges_equal_raw(conn: psycopg.Connection) -> None:
+    """One deterministic example on every edge, so a failure here is easy to read."""
+    initial = [("insert", e + d, s, 1_000, 2_000) for e in EDGES for d in (-1, 0, 1) for s in ("sent", "failed")]
+    run_example(
+        conn,
+        initial,
+        [("refresh", 30), ("update", 3, "sent"), ("delete", -3 * MS_DAY)],
+        full=True,
+        first_refresh_minutes=90,
+    )
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_empty_tables_rate_100(conn: psycopg.Connection, full: bool) -> None:
+    run_example(conn, [], [], full=full, first_refresh_minutes=0)
