@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import click
+import psycopg
 from rich.console import Console
 from rich.table import Table
 
@@ -19,7 +20,8 @@ from pydeploy.errors import PydeployError
 from pydeploy.paths import migrations_dir, seed_file
 
 err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# Wide enough for tables when the output is a pipe or a file, not a terminal.
+out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 class Context:
@@ -67,8 +69,10 @@ def cli(ctx: click.Context, log_format: str) -> None:
               help="Port on 127.0.0.1 for the local engine (default: a free one).")
 @click.option("--seed/--no-seed", default=False, help="Load supabase/seed.sql after migrating.")
 @click.option("--migrate/--no-migrate", default=True, show_default=True, help="Apply pending migrations.")
+@click.option("--schedule/--no-schedule", "do_schedule", default=True, show_default=True,
+              help="Schedule the monitoring jobs with pg_cron after migrating.")
 @click.pass_obj
-def up(obj: Context, engine: str, port: int | None, seed: bool, migrate: bool) -> None:
+def up(obj: Context, engine: str, port: int | None, seed: bool, migrate: bool, do_schedule: bool) -> None:
     """Start the engine (or reuse the running one), apply migrations, optionally seed.
 
     Idempotent: a running engine is reused. State (with db_url) is written to
@@ -91,6 +95,12 @@ def up(obj: Context, engine: str, port: int | None, seed: bool, migrate: bool) -
             t0 = time.monotonic()
             conn.execute(path.read_text())
             obj.say(f"loaded {path.name} in {time.monotonic() - t0:.1f} s")
+    if migrate and do_schedule:
+        with dsnmod.connect(url) as conn:
+            if conn.execute("select to_regprocedure('monitoring.schedule_jobs(text)') is not null "
+                            "and to_regclass('cron.job') is not null").fetchone() == (True,):
+                conn.execute("select monitoring.schedule_jobs('db')")
+                obj.say("scheduled the monitoring jobs with pg_cron (pydeploy unschedule to stop them)")
     obj.say(f"engine: {state['engine']}, ready at {dsnmod.redact(url)}")
     out.print(url)
 
@@ -206,7 +216,11 @@ def _register_optional_groups() -> None:
     """Command groups that live in their own modules."""
     import importlib
 
-    for module, attr in (("pydeploy.cli_functions", "functions"),):
+    from pydeploy.cli_ops import COMMANDS
+
+    for command in COMMANDS:
+        cli.add_command(command)
+    for module, attr in (("pydeploy.cli_functions", "functions"), ("pydeploy.cli_bench", "bench")):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -229,9 +243,16 @@ def main(argv: list[str] | None = None) -> Any:
         exc.show()
         sys.exit(exc.exit_code)
     except PydeployError as exc:
-        err.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+        err.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True, markup=True)
         if exc.hint:
             err.print(f"  [bold]fix:[/] {exc.hint}", soft_wrap=True)
+        sys.exit(1)
+    except psycopg.Error as exc:
+        # A database error no command turned into a message of its own: still one clear line.
+        diag = exc.diag
+        err.print(f"[bold red]database error:[/] {(diag.message_primary or str(exc)).strip()}", soft_wrap=True)
+        if diag.message_hint:
+            err.print(f"  [bold]fix:[/] {diag.message_hint}", soft_wrap=True)
         sys.exit(1)
 
 

@@ -166,9 +166,10 @@ class Worker:
         self.expire(conn)
         return len(reqs)
 
-    def run(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
+    def run(self, install_signals: bool = True) -> None:
+        if install_signals:
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
         while self.running:
             try:
                 with psycopg.connect(self.dsn, autocommit=True, application_name="pg_net stand-in") as conn:

@@ -46,6 +46,14 @@ if [ ! -x node_modules/.bin/supabase ] || [ ! -x node_modules/.bin/deno ] \
   cp package-lock.json node_modules/.pydeploy-lock
 fi
 
+# The Edge Functions' npm: imports (pinned in supabase/functions/deno.lock), cached up front so
+# that tests do not depend on a first download mid-run.
+if [ ! -d supabase/functions/node_modules ] || [ supabase/functions/deno.lock -nt supabase/functions/node_modules ]; then
+  echo "bootstrap: deno install (Edge Functions' npm dependencies)"
+  (cd supabase/functions && ../../node_modules/.bin/deno install --quiet)
+  touch supabase/functions/node_modules
+fi
+
 if [ ! -x .venv/bin/pydeploy ] || [ pyproject.toml -nt .venv/.pydeploy-stamp ]; then
   echo "bootstrap: creating .venv with pydeploy[dev]"
   python3 -m venv .venv

@@ -3,30 +3,58 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PD=.venv/bin/pydeploy
+SECRET=demo-signing-key-$$
+PORT=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+LOG=.pydeploy/demo-receiver.log
 
-echo "== 1. start the local engine, apply migrations, load the demo day (supabase/seed.sql)"
-seed=()
-[ -f supabase/seed.sql ] && seed=(--seed)
-url=$($PD up "${seed[@]}")
+step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-echo
-echo "== 2. migrations, as pydeploy and as the Supabase CLI see them"
+step "1. Start the local engine, apply the migrations, load a demo day (supabase/seed.sql), schedule the jobs"
+url=$($PD up --seed)
+
+step "2. Migrations, as pydeploy and as the Supabase CLI see them"
 $PD status
 node_modules/.bin/supabase migration list --db-url "${url}?sslmode=disable" 2>/dev/null | sed -n '/Local/,$p'
 
-if psql "$url" -Atqc "select to_regprocedure('monitoring.refresh_rollups(timestamptz,boolean)') is not null" | grep -q t; then
-  echo
-  echo "== 3. what admins see in the SQL editor"
-  psql "$url" -qc "select monitoring.refresh_rollups(p_full => true)" >/dev/null
-  for view in delivery_stats top_errors_24h active_sessions connection_status queue_stats delivery_latency function_stats; do
-    echo "-- select * from monitoring.$view"
-    psql "$url" -P pager=off -c "select * from monitoring.$view limit 10"
-  done
-  echo "-- select jsonb_pretty(monitoring.health())"
-  psql "$url" -P pager=off -Atc "select jsonb_pretty(monitoring.health())"
-fi
+step "3. What admins see in the SQL editor"
+psql "$url" -qAt -c "select monitoring.refresh_rollups(p_full => true)" >/dev/null
+for q in "select * from monitoring.delivery_stats" \
+         "select * from monitoring.top_errors_24h" \
+         "select session_id, phone_number, is_active, round(hours_since_update, 2) as hours_since_update from monitoring.active_sessions" \
+         "select window_name, sent_count, avg_seconds, p50_seconds, p95_seconds, p99_seconds from monitoring.delivery_latency"; do
+  echo "-- $q"
+  psql "$url" -P pager=off -c "$q"
+done
+echo "-- select jsonb_pretty(monitoring.health())"
+psql "$url" -P pager=off -Atc "select jsonb_pretty(monitoring.health())"
 
-echo
-echo "The engine is running at: $url"
-echo "Try:   psql \"\$(.venv/bin/pydeploy url)\"      then   select * from monitoring.delivery_stats;"
-echo "Stop:  .venv/bin/pydeploy down   (add --purge to delete its data)"
+step "4. A webhook receiver on 127.0.0.1:$PORT receives real alerts (signed, through pg_net)"
+mkdir -p .pydeploy
+$PD receiver --port "$PORT" --secret "$SECRET" > "$LOG" 2>&1 &
+RECEIVER=$!
+trap 'kill $RECEIVER 2>/dev/null || true' EXIT
+sleep 0.5
+PYDEPLOY_SIGNING_SECRET=$SECRET $PD channel add demo --kind webhook --url "http://127.0.0.1:$PORT/alerts" --min-severity info
+$PD channel test demo
+echo "-- pydeploy monitor --notify   (evaluates every rule now and sends what fires)"
+$PD monitor --notify || true
+for _ in $(seq 1 40); do grep -q "firing from" "$LOG" && grep -c "firing from" "$LOG" | grep -qv '^1$' && break; sleep 0.5; done
+echo "-- what the receiver got:"
+cat "$LOG"
+
+step "5. The dashboard (pydeploy report)"
+$PD report
+
+step "6. The deployment verifies end to end (pydeploy verify)"
+$PD verify || true
+
+$PD channel remove demo >/dev/null 2>&1 || true
+step "Done. The engine keeps running at: $url"
+cat <<TXT
+Try next:
+  psql "\$(.venv/bin/pydeploy url)"        then  select * from monitoring.delivery_stats;
+  .venv/bin/pydeploy report --watch        the live dashboard (pg_cron refreshes every minute)
+  .venv/bin/pydeploy rules                 the alert rules; change one with pydeploy configure
+  .venv/bin/pydeploy silence add --match alertname=low_delivery_rate --duration 1h --comment test
+  .venv/bin/pydeploy down                  stop it (add --purge to delete its data)
+TXT

@@ -48,7 +48,7 @@ def test_server_runs_unprivileged(engine_state: dict[str, object]) -> None:
 
 
 def test_up_is_idempotent_and_url_prints_dsn(engine_state: dict[str, object], run_cli) -> None:
-    res = run_cli("up", "--engine", "local")
+    res = run_cli("up", "--engine", "local", "--no-schedule")
     assert res.returncode == 0, res.stderr
     assert "reusing the running local engine" in res.stderr
     assert res.stdout.strip() == engine_state["db_url"]

@@ -86,6 +86,11 @@ def traffic(conn: psycopg.Connection) -> psycopg.Connection:
         cur.execute("delete from public.whatsapp_notifications")
         cur.execute("delete from public.whatsapp_error_logs")
         cur.execute("delete from public.whatsapp_sessions")
+        # As if the rollups had never been refreshed (a pg_cron job may have refreshed them in this
+        # engine): the "none" cases then read raw rows only, the others refresh first.
+        cur.execute("update monitoring.rollup_state set watermark = '-infinity'")
+        for table in ("notification_minutes", "latency_minutes", "error_minutes", "error_days"):
+            cur.execute(f"delete from monitoring.{table}")
         cur.execute(
             """insert into public.whatsapp_notifications (phone_number, status, created_at)
                select '+5511999999999',

@@ -1,0 +1,698 @@
+-- Alerting, part 1 of 6: settings, the cron-expression helpers and the alert rules table.
+--
+-- Rules are data: each row names a check function (monitoring._check_<rule>, created in
+-- 20261127020400_alerting_checks.sql together with the seed rows), a comparator, a threshold, a
+-- window, a `for` period, a repeat interval and a pg_cron-style schedule. Every edit is validated
+-- by a trigger that raises with a message naming the field and a hint with the fix; CHECK
+-- constraints hold the same invariants in the catalog. Re-running this file changes nothing.
+
+-- The schema and its default privileges come from 20261127010100_monitoring_schema.sql; repeated
+-- here (idempotent) so this file also applies on its own.
+create schema if not exists monitoring;
+
+revoke all on schema monitoring from public, anon, authenticated;
+grant usage on schema monitoring to service_role, postgres;
+
+-- Functions created from here on are not executable by PUBLIC unless granted explicitly.
+alter default privileges in schema monitoring revoke execute on functions from public;
+
+-- ---------------------------------------------------------------------------------------------
+-- Settings (one row)
+-- ---------------------------------------------------------------------------------------------
+
+create table if not exists monitoring.settings (
+  id boolean primary key default true,
+  service_name text not null default 'WhatsApp Notifications',
+  backoff_base interval not null default interval '30 seconds',
+  backoff_cap interval not null default interval '30 minutes',
+  max_attempts integer not null default 8,
+  http_timeout_ms integer not null default 5000,
+  response_grace interval not null default interval '1 minute',
+  dispatch_batch integer not null default 100,
+  job_mode text not null default 'db',
+  project_url_secret text not null default 'project_url',
+  service_key_secret text not null default 'service_role_key',
+  updated_at timestamptz not null default now(),
+  constraint settings_single_row check (id),
+  constraint settings_backoff_check check (
+    backoff_base > interval '0' and backoff_cap >= backoff_base
+  ),
+  constraint settings_max_attempts_check check (max_attempts between 1 and 100),
+  constraint settings_http_timeout_ms_check check (http_timeout_ms between 100 and 300000),
+  constraint settings_response_grace_check check (response_grace >= interval '0'),
+  constraint settings_dispatch_batch_check check (dispatch_batch between 1 and 10000),
+  constraint settings_job_mode_check check (job_mode in ('db', 'edge'))
+);
+comment on table monitoring.settings is
+'Alerting settings, one row: delivery retry policy, HTTP timeout, job mode and the names of the secrets used.';
+comment on column monitoring.settings.id is 'Always true: the table holds exactly one row.';
+comment on column monitoring.settings.service_name is 'The "service" field of every webhook payload.';
+comment on column monitoring.settings.backoff_base is
+'Delay before the first retry of a failed delivery; doubled for each further attempt.';
+comment on column monitoring.settings.backoff_cap is 'Longest delay between two delivery attempts.';
+comment on column monitoring.settings.max_attempts is
+'Delivery attempts before a delivery is dead-lettered (status dead).';
+comment on column monitoring.settings.http_timeout_ms is 'timeout_milliseconds passed to net.http_post.';
+comment on column monitoring.settings.response_grace is
+'Extra wait after the HTTP timeout before a request without a row in net._http_response counts as failed.';
+comment on column monitoring.settings.dispatch_batch is 'Deliveries sent per dispatcher run at most.';
+comment on column monitoring.settings.job_mode is
+'Mode of the last monitoring.schedule_jobs call: db (checks run in SQL) or edge (check-whatsapp-errors calls the '
+'Edge Function).';
+comment on column monitoring.settings.project_url_secret is
+'Name of the secret holding the project URL (https://<ref>.supabase.co), used for Edge Function calls.';
+comment on column monitoring.settings.service_key_secret is
+'Name of the secret holding the service role key sent as "Authorization: Bearer" to Edge Functions.';
+
+insert into monitoring.settings (id) values (true) on conflict (id) do nothing;
+
+-- ---------------------------------------------------------------------------------------------
+-- Cron expressions (pg_cron 1.4 syntax: 5 fields, minute granularity, GMT)
+-- ---------------------------------------------------------------------------------------------
+
+create or replace function monitoring._cron_field(
+  -- one field of a cron expression, such as '*/15' or '1-5' or 'mon,wed'
+  p_token text,
+  -- lowest and highest value of that field
+  p_min integer,
+  p_max integer,
+  -- names accepted for the values p_min.. (months, week days), or null
+  p_names text[],
+  -- the field's name for messages, such as 'minute'
+  p_label text,
+  -- the column being validated for messages, such as 'alert_rules.schedule'
+  p_column text
+)
+returns integer[]
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_item text;
+  v_parts text[];
+  v_match text[];
+  v_lo integer;
+  v_hi integer;
+  v_step integer;
+  v_out integer[] := '{}'::integer [];
+  v_hint constant text :=
+    'use 5 fields (minute hour day-of-month month day-of-week) such as "*/15 * * * *"; '
+    || 'each field is *, a number, a range a-b, a list a,b or a step */n or a-b/n';
+begin
+  if p_token is null or p_token = '' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s: the %s field is empty', p_column, p_label),
+      hint = v_hint;
+  end if;
+
+  foreach v_item in array string_to_array(lower(p_token), ',') loop
+    v_match := regexp_match(v_item, '^(\*|[a-z0-9]+(-[a-z0-9]+)?)(/([0-9]+))?$');
+    if v_match is null then
+      raise exception using
+        errcode = 'check_violation',
+        message = format('%s: %L is not a valid %s field', p_column, v_item, p_label),
+        hint = v_hint;
+    end if;
+
+    v_step := coalesce(v_match[4]::integer, 1);
+    if v_match[1] = '*' then
+      v_lo := p_min;
+      v_hi := p_max;
+    else
+      v_parts := string_to_array(v_match[1], '-');
+      if v_match[4] is not null and cardinality(v_parts) = 1 then
+        raise exception using
+          errcode = 'check_violation',
+          message = format('%s: %L (a single value with a step) is not accepted by pg_cron 1.4', p_column, v_item),
+          hint = format('write the step over a range such as %s-%s/%s', v_parts[1], p_max, v_step);
+      end if;
+      v_lo := monitoring._cron_value(v_parts[1], p_min, p_names);
+      v_hi := coalesce(monitoring._cron_value(v_parts[2], p_min, p_names), v_lo);
+    end if;
+
+    if v_lo = -1 or v_hi = -1 then
+      raise exception using
+        errcode = 'check_violation',
+        message = format('%s: %L is not a number or name valid in the %s field', p_column, v_item, p_label),
+        hint = v_hint;
+    end if;
+    if v_lo is null or v_hi is null or v_lo < p_min or v_hi > p_max or v_lo > v_hi then
+      raise exception using
+        errcode = 'check_violation',
+        message = format('%s: %L is out of range for the %s field (%s-%s)', p_column, v_item, p_label, p_min, p_max),
+        hint = v_hint;
+    end if;
+    if v_step < 1 or v_step > p_max then
+      raise exception using
+        errcode = 'check_violation',
+        message = format('%s: step %s in %L is out of range for the %s field (1-%s)',
+          p_column, v_step, v_item, p_label, p_max),
+        hint = v_hint;
+    end if;
+
+    v_out := v_out || array(select g.v from generate_series(v_lo, v_hi, v_step) as g (v));
+  end loop;
+
+  return array(select distinct u.v from unnest(v_out) as u (v) order by u.v);
+end
+$$;
+comment on function monitoring._cron_field(text, integer, integer, text[], text, text) is
+'Internal: expand one cron field into its sorted values, raising a check_violation naming the column on bad syntax.';
+
+create or replace function monitoring._cron_value(
+  -- a number or a name (jan..dec, sun..sat)
+  p_token text,
+  -- the value of the first name
+  p_min integer,
+  -- accepted names, or null
+  p_names text[]
+)
+returns integer
+language sql
+immutable
+set search_path = ''
+as $$
+  select case
+    when p_token is null then null
+    when p_token ~ '^[0-9]{1,4}$' then p_token::integer
+    when array_position(p_names, p_token) is not null then p_min + array_position(p_names, p_token) - 1
+    else -1
+  end
+$$;
+comment on function monitoring._cron_value(text, integer, text[]) is
+'Internal: the value of one cron token (a number, or a month or week-day name); -1 when invalid.';
+
+create or replace function monitoring._cron_parse(
+  -- a 5-field cron expression as pg_cron 1.4 accepts it
+  p_schedule text,
+  -- the column being validated, named in error messages
+  p_column text default 'schedule'
+)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_fields text[];
+  v_dow integer[];
+  v_hint constant text :=
+    'use 5 fields (minute hour day-of-month month day-of-week) such as "*/15 * * * *"; '
+    || 'pg_cron 1.4 has minute granularity, so "30 seconds" and @macros are not accepted';
+begin
+  if p_schedule is null or btrim(p_schedule) = '' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s must not be empty', p_column),
+      hint = v_hint;
+  end if;
+  if p_schedule ~* 'sec' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s %L uses seconds, which pg_cron 1.4 does not support', p_column, p_schedule),
+      hint = v_hint;
+  end if;
+
+  v_fields := regexp_split_to_array(btrim(p_schedule), '\s+');
+  if cardinality(v_fields) <> 5 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s %L must have 5 fields, not %s', p_column, p_schedule, cardinality(v_fields)),
+      hint = v_hint;
+  end if;
+
+  v_dow := monitoring._cron_field(
+    v_fields[5], 0, 7, array['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'], 'day-of-week', p_column
+  );
+  -- 7 is Sunday too
+  v_dow := array(select distinct (u.v % 7) from unnest(v_dow) as u (v) order by 1);
+
+  return jsonb_build_object(
+    'minute', to_jsonb(monitoring._cron_field(v_fields[1], 0, 59, null, 'minute', p_column)),
+    'hour', to_jsonb(monitoring._cron_field(v_fields[2], 0, 23, null, 'hour', p_column)),
+    'dom', to_jsonb(monitoring._cron_field(v_fields[3], 1, 31, null, 'day-of-month', p_column)),
+    'month', to_jsonb(monitoring._cron_field(
+      v_fields[4], 1, 12,
+      array['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'],
+      'month', p_column
+    )),
+    'dow', to_jsonb(v_dow),
+    'dom_star', left(v_fields[3], 1) = '*',
+    'dow_star', left(v_fields[5], 1) = '*'
+  );
+end
+$$;
+comment on function monitoring._cron_parse(text, text) is
+'Internal: validate a 5-field pg_cron 1.4 expression and return its expanded fields as jsonb; raises a '
+'check_violation naming p_column.';
+
+create or replace function monitoring._cron_times(
+  -- a valid cron expression
+  p_schedule text,
+  -- first and last minute to consider (inclusive, truncated to minutes, read in GMT as pg_cron does)
+  p_from timestamptz,
+  p_to timestamptz
+)
+returns setof timestamptz
+language sql
+stable
+set search_path = ''
+as $$
+  with spec as (
+    select
+      monitoring._cron_parse(p_schedule) as j
+  ),
+
+  arrays as (
+    select
+      array(select jsonb_array_elements_text(spec.j -> 'minute')::integer) as minutes,
+      array(select jsonb_array_elements_text(spec.j -> 'hour')::integer) as hours,
+      array(select jsonb_array_elements_text(spec.j -> 'dom')::integer) as doms,
+      array(select jsonb_array_elements_text(spec.j -> 'month')::integer) as months,
+      array(select jsonb_array_elements_text(spec.j -> 'dow')::integer) as dows,
+      (spec.j ->> 'dom_star')::boolean as dom_star,
+      (spec.j ->> 'dow_star')::boolean as dow_star
+    from spec
+  ),
+
+  days as (
+    select d.day::date as day
+    from arrays as a
+    cross join generate_series(
+      (date_trunc('day', p_from at time zone 'UTC'))::timestamp,
+      (date_trunc('day', p_to at time zone 'UTC'))::timestamp,
+      interval '1 day'
+    ) as d (day)
+    where
+      extract(month from d.day)::integer = any(a.months)
+      and case
+        when a.dom_star or a.dow_star
+          then
+            extract(day from d.day)::integer = any(a.doms)
+            and extract(dow from d.day)::integer = any(a.dows)
+        else
+          extract(day from d.day)::integer = any(a.doms)
+          or extract(dow from d.day)::integer = any(a.dows)
+      end
+  )
+
+  select t.at
+  from days
+  cross join arrays as a
+  cross join unnest(a.hours) as h (hour)
+  cross join unnest(a.minutes) as m (minute)
+  cross join lateral (
+    select (days.day + make_interval(hours => h.hour, mins => m.minute)) at time zone 'UTC' as at
+  ) as t
+  where t.at between date_trunc('minute', p_from) and date_trunc('minute', p_to)
+  order by t.at
+$$;
+comment on function monitoring._cron_times(text, timestamptz, timestamptz) is
+'Internal: the minutes between p_from and p_to (inclusive) at which pg_cron would run p_schedule (GMT).';
+
+create or replace function monitoring._cron_due(
+  -- a valid cron expression
+  p_schedule text,
+  -- when the schedule was last looked at (null: never, so it is due)
+  p_after timestamptz,
+  -- now
+  p_now timestamptz
+)
+returns boolean
+language sql
+stable
+set search_path = ''
+as $$
+  select
+    p_after is null
+    or exists (
+      select 1
+      from monitoring._cron_times(
+        p_schedule,
+        greatest(date_trunc('minute', p_after) + interval '1 minute', p_now - interval '31 days'),
+        p_now
+      )
+    )
+$$;
+comment on function monitoring._cron_due(text, timestamptz, timestamptz) is
+'Internal: true when p_schedule has a run time in the minutes after p_after up to p_now (so a delayed job catches up).';
+
+create or replace function monitoring._cron_period(
+  -- a valid cron expression
+  p_schedule text
+)
+returns interval
+language sql
+stable
+set search_path = ''
+as $$
+  with spec as (
+    select monitoring._cron_parse(p_schedule) as j
+  ),
+
+  span as (
+    -- many runs a day: two weeks show the longest gap; few runs a day: look at a whole year
+    select case
+      when jsonb_array_length(spec.j -> 'minute') * jsonb_array_length(spec.j -> 'hour') > 24
+        then interval '14 days'
+      else interval '400 days'
+    end as length
+    from spec
+  ),
+
+  runs as (
+    select t.at
+    from span
+    cross join monitoring._cron_times(
+      p_schedule, timestamptz '2024-01-01 00:00+00', timestamptz '2024-01-01 00:00+00' + span.length
+    ) as t (at)
+  ),
+
+  gaps as (
+    select runs.at - lag(runs.at) over (order by runs.at) as gap
+    from runs
+  )
+
+  select coalesce(max(gaps.gap), interval '366 days')
+  from gaps
+$$;
+comment on function monitoring._cron_period(text) is
+'Internal: the longest gap between two runs of p_schedule (a job is stalled after twice this without success).';
+
+-- ---------------------------------------------------------------------------------------------
+-- Alert rules
+-- ---------------------------------------------------------------------------------------------
+
+create table if not exists monitoring.alert_rules (
+  name text primary key,
+  description text not null,
+  severity text not null,
+  metric text not null,
+  check_function text not null,
+  comparator text not null default '>',
+  threshold numeric not null,
+  target numeric,
+  unit text,
+  "window" interval,
+  min_volume numeric,
+  for_period interval not null default interval '0',
+  repeat_interval interval not null default interval '4 hours',
+  schedule text not null default '* * * * *',
+  enabled boolean not null default true,
+  runbook text[] not null,
+  labels jsonb not null default '{}'::jsonb,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint alert_rules_name_check check (name ~ '^[a-z][a-z0-9_]{0,62}$'),
+  constraint alert_rules_severity_check check (severity in ('critical', 'warning', 'info')),
+  constraint alert_rules_comparator_check check (comparator in ('>', '>=', '<', '<=')),
+  constraint alert_rules_threshold_check check (threshold > 0),
+  constraint alert_rules_window_check check ("window" is null or "window" > interval '0'),
+  constraint alert_rules_min_volume_check check (min_volume is null or min_volume >= 0),
+  constraint alert_rules_for_period_check check (for_period >= interval '0'),
+  constraint alert_rules_repeat_interval_check check (repeat_interval >= interval '1 minute'),
+  constraint alert_rules_runbook_check check (cardinality(runbook) >= 1),
+  constraint alert_rules_labels_check check (jsonb_typeof(labels) = 'object')
+);
+comment on table monitoring.alert_rules is
+'Alert rules (editable): what is checked, when it breaches, how long it must hold (for_period), how often it '
+'repeats and which runbook it carries.';
+comment on column monitoring.alert_rules.name is 'Rule name; also the alertname label of its alerts.';
+comment on column monitoring.alert_rules.severity is 'critical, warning or info; channels filter on it (min_severity).';
+comment on column monitoring.alert_rules.metric is 'The "metric" field of the webhook payload, such as delivery_rate.';
+comment on column monitoring.alert_rules.check_function is
+'Function monitoring.<check_function>(monitoring.alert_rules, timestamptz) returning (labels, value, volume, '
+'message) rows, one per alert instance.';
+comment on column monitoring.alert_rules.comparator is 'How value is compared with threshold: >, >=, < or <=.';
+comment on column monitoring.alert_rules.threshold is
+'The value at which the rule breaches (with comparator), in unit.';
+comment on column monitoring.alert_rules.target is 'The healthy target from the spec (documentation only), in unit.';
+comment on column monitoring.alert_rules.unit is 'Unit of value, threshold and target.';
+comment on column monitoring.alert_rules."window" is
+'Window the metric is computed over (must be one the underlying view offers); null when the metric has none.';
+comment on column monitoring.alert_rules.min_volume is
+'The rule breaches only when the check reports a volume above this (such as more than 10 messages); null: no minimum.';
+comment on column monitoring.alert_rules.for_period is
+'How long the condition must hold before pending becomes firing (Alertmanager "for"); 0 fires at once.';
+comment on column monitoring.alert_rules.repeat_interval is 'A firing alert is notified again after this long.';
+comment on column monitoring.alert_rules.schedule is
+'When the rule is evaluated, as a 5-field pg_cron expression in GMT (minute granularity).';
+comment on column monitoring.alert_rules.runbook is 'Incident-response steps included in every notification.';
+comment on column monitoring.alert_rules.labels is
+'Extra labels (a JSON object of strings) added to every alert of the rule.';
+
+-- What a check function returns per alert instance (create type has no "if not exists")
+do $$
+begin
+  if to_regtype('monitoring.check_result') is null then
+    create type monitoring.check_result as (labels jsonb, value numeric, volume numeric, message text);
+  end if;
+end
+$$;
+comment on type monitoring.check_result is
+'One alert instance reported by a rule''s check function: labels (JSON object of strings), value compared with the '
+'threshold, volume compared with min_volume, message.';
+
+create or replace function monitoring._validate_alert_rule()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.name is null or new.name !~ '^[a-z][a-z0-9_]{0,62}$' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.name %L must be lower-case snake_case (at most 63 characters)', new.name),
+      hint = 'use letters, digits and underscores, starting with a letter, such as low_delivery_rate';
+  end if;
+  if new.description is null or btrim(new.description) = '' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.description of %s must not be empty', new.name),
+      hint = 'say in one line what the rule detects';
+  end if;
+  if new.severity is null or new.severity not in ('critical', 'warning', 'info') then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.severity must be one of critical, warning, info (got %L)', new.severity),
+      hint = 'use critical, warning or info';
+  end if;
+  if new.metric is null or btrim(new.metric) = '' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.metric of %s must not be empty', new.name),
+      hint = 'name the metric as the webhook payload shows it, such as delivery_rate';
+  end if;
+  if new.comparator is null or new.comparator not in ('>', '>=', '<', '<=') then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.comparator must be one of >, >=, <, <= (got %L)', new.comparator),
+      hint = 'use > for "more than" and < for "less than"';
+  end if;
+  if new.threshold is null or new.threshold <= 0 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.threshold must be > 0 (got %s)', coalesce(new.threshold::text, 'null')),
+      hint = 'use a positive number such as 50';
+  end if;
+  if new.unit = '%' and new.threshold > 100 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format(
+        'alert_rules.threshold of %s is a percentage and must be <= 100 (got %s)', new.name, new.threshold
+      ),
+      hint = 'use a percentage such as 90';
+  end if;
+  if new."window" is not null and (new."window" <= interval '0' or new."window" > interval '31 days') then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.window must be a positive interval of at most 31 days (got %s)', new."window"),
+      hint = 'use an interval such as ''1 hour''';
+  end if;
+  if new.min_volume is not null and new.min_volume < 0 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.min_volume must be >= 0 (got %s)', new.min_volume),
+      hint = 'use 0 or a positive count such as 10, or null for no minimum';
+  end if;
+  if new.for_period is null or new.for_period < interval '0' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.for_period must be >= 0 (got %s)', coalesce(new.for_period::text, 'null')),
+      hint = 'use ''0'' to fire at once or an interval such as ''5 minutes''';
+  end if;
+  if new.repeat_interval is null or new.repeat_interval < interval '1 minute' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.repeat_interval must be at least 1 minute (got %s)',
+        coalesce(new.repeat_interval::text, 'null')),
+      hint = 'use an interval such as ''4 hours''';
+  end if;
+  perform monitoring._cron_parse(new.schedule, 'alert_rules.schedule');
+  if new.runbook is null or cardinality(new.runbook) < 1 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.runbook of %s must have at least one step', new.name),
+      hint = 'give the incident-response steps, such as array[''Check the health endpoint'']';
+  end if;
+  if new.labels is null or jsonb_typeof(new.labels) <> 'object'
+    or exists (select 1 from jsonb_each(new.labels) as l (k, v) where jsonb_typeof(l.v) <> 'string') then
+    raise exception using
+      errcode = 'check_violation',
+      message = format(
+        'alert_rules.labels must be a JSON object of strings (got %s)', coalesce(new.labels::text, 'null')
+      ),
+      hint = 'use an object such as ''{"team": "ops"}''';
+  end if;
+  if new.check_function is null
+    or new.check_function !~ '^_?[a-z][a-z0-9_]*$'
+    or to_regprocedure(format('monitoring.%I(monitoring.alert_rules, timestamptz)', new.check_function)) is null then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.check_function monitoring.%s(monitoring.alert_rules, timestamptz) does not exist',
+        new.check_function),
+      hint = 'create it first; it returns table (labels jsonb, value numeric, volume numeric, message text)';
+  end if;
+
+  new.updated_at := now();
+  return new;
+end
+$$;
+comment on function monitoring._validate_alert_rule() is
+'Trigger: validate an alert rule, raising a check_violation whose message names the field and whose hint gives the '
+'fix.';
+
+create or replace trigger alert_rules_validate
+before insert or update on monitoring.alert_rules
+for each row execute function monitoring._validate_alert_rule();
+
+create or replace function monitoring._validate_settings()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.backoff_base is null or new.backoff_base <= interval '0' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format(
+        'settings.backoff_base must be a positive interval (got %s)', coalesce(new.backoff_base::text, 'null')
+      ),
+      hint = 'use an interval such as ''30 seconds''';
+  end if;
+  if new.backoff_cap is null or new.backoff_cap < new.backoff_base then
+    raise exception using
+      errcode = 'check_violation',
+      message = format(
+        'settings.backoff_cap must be >= backoff_base (got %s)', coalesce(new.backoff_cap::text, 'null')
+      ),
+      hint = 'use an interval such as ''30 minutes''';
+  end if;
+  if new.max_attempts is null or new.max_attempts not between 1 and 100 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format(
+        'settings.max_attempts must be between 1 and 100 (got %s)', coalesce(new.max_attempts::text, 'null')
+      ),
+      hint = 'use a count such as 8';
+  end if;
+  if new.http_timeout_ms is null or new.http_timeout_ms not between 100 and 300000 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('settings.http_timeout_ms must be between 100 and 300000 (got %s)',
+        coalesce(new.http_timeout_ms::text, 'null')),
+      hint = 'use milliseconds such as 5000';
+  end if;
+  if new.response_grace is null or new.response_grace < interval '0' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('settings.response_grace must be >= 0 (got %s)', coalesce(new.response_grace::text, 'null')),
+      hint = 'use an interval such as ''1 minute''';
+  end if;
+  if new.dispatch_batch is null or new.dispatch_batch not between 1 and 10000 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('settings.dispatch_batch must be between 1 and 10000 (got %s)',
+        coalesce(new.dispatch_batch::text, 'null')),
+      hint = 'use a count such as 100';
+  end if;
+  if new.job_mode is null or new.job_mode not in ('db', 'edge') then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('settings.job_mode must be db or edge (got %L)', new.job_mode),
+      hint = 'call monitoring.schedule_jobs(''db'') or monitoring.schedule_jobs(''edge'')';
+  end if;
+  if coalesce(btrim(new.project_url_secret), '') = '' or coalesce(btrim(new.service_key_secret), '') = '' then
+    raise exception using
+      errcode = 'check_violation',
+      message = 'settings.project_url_secret and settings.service_key_secret must name secrets',
+      hint = 'use the defaults project_url and service_role_key';
+  end if;
+  new.updated_at := now();
+  return new;
+end
+$$;
+comment on function monitoring._validate_settings() is
+'Trigger: validate the settings row, raising a check_violation whose message names the field.';
+
+create or replace trigger settings_validate
+before insert or update on monitoring.settings
+for each row execute function monitoring._validate_settings();
+
+create or replace function monitoring._severity_rank(
+  -- critical, warning or info
+  p_severity text
+)
+returns integer
+language sql
+immutable
+set search_path = ''
+as $$
+  select case p_severity when 'critical' then 3 when 'warning' then 2 when 'info' then 1 end
+$$;
+comment on function monitoring._severity_rank(text) is 'Internal: 3 for critical, 2 for warning, 1 for info.';
+
+create or replace function monitoring._iso(
+  -- a point in time
+  p_at timestamptz
+)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+$$;
+comment on function monitoring._iso(timestamptz) is
+'Internal: ISO 8601 UTC text with milliseconds, as JavaScript Date.toISOString() writes it.';
+
+alter table monitoring.settings enable row level security;
+alter table monitoring.alert_rules enable row level security;
+
+revoke all on monitoring.settings, monitoring.alert_rules from public, anon, authenticated;
+grant select, insert, update, delete on monitoring.alert_rules to service_role;
+grant select, update on monitoring.settings to service_role;
+
+revoke all on function monitoring._cron_field(text, integer, integer, text[], text, text)
+from public, anon, authenticated;
+revoke all on function monitoring._cron_value(text, integer, text[]) from public, anon, authenticated;
+revoke all on function monitoring._cron_parse(text, text) from public, anon, authenticated;
+revoke all on function monitoring._cron_times(text, timestamptz, timestamptz) from public, anon, authenticated;
+revoke all on function monitoring._cron_due(text, timestamptz, timestamptz) from public, anon, authenticated;
+revoke all on function monitoring._cron_period(text) from public, anon, authenticated;
+revoke all on function monitoring._validate_alert_rule() from public, anon, authenticated;
+revoke all on function monitoring._validate_settings() from public, anon, authenticated;
+revoke all on function monitoring._severity_rank(text) from public, anon, authenticated;
+revoke all on function monitoring._iso(timestamptz) from public, anon, authenticated;
+grant execute on function monitoring._cron_field(text, integer, integer, text[], text, text) to service_role;
+grant execute on function monitoring._cron_value(text, integer, text[]) to service_role;
+grant execute on function monitoring._cron_parse(text, text) to service_role;
+grant execute on function monitoring._cron_times(text, timestamptz, timestamptz) to service_role;
+grant execute on function monitoring._cron_due(text, timestamptz, timestamptz) to service_role;
+grant execute on function monitoring._cron_period(text) to service_role;
+grant execute on function monitoring._validate_alert_rule() to service_role;
+grant execute on function monitoring._validate_settings() to service_role;
+grant execute on function monitoring._severity_rank(text) to service_role;
+grant execute on function monitoring._iso(timestamptz) to service_role;

@@ -1,0 +1,752 @@
+-- Alerting, part 2 of 6: the alert lifecycle (Alertmanager-like), silences and rule evaluation.
+--
+-- One alert row per fingerprint (rule + labels). A breach opens an episode: pending while it has
+-- held for less than the rule's for_period, then firing; resolved when it clears or is no longer
+-- reported. Notifications go out on firing, on resolve (only if the firing was notified) and
+-- every repeat_interval while firing; an active silence suppresses them but never the state.
+-- Every transition is written to monitoring.alert_history. evaluate_rules runs each rule in its
+-- own subtransaction, so one failing rule is recorded in monitoring.rule_errors and the others
+-- still run.
+
+-- ---------------------------------------------------------------------------------------------
+-- Tables
+-- ---------------------------------------------------------------------------------------------
+
+create table if not exists monitoring.alerts (
+  fingerprint text primary key,
+  rule_name text not null references monitoring.alert_rules (name) on update cascade on delete cascade,
+  labels jsonb not null,
+  severity text not null,
+  state text not null,
+  value numeric,
+  message text,
+  started_at timestamptz not null,
+  firing_since timestamptz,
+  resolved_at timestamptz,
+  last_notified_at timestamptz,
+  last_evaluated_at timestamptz not null,
+  notifications integer not null default 0,
+  updated_at timestamptz not null default now(),
+  constraint alerts_state_check check (state in ('pending', 'firing', 'resolved')),
+  constraint alerts_severity_check check (severity in ('critical', 'warning', 'info'))
+);
+comment on table monitoring.alerts is
+'One row per alert instance (rule + labels fingerprint) with its current lifecycle state: pending, firing or resolved.';
+comment on column monitoring.alerts.fingerprint is
+'First 16 hex digits of md5 of the labels (which include alertname).';
+comment on column monitoring.alerts.labels is
+'alertname, severity, the rule''s labels and the instance labels from the check.';
+comment on column monitoring.alerts.value is 'The metric value at the last evaluation.';
+comment on column monitoring.alerts.started_at is
+'When the condition was first seen in the current episode (start of pending).';
+comment on column monitoring.alerts.firing_since is
+'When the current episode became firing (startsAt of notifications).';
+comment on column monitoring.alerts.resolved_at is 'When the last episode resolved (endsAt of notifications).';
+comment on column monitoring.alerts.last_notified_at is
+'When a notification for the current episode was last queued; null while none was (new or silenced).';
+comment on column monitoring.alerts.notifications is 'Notifications queued for this alert over its whole life.';
+create index if not exists alerts_rule_state_idx on monitoring.alerts (rule_name, state);
+create index if not exists alerts_active_idx on monitoring.alerts (state) where state in ('pending', 'firing');
+
+create table if not exists monitoring.alert_history (
+  id bigint generated always as identity primary key,
+  fingerprint text not null,
+  rule_name text not null,
+  labels jsonb not null,
+  from_state text,
+  to_state text not null,
+  value numeric,
+  message text,
+  occurred_at timestamptz not null,
+  event text,
+  silenced_by bigint
+);
+comment on table monitoring.alert_history is
+'Every alert state transition (kept 90 days by default, see retention_policies).';
+comment on column monitoring.alert_history.from_state is 'State before the transition; null for a new alert.';
+comment on column monitoring.alert_history.event is
+'Notification queued with this transition (firing or resolved); null when none was.';
+comment on column monitoring.alert_history.silenced_by is 'Id of the silence that suppressed the notification, if any.';
+create index if not exists alert_history_occurred_at_idx on monitoring.alert_history (occurred_at);
+create index if not exists alert_history_fingerprint_idx on monitoring.alert_history (fingerprint, occurred_at);
+
+create table if not exists monitoring.silences (
+  id bigint generated always as identity primary key,
+  starts_at timestamptz not null default now(),
+  ends_at timestamptz not null,
+  matchers jsonb not null,
+  comment text not null,
+  created_by text not null default current_user,
+  created_at timestamptz not null default now(),
+  constraint silences_period_check check (ends_at > starts_at),
+  constraint silences_matchers_check check (jsonb_typeof(matchers) = 'array' and jsonb_array_length(matchers) > 0)
+);
+comment on table monitoring.silences is
+'Silences: while active (starts_at <= now < ends_at), alerts whose labels match every matcher are not notified; '
+'their state is still tracked.';
+comment on column monitoring.silences.matchers is
+'Array of {"name", "value", "isRegex", "isEqual"} label matchers (alertname, severity or any label); an object '
+'{"label": "value"} is accepted and stored as equality matchers.';
+create index if not exists silences_ends_at_idx on monitoring.silences (ends_at);
+
+create table if not exists monitoring.rule_state (
+  rule_name text primary key references monitoring.alert_rules (name) on update cascade on delete cascade,
+  last_checked_at timestamptz,
+  last_evaluated_at timestamptz,
+  last_ok_at timestamptz,
+  last_error text,
+  last_error_at timestamptz,
+  consecutive_errors integer not null default 0,
+  last_duration_ms numeric
+);
+comment on table monitoring.rule_state is
+'Evaluation bookkeeping per rule: when it was last due, evaluated, succeeded or failed.';
+comment on column monitoring.rule_state.last_checked_at is
+'When the scheduled evaluator last looked whether the rule was due.';
+comment on column monitoring.rule_state.last_error is
+'Message of the last failed evaluation; null once the rule evaluates again.';
+
+create table if not exists monitoring.rule_errors (
+  id bigint generated always as identity primary key,
+  rule_name text not null,
+  occurred_at timestamptz not null,
+  sqlstate text,
+  message text not null,
+  detail text,
+  context text
+);
+comment on table monitoring.rule_errors is 'Every failed rule evaluation (the other rules of the run still evaluate).';
+create index if not exists rule_errors_occurred_at_idx on monitoring.rule_errors (occurred_at);
+
+-- ---------------------------------------------------------------------------------------------
+-- Helpers
+-- ---------------------------------------------------------------------------------------------
+
+create or replace function monitoring._fingerprint(
+  -- the full label set of an alert
+  p_labels jsonb
+)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select left(md5(p_labels::text), 16)
+$$;
+comment on function monitoring._fingerprint(jsonb) is
+'Internal: the fingerprint of a label set (jsonb text is canonical, so equal labels give equal fingerprints).';
+
+create or replace function monitoring._breaches(
+  -- metric value
+  p_value numeric,
+  -- >, >=, < or <=
+  p_comparator text,
+  -- rule threshold
+  p_threshold numeric
+)
+returns boolean
+language sql
+immutable
+set search_path = ''
+as $$
+  select coalesce(case p_comparator
+    when '>' then p_value > p_threshold
+    when '>=' then p_value >= p_threshold
+    when '<' then p_value < p_threshold
+    when '<=' then p_value <= p_threshold
+  end, false)
+$$;
+comment on function monitoring._breaches(numeric, text, numeric) is
+'Internal: value compared with threshold; false when value is null.';
+
+create or replace function monitoring._silence_matches(
+  -- normalized matchers of a silence
+  p_matchers jsonb,
+  -- labels of an alert
+  p_labels jsonb
+)
+returns boolean
+language sql
+immutable
+set search_path = ''
+as $$
+  select coalesce(bool_and(
+    case
+      when coalesce((m.matcher ->> 'isRegex')::boolean, false)
+        then (coalesce(p_labels ->> (m.matcher ->> 'name'), '') ~ ('^(?:' || (m.matcher ->> 'value') || ')$'))
+      else coalesce(p_labels ->> (m.matcher ->> 'name'), '') = (m.matcher ->> 'value')
+    end = coalesce((m.matcher ->> 'isEqual')::boolean, true)
+  ), false)
+  from jsonb_array_elements(p_matchers) as m (matcher)
+$$;
+comment on function monitoring._silence_matches(jsonb, jsonb) is
+'Internal: true when every matcher matches the labels (regex matchers are anchored, as in Alertmanager).';
+
+create or replace function monitoring._silence_for(
+  -- labels of an alert
+  p_labels jsonb,
+  -- now
+  p_now timestamptz
+)
+returns bigint
+language sql
+stable
+set search_path = ''
+as $$
+  select s.id
+  from monitoring.silences as s
+  where
+    s.starts_at <= p_now
+    and s.ends_at > p_now
+    and monitoring._silence_matches(s.matchers, p_labels)
+  order by s.ends_at desc
+  limit 1
+$$;
+comment on function monitoring._silence_for(jsonb, timestamptz) is
+'Internal: id of an active silence matching the labels at p_now, or null.';
+
+create or replace function monitoring._validate_silence()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_matcher jsonb;
+begin
+  if jsonb_typeof(new.matchers) = 'object' then
+    new.matchers := (
+      select jsonb_agg(
+        jsonb_build_object('name', e.key, 'value', e.value, 'isRegex', false, 'isEqual', true) order by e.key
+      )
+      from jsonb_each_text(new.matchers) as e (key, value)
+    );
+  end if;
+  if new.matchers is null or jsonb_typeof(new.matchers) <> 'array' or jsonb_array_length(new.matchers) = 0 then
+    raise exception using
+      errcode = 'check_violation',
+      message = 'silences.matchers must be a non-empty array of {"name", "value"} matchers',
+      hint = 'match on alertname, severity or a label, such as '
+        '''[{"name": "alertname", "value": "low_delivery_rate"}]''';
+  end if;
+  for v_matcher in select m.value from jsonb_array_elements(new.matchers) as m (value) loop
+    if jsonb_typeof(v_matcher) <> 'object'
+      or jsonb_typeof(v_matcher -> 'name') is distinct from 'string'
+      or coalesce(v_matcher ->> 'name', '') = ''
+      or jsonb_typeof(v_matcher -> 'value') is distinct from 'string'
+      or coalesce(jsonb_typeof(v_matcher -> 'isRegex'), 'boolean') <> 'boolean'
+      or coalesce(jsonb_typeof(v_matcher -> 'isEqual'), 'boolean') <> 'boolean' then
+      raise exception using
+        errcode = 'check_violation',
+        message = format('silences.matchers: %s is not a matcher', v_matcher),
+        hint = 'a matcher is {"name": "<label>", "value": "<text>"} with optional booleans isRegex and isEqual';
+    end if;
+    if coalesce((v_matcher ->> 'isRegex')::boolean, false) then
+      begin
+        perform '' ~ (v_matcher ->> 'value');
+      exception when invalid_regular_expression then
+        raise exception using
+          errcode = 'check_violation',
+          message = format('silences.matchers: %L is not a valid regular expression', v_matcher ->> 'value'),
+          hint = 'use a POSIX regular expression such as ''low_.*''';
+      end;
+    end if;
+  end loop;
+  if new.starts_at is null or new.ends_at is null or new.ends_at <= new.starts_at then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('silences.ends_at (%s) must be after starts_at (%s)', new.ends_at, new.starts_at),
+      hint = 'give an end time such as now() + interval ''2 hours''';
+  end if;
+  if new.comment is null or btrim(new.comment) = '' then
+    raise exception using
+      errcode = 'check_violation',
+      message = 'silences.comment must say why the alerts are silenced',
+      hint = 'such as ''planned WhatsApp maintenance, ticket OPS-12''';
+  end if;
+  if new.created_by is null or btrim(new.created_by) = '' then
+    raise exception using
+      errcode = 'check_violation',
+      message = 'silences.created_by must name who created the silence',
+      hint = 'such as an e-mail address';
+  end if;
+  return new;
+end
+$$;
+comment on function monitoring._validate_silence() is
+'Trigger: validate and normalize a silence, raising a check_violation whose message names the field.';
+
+create or replace trigger silences_validate
+before insert or update on monitoring.silences
+for each row execute function monitoring._validate_silence();
+
+-- ---------------------------------------------------------------------------------------------
+-- API: silences
+-- ---------------------------------------------------------------------------------------------
+
+create or replace function monitoring.create_silence(
+  -- label matchers: '{"alertname": "low_delivery_rate"}' or an array of {name, value, isRegex, isEqual}
+  p_matchers jsonb,
+  -- how long the silence lasts
+  p_duration interval,
+  -- why (required)
+  p_comment text,
+  -- who
+  p_created_by text default current_user,
+  -- when it starts
+  p_starts_at timestamptz default now()
+)
+returns bigint
+language sql
+volatile
+set search_path = ''
+as $$
+  insert into monitoring.silences (starts_at, ends_at, matchers, comment, created_by)
+  values (p_starts_at, p_starts_at + p_duration, p_matchers, p_comment, p_created_by)
+  returning id
+$$;
+comment on function monitoring.create_silence(jsonb, interval, text, text, timestamptz) is
+'Create a silence for p_duration from p_starts_at; returns its id.';
+
+create or replace function monitoring.expire_silence(
+  -- the silence
+  p_id bigint,
+  -- now
+  p_now timestamptz default now()
+)
+returns boolean
+language sql
+volatile
+set search_path = ''
+as $$
+  with expired as (
+    update monitoring.silences
+    set ends_at = greatest(p_now, starts_at + interval '1 microsecond')
+    where id = p_id and ends_at > p_now
+    returning 1
+  )
+
+  select exists (select 1 from expired)
+$$;
+comment on function monitoring.expire_silence(bigint, timestamptz) is
+'End a silence now; true when it was active or pending.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Lifecycle
+-- ---------------------------------------------------------------------------------------------
+
+create or replace function monitoring._transition(
+  -- the rule being evaluated
+  p_rule monitoring.alert_rules,
+  -- the alert instance
+  p_fingerprint text,
+  -- its labels (null: keep the stored ones)
+  p_labels jsonb,
+  -- the metric value (null when no longer reported)
+  p_value numeric,
+  -- the check's message (null: keep the stored one)
+  p_message text,
+  -- whether the condition holds now
+  p_breached boolean,
+  -- now
+  p_now timestamptz
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_alert monitoring.alerts;
+  v_found boolean;
+  v_prev text;
+  v_new text;
+  v_event text;
+  v_silence bigint;
+  v_queued integer := 0;
+  v_notified boolean := false;
+begin
+  select * into v_alert from monitoring.alerts as a where a.fingerprint = p_fingerprint for update;
+  v_found := found;
+  v_prev := case when v_found then v_alert.state end;
+
+  if not v_found and not p_breached then
+    return null;
+  end if;
+
+  if p_breached and (v_prev is null or v_prev = 'resolved') then
+    -- a new episode
+    v_new := case when p_rule.for_period <= interval '0' then 'firing' else 'pending' end;
+    insert into monitoring.alerts as a (
+      fingerprint, rule_name, labels, severity, state, value, message, started_at, firing_since,
+      resolved_at, last_notified_at, last_evaluated_at, updated_at
+    )
+    values (
+      p_fingerprint, p_rule.name, coalesce(p_labels, v_alert.labels), p_rule.severity, v_new, p_value,
+      p_message, p_now, case when v_new = 'firing' then p_now end, null, null, p_now, now()
+    )
+    on conflict (fingerprint) do update
+      set
+        rule_name = excluded.rule_name,
+        labels = excluded.labels,
+        severity = excluded.severity,
+        state = excluded.state,
+        value = excluded.value,
+        message = excluded.message,
+        started_at = excluded.started_at,
+        firing_since = excluded.firing_since,
+        resolved_at = null,
+        last_notified_at = null,
+        last_evaluated_at = excluded.last_evaluated_at,
+        updated_at = excluded.updated_at
+    returning a.* into v_alert;
+  elsif p_breached then
+    v_new := case
+      when v_prev = 'pending' and p_now - v_alert.started_at < p_rule.for_period then 'pending'
+      else 'firing'
+    end;
+    update monitoring.alerts as a
+    set
+      state = v_new,
+      value = p_value,
+      message = coalesce(p_message, a.message),
+      firing_since = case when v_new = 'firing' then coalesce(a.firing_since, p_now) end,
+      last_evaluated_at = p_now,
+      updated_at = now()
+    where a.fingerprint = p_fingerprint
+    returning a.* into v_alert;
+  elsif v_prev in ('pending', 'firing') then
+    v_new := 'resolved';
+    update monitoring.alerts as a
+    set
+      state = 'resolved',
+      value = coalesce(p_value, a.value),
+      message = coalesce(p_message, a.message),
+      resolved_at = p_now,
+      last_evaluated_at = p_now,
+      updated_at = now()
+    where a.fingerprint = p_fingerprint
+    returning a.* into v_alert;
+  else
+    -- still resolved: remember the latest value, nothing to notify
+    update monitoring.alerts as a
+    set
+      value = coalesce(p_value, a.value),
+      message = coalesce(p_message, a.message),
+      last_evaluated_at = p_now,
+      updated_at = now()
+    where a.fingerprint = p_fingerprint;
+    return null;
+  end if;
+
+  if v_new = 'firing'
+    and (v_alert.last_notified_at is null or p_now >= v_alert.last_notified_at + p_rule.repeat_interval) then
+    v_event := case when v_alert.last_notified_at is null then 'firing' else 'repeat' end;
+  elsif v_new = 'resolved' and v_prev = 'firing' and v_alert.last_notified_at is not null then
+    v_event := 'resolved';
+  end if;
+
+  if v_event is not null then
+    v_silence := monitoring._silence_for(v_alert.labels, p_now);
+    if v_silence is null then
+      v_queued := monitoring._notify(v_alert, p_rule, v_event, p_now);
+      v_notified := true;
+      update monitoring.alerts as a
+      set last_notified_at = p_now, notifications = a.notifications + 1
+      where a.fingerprint = p_fingerprint;
+    end if;
+  end if;
+
+  if v_new is distinct from v_prev then
+    insert into monitoring.alert_history (
+      fingerprint, rule_name, labels, from_state, to_state, value, message, occurred_at, event, silenced_by
+    )
+    values (
+      p_fingerprint, p_rule.name, v_alert.labels, v_prev, v_new, v_alert.value, v_alert.message, p_now,
+      case when v_notified then v_event end, v_silence
+    );
+  elsif v_event is null then
+    return null;
+  end if;
+
+  return jsonb_build_object(
+    'rule', p_rule.name,
+    'fingerprint', p_fingerprint,
+    'from', v_prev,
+    'to', v_new,
+    'event', v_event,
+    'notified', v_notified,
+    'silenced_by', v_silence,
+    'deliveries', v_queued
+  );
+end
+$$;
+comment on function monitoring._transition(monitoring.alert_rules, text, jsonb, numeric, text, boolean, timestamptz) is
+'Internal: apply one evaluation result to an alert (pending/firing/resolved), write history and queue notifications '
+'unless silenced; returns the change or null.';
+
+create or replace function monitoring._run_check(
+  -- the rule
+  p_rule monitoring.alert_rules,
+  -- now
+  p_now timestamptz
+)
+returns setof monitoring.check_result
+language plpgsql
+volatile
+set search_path = ''
+set jit = off
+as $$
+begin
+  -- the function was checked to exist with this signature when the rule was written
+  return query execute format(
+    'select c.labels, c.value, c.volume, c.message from monitoring.%I($1, $2) as c', p_rule.check_function
+  ) using p_rule, p_now;
+end
+$$;
+comment on function monitoring._run_check(monitoring.alert_rules, timestamptz) is
+'Internal: call the rule''s check function monitoring.<check_function>(rule, p_now) and return its rows.';
+
+create or replace function monitoring._evaluate_rule(
+  -- the rule
+  p_rule monitoring.alert_rules,
+  -- now
+  p_now timestamptz
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_result monitoring.check_result;
+  v_labels jsonb;
+  v_fingerprint text;
+  v_seen text[] := '{}'::text [];
+  v_change jsonb;
+  v_changes jsonb := '[]'::jsonb;
+begin
+  -- two evaluators of the same rule (the evaluate job and a direct call) take turns
+  perform pg_advisory_xact_lock(hashtext('monitoring.rule'), hashtext(p_rule.name));
+
+  if p_rule.enabled then
+    for v_result in select * from monitoring._run_check(p_rule, p_now) loop
+      v_labels := coalesce(p_rule.labels, '{}'::jsonb)
+        || coalesce(v_result.labels, '{}'::jsonb)
+        || jsonb_build_object('alertname', p_rule.name, 'severity', p_rule.severity);
+      v_fingerprint := monitoring._fingerprint(v_labels);
+      continue when v_fingerprint = any(v_seen);
+      v_seen := v_seen || v_fingerprint;
+      v_change := monitoring._transition(
+        p_rule, v_fingerprint, v_labels, v_result.value, v_result.message,
+        monitoring._breaches(v_result.value, p_rule.comparator, p_rule.threshold)
+        and (p_rule.min_volume is null or coalesce(v_result.volume, 0) > p_rule.min_volume),
+        p_now
+      );
+      if v_change is not null then
+        v_changes := v_changes || v_change;
+      end if;
+    end loop;
+  end if;
+
+  -- instances the check no longer reports (or every instance of a disabled rule) resolve
+  for v_fingerprint in
+    select a.fingerprint
+    from monitoring.alerts as a
+    where a.rule_name = p_rule.name and a.state in ('pending', 'firing') and a.fingerprint <> all(v_seen)
+    order by a.fingerprint
+  loop
+    v_change := monitoring._transition(p_rule, v_fingerprint, null, null, null, false, p_now);
+    if v_change is not null then
+      v_changes := v_changes || v_change;
+    end if;
+  end loop;
+
+  return v_changes;
+end
+$$;
+comment on function monitoring._evaluate_rule(monitoring.alert_rules, timestamptz) is
+'Internal: run a rule''s check function and apply each reported instance to its alert; instances no longer reported '
+'resolve.';
+
+-- ---------------------------------------------------------------------------------------------
+-- API: evaluation
+-- ---------------------------------------------------------------------------------------------
+
+create or replace function monitoring.evaluate_rules(
+  -- now (tests pass a fixed time)
+  p_now timestamptz default now(),
+  -- evaluate only these rules (null: every rule)
+  p_rules text[] default null,
+  -- evaluate only rules whose schedule is due since the last scheduled check (default: when p_rules is null)
+  p_due_only boolean default null
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+set jit = off
+as $$
+declare
+  v_rule monitoring.alert_rules;
+  v_state monitoring.rule_state;
+  v_due_only constant boolean := coalesce(p_due_only, p_rules is null);
+  v_unknown text[];
+  v_started timestamptz;
+  v_changes jsonb;
+  v_evaluated text[] := '{}'::text [];
+  v_errors jsonb := '{}'::jsonb;
+  v_transitions jsonb := '[]'::jsonb;
+  v_sqlstate text;
+  v_message text;
+  v_detail text;
+  v_context text;
+begin
+  v_unknown := array(
+    select u.name from unnest(p_rules) as u (name)
+    where not exists (select 1 from monitoring.alert_rules as r where r.name = u.name)
+  );
+  if cardinality(v_unknown) > 0 then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('evaluate_rules: unknown rule(s) %s', array_to_string(v_unknown, ', ')),
+      hint = 'see select name from monitoring.alert_rules';
+  end if;
+
+  for v_rule in
+    select * from monitoring.alert_rules as r
+    where p_rules is null or r.name = any(p_rules)
+    order by r.name
+  loop
+    insert into monitoring.rule_state (rule_name) values (v_rule.name) on conflict (rule_name) do nothing;
+    select * into v_state from monitoring.rule_state as s where s.rule_name = v_rule.name;
+
+    if v_rule.enabled and v_due_only then
+      update monitoring.rule_state as s set last_checked_at = p_now where s.rule_name = v_rule.name;
+      continue when not monitoring._cron_due(v_rule.schedule, v_state.last_checked_at, p_now);
+    end if;
+    -- a disabled rule is only visited to resolve what it left firing
+    continue when not v_rule.enabled and not exists (
+      select 1 from monitoring.alerts as a where a.rule_name = v_rule.name and a.state in ('pending', 'firing')
+    );
+
+    v_started := clock_timestamp();
+    begin
+      v_changes := monitoring._evaluate_rule(v_rule, p_now);
+      v_transitions := v_transitions || v_changes;
+      v_evaluated := v_evaluated || v_rule.name;
+      update monitoring.rule_state as s
+      set
+        last_evaluated_at = p_now,
+        last_ok_at = p_now,
+        last_error = null,
+        consecutive_errors = 0,
+        last_duration_ms = round(extract(epoch from clock_timestamp() - v_started)::numeric * 1000, 3)
+      where s.rule_name = v_rule.name;
+    exception when others then
+      get stacked diagnostics
+        v_sqlstate = returned_sqlstate,
+        v_message = message_text,
+        v_detail = pg_exception_detail,
+        v_context = pg_exception_context;
+      insert into monitoring.rule_errors (rule_name, occurred_at, sqlstate, message, detail, context)
+      values (v_rule.name, p_now, v_sqlstate, v_message, nullif(v_detail, ''), nullif(v_context, ''));
+      update monitoring.rule_state as s
+      set
+        last_evaluated_at = p_now,
+        last_error = v_message,
+        last_error_at = p_now,
+        consecutive_errors = s.consecutive_errors + 1,
+        last_duration_ms = round(extract(epoch from clock_timestamp() - v_started)::numeric * 1000, 3)
+      where s.rule_name = v_rule.name;
+      v_errors := v_errors || jsonb_build_object(v_rule.name, v_message);
+    end;
+  end loop;
+
+  return jsonb_build_object(
+    'evaluated', to_jsonb(v_evaluated),
+    'errors', v_errors,
+    'transitions', v_transitions,
+    'notifications', (
+      select count(*) from jsonb_array_elements(v_transitions) as t (change) where (t.change ->> 'notified')::boolean
+    )
+  );
+end
+$$;
+comment on function monitoring.evaluate_rules(timestamptz, text[], boolean) is
+'Evaluate enabled rules (those due by their schedule, or the named ones), each in its own subtransaction: a failing '
+'rule is recorded in rule_errors and the others still run. Returns evaluated names, errors, transitions and the '
+'notification count.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Views
+-- ---------------------------------------------------------------------------------------------
+
+create or replace view monitoring.active_alerts
+with (security_invoker = true)
+as
+select
+  a.rule_name,
+  a.severity,
+  a.state,
+  a.value,
+  a.message,
+  a.labels,
+  a.fingerprint,
+  a.started_at,
+  a.firing_since,
+  a.last_notified_at,
+  a.last_evaluated_at,
+  monitoring._silence_for(a.labels, now()) as silenced_by,
+  r.runbook
+from monitoring.alerts as a
+inner join monitoring.alert_rules as r on a.rule_name = r.name
+where a.state in ('pending', 'firing')
+order by monitoring._severity_rank(a.severity) desc, a.started_at;
+comment on view monitoring.active_alerts is
+'Which alerts are pending or firing now, since when, whether a silence covers them, and the runbook to follow.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------------------------
+
+alter table monitoring.alerts enable row level security;
+alter table monitoring.alert_history enable row level security;
+alter table monitoring.silences enable row level security;
+alter table monitoring.rule_state enable row level security;
+alter table monitoring.rule_errors enable row level security;
+
+revoke all on monitoring.alerts, monitoring.alert_history, monitoring.silences, monitoring.rule_state,
+monitoring.rule_errors, monitoring.active_alerts from public, anon, authenticated;
+-- service_role may run the evaluator itself (invoker functions), so it writes the state tables
+grant select, insert, update on monitoring.alerts, monitoring.rule_state to service_role;
+grant select, insert, delete on monitoring.alert_history, monitoring.rule_errors to service_role;
+grant select on monitoring.active_alerts to service_role;
+grant select, insert, update, delete on monitoring.silences to service_role;
+
+revoke all on function monitoring._fingerprint(jsonb) from public, anon, authenticated;
+revoke all on function monitoring._breaches(numeric, text, numeric) from public, anon, authenticated;
+revoke all on function monitoring._silence_matches(jsonb, jsonb) from public, anon, authenticated;
+revoke all on function monitoring._silence_for(jsonb, timestamptz) from public, anon, authenticated;
+revoke all on function monitoring._validate_silence() from public, anon, authenticated;
+revoke all on function monitoring.create_silence(jsonb, interval, text, text, timestamptz)
+from public, anon, authenticated;
+revoke all on function monitoring.expire_silence(bigint, timestamptz) from public, anon, authenticated;
+revoke all on function monitoring._transition(
+  monitoring.alert_rules, text, jsonb, numeric, text, boolean, timestamptz
+) from public, anon, authenticated;
+revoke all on function monitoring._run_check(monitoring.alert_rules, timestamptz) from public, anon, authenticated;
+revoke all on function monitoring._evaluate_rule(monitoring.alert_rules, timestamptz) from public, anon, authenticated;
+revoke all on function monitoring.evaluate_rules(timestamptz, text[], boolean) from public, anon, authenticated;
+grant execute on function monitoring._fingerprint(jsonb) to service_role;
+grant execute on function monitoring._breaches(numeric, text, numeric) to service_role;
+grant execute on function monitoring._silence_matches(jsonb, jsonb) to service_role;
+grant execute on function monitoring._silence_for(jsonb, timestamptz) to service_role;
+grant execute on function monitoring._validate_silence() to service_role;
+grant execute on function monitoring.create_silence(jsonb, interval, text, text, timestamptz) to service_role;
+grant execute on function monitoring.expire_silence(bigint, timestamptz) to service_role;
+grant execute on function monitoring._transition(
+  monitoring.alert_rules, text, jsonb, numeric, text, boolean, timestamptz
+) to service_role;
+grant execute on function monitoring._run_check(monitoring.alert_rules, timestamptz) to service_role;
+grant execute on function monitoring._evaluate_rule(monitoring.alert_rules, timestamptz) to service_role;
+grant execute on function monitoring.evaluate_rules(timestamptz, text[], boolean) to service_role;

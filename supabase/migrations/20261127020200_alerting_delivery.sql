@@ -1,0 +1,1065 @@
+-- Alerting, part 3 of 6: secrets, channels and the delivery outbox (pg_net, confirmed and retried).
+--
+-- Notifications are rows of monitoring.deliveries (a logged table, so nothing queued is lost on a
+-- restart). The dispatcher sends due rows with net.http_post, signing the exact body pg_net sends
+-- (the text of the jsonb argument) with HMAC-SHA256; the reconciler reads net._http_response by
+-- request id: 2xx is delivered; any other status, a timeout, an error or no response after the
+-- timeout plus a grace is a failed attempt, retried with exponential backoff until max_attempts,
+-- then dead-lettered. A retry reuses the delivery's idempotency key and body.
+--
+-- pg_net, Vault and pg_cron may be absent: every reference to net.*, vault.* and cron.* is dynamic
+-- SQL behind a to_regclass/to_regprocedure check, so this file applies everywhere.
+
+do $$
+begin
+  -- real pg_net on Supabase; the local engine has pydeploy's stand-in schema net instead
+  if to_regnamespace('net') is null
+    and exists (select 1 from pg_catalog.pg_available_extensions where name = 'pg_net') then
+    begin
+      create extension if not exists pg_net with schema extensions;
+    exception when others then
+      raise notice 'pg_net not created (%); delivery waits until it is installed', sqlerrm;
+    end;
+  end if;
+end
+$$;
+
+-- ---------------------------------------------------------------------------------------------
+-- Secrets: Vault where it exists, else a locked-down table
+-- ---------------------------------------------------------------------------------------------
+
+create table if not exists monitoring._secrets (
+  name text primary key,
+  secret text not null,
+  description text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+comment on table monitoring._secrets is
+'Fallback secret store used only where Vault (vault.decrypted_secrets) does not exist; readable by its owner alone '
+'(RLS on, no grants).';
+alter table monitoring._secrets enable row level security;
+revoke all on monitoring._secrets from public, anon, authenticated, service_role;
+
+create or replace function monitoring.set_secret(
+  -- unique secret name, such as alerting_ops_url
+  p_name text,
+  -- the secret value
+  p_value text,
+  -- what it is for
+  p_description text default null
+)
+returns text
+language plpgsql
+volatile
+security definer -- writes Vault or the owner-only fallback table for callers that must not read secrets
+set search_path = ''
+as $$
+declare
+  v_id uuid;
+  -- vault.* is referenced through this variable: the schema may not exist where this is linted
+  v_vault constant regnamespace := to_regnamespace('vault');
+begin
+  if p_name is null or p_name !~ '^[A-Za-z0-9_.:-]{1,200}$' then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('set_secret: p_name %L must be 1-200 letters, digits or _ . : -', p_name),
+      hint = 'use a name such as alerting_ops_url';
+  end if;
+  if p_value is null or p_value = '' then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('set_secret: p_value for %s must not be empty', p_name),
+      hint = 'pass the URL or key to store';
+  end if;
+
+  if to_regclass('vault.decrypted_secrets') is not null then
+    execute format('select s.id from %s.secrets as s where s.name = $1', v_vault) into v_id using p_name;
+    if v_id is null then
+      execute format('select %s.create_secret($1, $2, $3)', v_vault)
+      into v_id
+      using p_value, p_name, coalesce(p_description, '');
+    else
+      execute format('select %s.update_secret($1, $2, $3, $4)', v_vault) using v_id, p_value, p_name, p_description;
+    end if;
+    return 'vault';
+  end if;
+
+  insert into monitoring._secrets as s (name, secret, description)
+  values (p_name, p_value, p_description)
+  on conflict (name) do update
+    set
+      secret = excluded.secret,
+      description = coalesce(excluded.description, s.description),
+      updated_at = now();
+  return 'monitoring._secrets';
+end
+$$;
+comment on function monitoring.set_secret(text, text, text) is
+'Create or update a secret by name in Vault (vault.create_secret / vault.update_secret) or, without Vault, in '
+'monitoring._secrets; returns the store used.';
+
+create or replace function monitoring._get_secret(
+  -- secret name
+  p_name text
+)
+returns text
+language plpgsql
+stable
+security definer -- reads Vault or the owner-only fallback table; executable by the owner alone
+set search_path = ''
+as $$
+declare
+  v_secret text;
+  -- vault.* is referenced through this variable: the view may not exist where this is linted
+  v_view constant regclass := to_regclass('vault.decrypted_secrets');
+begin
+  if p_name is null then
+    return null;
+  end if;
+  if v_view is not null then
+    execute format('select s.decrypted_secret from %s as s where s.name = $1 limit 1', v_view)
+    into v_secret using p_name;
+  else
+    select s.secret into v_secret from monitoring._secrets as s where s.name = p_name;
+  end if;
+  return nullif(v_secret, '');
+end
+$$;
+comment on function monitoring._get_secret(text) is
+'Internal: the value of a secret (Vault or fallback), or null when it does not resolve.';
+
+create or replace function monitoring._validate_url(
+  -- the URL
+  p_url text,
+  -- the field named in the error, such as channels.url
+  p_field text
+)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_match text[];
+begin
+  v_match := regexp_match(coalesce(p_url, ''), '^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#\s]+)([/?#]\S*)?$');
+  if v_match is null then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s is not a URL', p_field),
+      hint = 'use an https URL such as https://example.com/hooks/alerts';
+  end if;
+  if position('@' in v_match[2]) > 0 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s must not carry credentials before the host', p_field),
+      hint = 'put credentials in a signing secret or the URL path, not in user:password@host';
+  end if;
+  if lower(v_match[1]) = 'https' then
+    return;
+  end if;
+  if lower(v_match[1]) = 'http' and lower(v_match[2]) ~ '^(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?$' then
+    return;
+  end if;
+  raise exception using
+    errcode = 'check_violation',
+    message = format('%s must use https (http only for 127.0.0.1, localhost or [::1]); got %s://%s',
+      p_field, lower(v_match[1]), v_match[2]),
+    hint = 'use an https URL such as https://hooks.slack.com/services/...';
+end
+$$;
+comment on function monitoring._validate_url(text, text) is
+'Internal: raise a check_violation naming p_field unless p_url is https (or http on loopback).';
+
+create or replace function monitoring._check_secret(
+  -- secret name
+  p_name text,
+  -- the field that names the secret, for the message (such as channels.url_secret)
+  p_field text,
+  -- whether the secret holds a URL to validate
+  p_is_url boolean default false
+)
+returns void
+language plpgsql
+stable
+security definer -- checks that a secret resolves (and is a valid URL) without revealing its value
+set search_path = ''
+as $$
+declare
+  v_value text;
+begin
+  v_value := monitoring._get_secret(p_name);
+  if v_value is null then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s: secret %L does not resolve (not in %s)', p_field, p_name,
+        case when to_regclass('vault.decrypted_secrets') is not null then 'vault.decrypted_secrets'
+          else 'monitoring._secrets' end),
+      hint = format('store it first: select monitoring.set_secret(%L, ''...'');', p_name);
+  end if;
+  if p_is_url then
+    perform monitoring._validate_url(v_value, p_field);
+  end if;
+end
+$$;
+comment on function monitoring._check_secret(text, text, boolean) is
+'Internal: raise a check_violation naming p_field when the secret does not resolve or, for URLs, is not https '
+'(loopback http allowed).';
+
+-- ---------------------------------------------------------------------------------------------
+-- Channels
+-- ---------------------------------------------------------------------------------------------
+
+create table if not exists monitoring.channels (
+  name text primary key,
+  kind text not null,
+  enabled boolean not null default true,
+  min_severity text not null default 'warning',
+  url_secret text,
+  signing_secret text,
+  function_name text,
+  send_resolved boolean not null default true,
+  description text,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now(),
+  constraint channels_name_check check (name ~ '^[a-z][a-z0-9_-]{0,62}$'),
+  constraint channels_kind_check check (kind in ('webhook', 'slack', 'discord', 'edge_function')),
+  constraint channels_min_severity_check check (min_severity in ('critical', 'warning', 'info')),
+  constraint channels_target_check check (
+    url_secret is not null or (kind = 'edge_function' and function_name is not null)
+  )
+);
+comment on table monitoring.channels is
+'Where notifications go: webhook (the spec''s payload), slack, discord or edge_function; URLs and signing keys are '
+'named secrets, never stored here.';
+comment on column monitoring.channels.kind is 'webhook, slack, discord (incoming-webhook formats) or edge_function.';
+comment on column monitoring.channels.min_severity is 'Lowest severity sent to this channel.';
+comment on column monitoring.channels.url_secret is
+'Name of the secret holding the URL; for edge_function optional (default <project_url>/functions/v1/<function_name>).';
+comment on column monitoring.channels.signing_secret is
+'Name of the secret holding the HMAC key; when set, requests carry X-Signature: sha256=<hex HMAC of the body>.';
+comment on column monitoring.channels.function_name is 'Edge Function called by an edge_function channel.';
+comment on column monitoring.channels.send_resolved is 'Whether resolved notifications are sent.';
+
+create or replace function monitoring._validate_channel()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_settings monitoring.settings;
+begin
+  if new.name is null or new.name !~ '^[a-z][a-z0-9_-]{0,62}$' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('channels.name %L must be lower-case letters, digits, _ or - (at most 63)', new.name),
+      hint = 'use a name such as ops-slack';
+  end if;
+  if new.kind is null or new.kind not in ('webhook', 'slack', 'discord', 'edge_function') then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('channels.kind must be one of webhook, slack, discord, edge_function (got %L)', new.kind),
+      hint = 'use webhook for the spec''s JSON payload';
+  end if;
+  if new.min_severity is null or new.min_severity not in ('critical', 'warning', 'info') then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('channels.min_severity must be one of critical, warning, info (got %L)', new.min_severity),
+      hint = 'use warning to receive warning and critical alerts';
+  end if;
+  if new.url_secret is null and not (new.kind = 'edge_function' and new.function_name is not null) then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('channels.url_secret must name the secret holding the %s URL', new.kind),
+      hint = 'use monitoring.set_channel(name, kind, url) which stores the URL as a secret';
+  end if;
+  if new.function_name is not null and new.function_name !~ '^[A-Za-z0-9][A-Za-z0-9_-]*$' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('channels.function_name %L is not an Edge Function name', new.function_name),
+      hint = 'use the function''s folder name, such as alert-receiver';
+  end if;
+
+  if new.enabled then
+    if new.url_secret is not null then
+      perform monitoring._check_secret(new.url_secret, 'channels.url_secret', true);
+    end if;
+    if new.signing_secret is not null then
+      perform monitoring._check_secret(new.signing_secret, 'channels.signing_secret', false);
+    end if;
+    if new.kind = 'edge_function' then
+      select * into v_settings from monitoring.settings as s where s.id;
+      if new.url_secret is null then
+        perform monitoring._check_secret(v_settings.project_url_secret, 'settings.project_url_secret', true);
+      end if;
+      perform monitoring._check_secret(v_settings.service_key_secret, 'settings.service_key_secret', false);
+    end if;
+  end if;
+
+  new.updated_at := now();
+  return new;
+end
+$$;
+comment on function monitoring._validate_channel() is
+'Trigger: validate a channel (kind, severity, and that its secrets resolve to valid URLs), raising a '
+'check_violation naming the field.';
+
+create or replace trigger channels_validate
+before insert or update on monitoring.channels
+for each row execute function monitoring._validate_channel();
+
+create or replace function monitoring.set_channel(
+  -- channel name, such as ops-slack
+  p_name text,
+  -- webhook, slack, discord or edge_function
+  p_kind text,
+  -- the URL, stored as secret alerting_<name>_url (null: keep the current one)
+  p_url text default null,
+  -- HMAC key, stored as secret alerting_<name>_signing (null: keep the current one)
+  p_signing_secret text default null,
+  -- lowest severity sent
+  p_min_severity text default 'warning',
+  -- Edge Function name for edge_function channels
+  p_function_name text default null,
+  -- whether the channel receives notifications
+  p_enabled boolean default true
+)
+returns text
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_url_secret text;
+  v_signing_secret text;
+begin
+  if p_name is null or p_name !~ '^[a-z][a-z0-9_-]{0,62}$' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('channels.name %L must be lower-case letters, digits, _ or - (at most 63)', p_name),
+      hint = 'use a name such as ops-slack';
+  end if;
+  if p_url is not null then
+    perform monitoring._validate_url(p_url, 'channels.url');
+    v_url_secret := format('alerting_%s_url', p_name);
+    perform monitoring.set_secret(v_url_secret, p_url, format('URL of alert channel %s', p_name));
+  end if;
+  if p_signing_secret is not null then
+    v_signing_secret := format('alerting_%s_signing', p_name);
+    perform monitoring.set_secret(v_signing_secret, p_signing_secret, format('HMAC key of alert channel %s', p_name));
+  end if;
+
+  insert into monitoring.channels as c (
+    name, kind, enabled, min_severity, url_secret, signing_secret, function_name
+  )
+  values (p_name, p_kind, p_enabled, p_min_severity, v_url_secret, v_signing_secret, p_function_name)
+  on conflict (name) do update
+    set
+      kind = excluded.kind,
+      enabled = excluded.enabled,
+      min_severity = excluded.min_severity,
+      url_secret = coalesce(excluded.url_secret, c.url_secret),
+      signing_secret = coalesce(excluded.signing_secret, c.signing_secret),
+      function_name = excluded.function_name;
+  return p_name;
+end
+$$;
+comment on function monitoring.set_channel(text, text, text, text, text, text, boolean) is
+'Create or update a channel, storing its URL and signing key as secrets alerting_<name>_url and '
+'alerting_<name>_signing.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Outbox
+-- ---------------------------------------------------------------------------------------------
+
+create table if not exists monitoring.deliveries (
+  id bigint generated always as identity primary key,
+  fingerprint text,
+  rule_name text,
+  channel text not null,
+  event text not null,
+  payload jsonb not null,
+  body text not null,
+  idempotency_key uuid not null default gen_random_uuid(),
+  status text not null default 'queued',
+  attempts integer not null default 0,
+  next_attempt_at timestamptz default now(),
+  last_attempt_at timestamptz,
+  request_id bigint,
+  last_status_code integer,
+  last_error text,
+  created_at timestamptz not null default now(),
+  delivered_at timestamptz,
+  dead_at timestamptz,
+  constraint deliveries_event_check check (event in ('firing', 'resolved', 'repeat', 'test')),
+  constraint deliveries_status_check check (status in ('queued', 'sending', 'delivered', 'retrying', 'dead')),
+  constraint deliveries_body_check check (body = payload::text),
+  constraint deliveries_idempotency_key_key unique (idempotency_key)
+);
+comment on table monitoring.deliveries is
+'Outbox of notifications, one row per alert event and channel; logged, so nothing queued is lost on a restart.';
+comment on column monitoring.deliveries.fingerprint is 'Alert fingerprint (null for test deliveries).';
+comment on column monitoring.deliveries.payload is 'The channel-specific JSON payload.';
+comment on column monitoring.deliveries.body is
+'The exact body pg_net sends ((payload::jsonb)::text); X-Signature is the HMAC of these bytes.';
+comment on column monitoring.deliveries.idempotency_key is
+'Sent as X-Idempotency-Key; the same for every attempt of this delivery.';
+comment on column monitoring.deliveries.status is
+'queued, sending (request handed to pg_net), delivered (2xx seen), retrying (waiting for next_attempt_at) or dead.';
+comment on column monitoring.deliveries.next_attempt_at is 'When the dispatcher may send (again).';
+comment on column monitoring.deliveries.request_id is
+'net.http_post request id of the last attempt, matched to net._http_response.id.';
+comment on column monitoring.deliveries.last_status_code is 'HTTP status of the last response.';
+comment on column monitoring.deliveries.last_error is 'Why the last attempt failed.';
+create index if not exists deliveries_due_idx on monitoring.deliveries (next_attempt_at)
+where status in ('queued', 'retrying');
+create index if not exists deliveries_sending_idx on monitoring.deliveries (id) where status = 'sending';
+create index if not exists deliveries_dead_idx on monitoring.deliveries (dead_at) where status = 'dead';
+create index if not exists deliveries_finished_idx on monitoring.deliveries (
+  (coalesce(delivered_at, dead_at))
+) where status in ('delivered', 'dead');
+create index if not exists deliveries_fingerprint_idx on monitoring.deliveries (fingerprint, created_at);
+
+-- ---------------------------------------------------------------------------------------------
+-- Payloads
+-- ---------------------------------------------------------------------------------------------
+
+create or replace function monitoring._webhook_payload(
+  -- the alert
+  p_alert monitoring.alerts,
+  -- its rule
+  p_rule monitoring.alert_rules,
+  -- firing, repeat or resolved
+  p_event text,
+  -- now
+  p_now timestamptz
+)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'timestamp', monitoring._iso(p_now),
+    'service', s.service_name,
+    'status', case when p_event = 'resolved' then 'resolved' else 'firing' end,
+    'event', p_event,
+    'alerts', jsonb_build_array(jsonb_build_object(
+      'severity', p_alert.severity,
+      'message', p_alert.message,
+      'metric', p_rule.metric,
+      'value', p_alert.value,
+      'status', case when p_event = 'resolved' then 'resolved' else 'firing' end,
+      'rule', p_rule.name,
+      'description', p_rule.description,
+      'threshold', p_rule.threshold,
+      'unit', p_rule.unit,
+      'labels', p_alert.labels,
+      'fingerprint', p_alert.fingerprint,
+      'startsAt', monitoring._iso(coalesce(p_alert.firing_since, p_alert.started_at)),
+      'endsAt', case when p_event = 'resolved' then monitoring._iso(p_alert.resolved_at) end,
+      'runbook', to_jsonb(p_rule.runbook)
+    ))
+  )
+  from monitoring.settings as s
+  where s.id
+$$;
+comment on function monitoring._webhook_payload(monitoring.alerts, monitoring.alert_rules, text, timestamptz) is
+'Internal: the spec''s webhook payload {timestamp, service, alerts: [{severity, message, metric, value}]} plus '
+'status, event, rule, labels, fingerprint, startsAt, endsAt and runbook.';
+
+create or replace function monitoring._channel_payload(
+  -- webhook, slack, discord or edge_function
+  p_kind text,
+  -- the webhook payload (from monitoring._webhook_payload)
+  p_webhook jsonb
+)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_alert jsonb := p_webhook -> 'alerts' -> 0;
+  v_label text;
+  v_title text;
+  v_value text;
+  v_runbook text;
+  v_escaped text;
+begin
+  if p_kind in ('webhook', 'edge_function') then
+    return p_webhook;
+  end if;
+
+  v_label := case p_webhook ->> 'event'
+    when 'firing' then 'FIRING'
+    when 'repeat' then 'STILL FIRING'
+    when 'resolved' then 'RESOLVED'
+    else 'TEST'
+  end;
+  v_title := format('[%s] %s: %s', v_label, v_alert ->> 'severity', v_alert ->> 'message');
+  v_value := format('%s = %s%s', v_alert ->> 'metric', coalesce(v_alert ->> 'value', 'n/a'),
+    coalesce(' ' || (v_alert ->> 'unit'), ''));
+  v_runbook := coalesce((
+    select string_agg(format('%s. %s', r.ord, r.step), E'\n' order by r.ord)
+    from jsonb_array_elements_text(v_alert -> 'runbook') with ordinality as r (step, ord)
+  ), 'none');
+
+  if p_kind = 'slack' then
+    v_escaped := replace(replace(replace(v_title, '&', '&amp;'), '<', '&lt;'), '>', '&gt;');
+    return jsonb_build_object(
+      'text', v_title,
+      'blocks', jsonb_build_array(
+        jsonb_build_object('type', 'section', 'text', jsonb_build_object(
+          'type', 'mrkdwn',
+          'text', format(E'*%s*\nRule `%s` · severity *%s* · %s', v_escaped, v_alert ->> 'rule',
+            v_alert ->> 'severity', v_value)
+        )),
+        jsonb_build_object('type', 'section', 'text', jsonb_build_object(
+          'type', 'mrkdwn',
+          'text', E'*Runbook*\n' || replace(replace(replace(v_runbook, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')
+        )),
+        jsonb_build_object('type', 'context', 'elements', jsonb_build_array(jsonb_build_object(
+          'type', 'mrkdwn',
+          'text', format('%s · since %s · fingerprint %s', p_webhook ->> 'service',
+            coalesce(v_alert ->> 'startsAt', p_webhook ->> 'timestamp'), coalesce(v_alert ->> 'fingerprint', 'none'))
+        )))
+      )
+    );
+  end if;
+
+  if p_kind = 'discord' then
+    return jsonb_build_object(
+      'content', left(v_title, 2000),
+      'embeds', jsonb_build_array(jsonb_build_object(
+        'title', left(format('[%s] %s', v_label, v_alert ->> 'rule'), 256),
+        'description', left(coalesce(v_alert ->> 'message', ''), 4096),
+        'color', case
+          when p_webhook ->> 'event' = 'resolved' then 3066993
+          when v_alert ->> 'severity' = 'critical' then 15158332
+          when v_alert ->> 'severity' = 'warning' then 15105570
+          else 3447003
+        end,
+        'fields', jsonb_build_array(
+          jsonb_build_object('name', 'Severity', 'value', v_alert ->> 'severity', 'inline', true),
+          jsonb_build_object('name', 'Metric', 'value', left(v_value, 1024), 'inline', true),
+          jsonb_build_object('name', 'Runbook', 'value', left(v_runbook, 1024), 'inline', false)
+        ),
+        'timestamp', p_webhook ->> 'timestamp',
+        'footer', jsonb_build_object(
+          'text', format('%s · fingerprint %s', p_webhook ->> 'service', coalesce(v_alert ->> 'fingerprint', 'none'))
+        )
+      ))
+    );
+  end if;
+
+  raise exception using
+    errcode = 'invalid_parameter_value',
+    message = format('channels.kind %L has no payload format', p_kind),
+    hint = 'use webhook, slack, discord or edge_function';
+end
+$$;
+comment on function monitoring._channel_payload(text, jsonb) is
+'Internal: turn the webhook payload into the channel''s format: as is for webhook and edge_function, {text, blocks} '
+'for slack, {content, embeds} for discord; all carry the runbook.';
+
+create or replace function monitoring._notify(
+  -- the alert
+  p_alert monitoring.alerts,
+  -- its rule
+  p_rule monitoring.alert_rules,
+  -- firing, repeat or resolved
+  p_event text,
+  -- now
+  p_now timestamptz
+)
+returns integer
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_webhook jsonb;
+  v_count integer;
+begin
+  v_webhook := monitoring._webhook_payload(p_alert, p_rule, p_event, p_now);
+  insert into monitoring.deliveries (
+    fingerprint, rule_name, channel, event, payload, body, status, next_attempt_at, created_at
+  )
+  select
+    p_alert.fingerprint,
+    p_rule.name,
+    c.name,
+    p_event,
+    p.payload,
+    p.payload::text,
+    'queued',
+    p_now,
+    p_now
+  from monitoring.channels as c
+  cross join lateral (select monitoring._channel_payload(c.kind, v_webhook) as payload) as p
+  where
+    c.enabled
+    and monitoring._severity_rank(p_alert.severity) >= monitoring._severity_rank(c.min_severity)
+    and (p_event <> 'resolved' or c.send_resolved)
+  order by c.name;
+  get diagnostics v_count = row_count;
+  return v_count;
+end
+$$;
+comment on function monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz) is
+'Internal: queue one delivery of an alert event per enabled channel whose min_severity it reaches; returns how many.';
+
+create or replace function monitoring.test_channel(
+  -- the channel
+  p_channel text,
+  -- now
+  p_now timestamptz default now()
+)
+returns bigint
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_channel monitoring.channels;
+  v_payload jsonb;
+  v_id bigint;
+begin
+  select * into v_channel from monitoring.channels as c where c.name = p_channel;
+  if not found then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('test_channel: channel %L does not exist', p_channel),
+      hint = 'see select name from monitoring.channels';
+  end if;
+  v_payload := monitoring._channel_payload(v_channel.kind, (
+    select jsonb_build_object(
+      'timestamp', monitoring._iso(p_now),
+      'service', s.service_name,
+      'status', 'firing',
+      'event', 'test',
+      'alerts', jsonb_build_array(jsonb_build_object(
+        'severity', 'info',
+        'message', format('Test notification for channel %s', p_channel),
+        'metric', 'test',
+        'value', 1,
+        'status', 'firing',
+        'rule', 'test',
+        'labels', jsonb_build_object('alertname', 'test', 'severity', 'info'),
+        'fingerprint', null,
+        'startsAt', monitoring._iso(p_now),
+        'endsAt', null,
+        'runbook', jsonb_build_array('This is a test notification; no action is needed.')
+      ))
+    )
+    from monitoring.settings as s
+    where s.id
+  ));
+  insert into monitoring.deliveries (channel, event, payload, body, status, next_attempt_at, created_at)
+  values (p_channel, 'test', v_payload, v_payload::text, 'queued', p_now, p_now)
+  returning id into v_id;
+  return v_id;
+end
+$$;
+comment on function monitoring.test_channel(text, timestamptz) is
+'Queue a test notification to one channel (sent by the next dispatcher run); returns the delivery id.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Dispatcher and reconciler
+-- ---------------------------------------------------------------------------------------------
+
+create or replace function monitoring._record_failure(
+  -- the delivery
+  p_id bigint,
+  -- now
+  p_now timestamptz,
+  -- HTTP status of the response, if any
+  p_status_code integer,
+  -- why the attempt failed
+  p_error text,
+  -- whether this failure is an attempt not yet counted (nothing was sent)
+  p_count_attempt boolean,
+  -- whether retrying cannot help (dead at once)
+  p_permanent boolean
+)
+returns text
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_settings monitoring.settings;
+  v_attempts integer;
+  v_status text;
+begin
+  select * into v_settings from monitoring.settings as s where s.id;
+  select d.attempts + case when p_count_attempt then 1 else 0 end into v_attempts
+  from monitoring.deliveries as d where d.id = p_id;
+  v_status := case when p_permanent or v_attempts >= v_settings.max_attempts then 'dead' else 'retrying' end;
+  update monitoring.deliveries as d
+  set
+    attempts = v_attempts,
+    status = v_status,
+    last_status_code = p_status_code,
+    last_error = left(p_error, 2000),
+    last_attempt_at = case when p_count_attempt then p_now else d.last_attempt_at end,
+    next_attempt_at = case
+      when v_status = 'retrying'
+        then p_now + least(v_settings.backoff_cap, v_settings.backoff_base * power(2, greatest(v_attempts - 1, 0)))
+    end,
+    dead_at = case when v_status = 'dead' then p_now end
+  where d.id = p_id;
+  return v_status;
+end
+$$;
+comment on function monitoring._record_failure(bigint, timestamptz, integer, text, boolean, boolean) is
+'Internal: record a failed attempt: retrying after least(backoff_cap, backoff_base * 2^(attempts-1)), or dead after '
+'max_attempts.';
+
+create or replace function monitoring.dispatch_deliveries(
+  -- now
+  p_now timestamptz default now(),
+  -- most deliveries to send (null: settings.dispatch_batch)
+  p_limit integer default null
+)
+returns jsonb
+language plpgsql
+volatile
+security definer -- reads channel URLs and keys through monitoring._get_secret, which only the owner may call
+set search_path = ''
+as $$
+declare
+  v_settings monitoring.settings;
+  v_delivery monitoring.deliveries;
+  v_channel monitoring.channels;
+  v_url text;
+  v_key text;
+  v_headers jsonb;
+  v_request bigint;
+  v_sent integer := 0;
+  v_failed integer := 0;
+  -- net.* is referenced through this variable: pg_net may not exist where this is linted
+  v_http_post constant regprocedure := to_regprocedure('net.http_post(text, jsonb, jsonb, jsonb, integer)');
+begin
+  if v_http_post is null then
+    return jsonb_build_object('sent', 0, 'failed', 0, 'skipped', 'pg_net (net.http_post) is not installed');
+  end if;
+  select * into v_settings from monitoring.settings as s where s.id;
+
+  for v_delivery in
+    select * from monitoring.deliveries as d
+    where d.status in ('queued', 'retrying') and d.next_attempt_at <= p_now
+    order by d.next_attempt_at, d.id
+    limit coalesce(p_limit, v_settings.dispatch_batch)
+    for update skip locked
+  loop
+    select * into v_channel from monitoring.channels as c where c.name = v_delivery.channel;
+    if not found or not v_channel.enabled then
+      perform monitoring._record_failure(
+        v_delivery.id, p_now, null,
+        format('channel %s %s', v_delivery.channel, case when found then 'is disabled' else 'no longer exists' end),
+        true, true
+      );
+      v_failed := v_failed + 1;
+      continue;
+    end if;
+
+    begin
+      v_url := monitoring._get_secret(v_channel.url_secret);
+      if v_url is null and v_channel.kind = 'edge_function' and v_channel.url_secret is null then
+        v_url := rtrim(monitoring._get_secret(v_settings.project_url_secret), '/')
+          || '/functions/v1/' || v_channel.function_name;
+        if v_url is null then
+          raise exception 'settings.project_url_secret: secret % does not resolve', v_settings.project_url_secret;
+        end if;
+      elsif v_url is null then
+        raise exception 'channels.url_secret: secret % does not resolve', v_channel.url_secret;
+      end if;
+      perform monitoring._validate_url(v_url, 'channels.url_secret');
+
+      v_headers := jsonb_build_object(
+        'Content-Type', 'application/json',
+        'X-Idempotency-Key', v_delivery.idempotency_key::text,
+        'X-Alert-Event', v_delivery.event
+      );
+      if v_channel.signing_secret is not null then
+        v_key := monitoring._get_secret(v_channel.signing_secret);
+        if v_key is null then
+          raise exception 'channels.signing_secret: secret % does not resolve', v_channel.signing_secret;
+        end if;
+        v_headers := v_headers || jsonb_build_object(
+          'X-Signature',
+          'sha256=' || encode(
+            extensions.hmac(convert_to(v_delivery.body, 'UTF8'), convert_to(v_key, 'UTF8'), 'sha256'), 'hex'
+          )
+        );
+      end if;
+      if v_channel.kind = 'edge_function' then
+        v_key := monitoring._get_secret(v_settings.service_key_secret);
+        if v_key is null then
+          raise exception 'settings.service_key_secret: secret % does not resolve', v_settings.service_key_secret;
+        end if;
+        v_headers := v_headers || jsonb_build_object('Authorization', 'Bearer ' || v_key);
+      end if;
+
+      execute format(
+        'select %s(url := $1, body := $2, headers := $3, timeout_milliseconds := $4)', v_http_post::regproc
+      )
+      into v_request
+      using v_url, v_delivery.body::jsonb, v_headers, v_settings.http_timeout_ms;
+
+      update monitoring.deliveries as d
+      set
+        status = 'sending',
+        attempts = d.attempts + 1,
+        request_id = v_request,
+        last_attempt_at = p_now,
+        next_attempt_at = null
+      where d.id = v_delivery.id;
+      v_sent := v_sent + 1;
+    exception when others then
+      perform monitoring._record_failure(v_delivery.id, p_now, null, sqlerrm, true, false);
+      v_failed := v_failed + 1;
+    end;
+  end loop;
+
+  return jsonb_build_object('sent', v_sent, 'failed', v_failed);
+end
+$$;
+comment on function monitoring.dispatch_deliveries(timestamptz, integer) is
+'Send due deliveries (for update skip locked, so concurrent runs never send one twice) with net.http_post, '
+'X-Idempotency-Key and X-Signature over the exact body; returns counts.';
+
+create or replace function monitoring.reconcile_deliveries(
+  -- now
+  p_now timestamptz default now()
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_settings monitoring.settings;
+  v_delivery record;
+  v_rows integer;
+  v_status_code integer;
+  v_timed_out boolean;
+  v_error text;
+  v_content text;
+  v_delivered integer := 0;
+  v_failed integer := 0;
+  v_waiting integer := 0;
+  -- net.* is referenced through this variable: pg_net may not exist where this is linted
+  v_responses constant regclass := to_regclass('net._http_response');
+begin
+  if v_responses is null then
+    return jsonb_build_object(
+      'delivered', 0, 'failed', 0, 'waiting', 0, 'skipped', 'pg_net (net._http_response) is not installed'
+    );
+  end if;
+  select * into v_settings from monitoring.settings as s where s.id;
+
+  for v_delivery in
+    select d.id, d.request_id, d.last_attempt_at
+    from monitoring.deliveries as d
+    where d.status = 'sending'
+    order by d.id
+    for update skip locked
+  loop
+    v_rows := 0;
+    if v_delivery.request_id is not null then
+      -- the created bound guards against a request id reused after a crash reset pg_net's sequence
+      execute format(
+        'select r.status_code, r.timed_out, r.error_msg, left(r.content, 500) from %s as r '
+        || 'where r.id = $1 and r.created >= $2 order by r.created desc limit 1',
+        v_responses
+      )
+      into v_status_code, v_timed_out, v_error, v_content
+      using v_delivery.request_id, v_delivery.last_attempt_at - interval '1 minute';
+      get diagnostics v_rows = row_count;
+    end if;
+
+    if v_rows > 0 and v_status_code between 200 and 299 and not coalesce(v_timed_out, false) and v_error is null then
+      update monitoring.deliveries as d
+      set status = 'delivered', delivered_at = p_now, last_status_code = v_status_code, last_error = null
+      where d.id = v_delivery.id;
+      v_delivered := v_delivered + 1;
+    elsif v_rows > 0 then
+      perform monitoring._record_failure(
+        v_delivery.id, p_now, v_status_code,
+        coalesce(
+          v_error,
+          case when v_timed_out then 'timed out' end,
+          format('HTTP %s: %s', coalesce(v_status_code::text, 'no status'), coalesce(v_content, ''))
+        ),
+        false, false
+      );
+      v_failed := v_failed + 1;
+    elsif p_now >= v_delivery.last_attempt_at
+      + make_interval(secs => v_settings.http_timeout_ms / 1000.0) + v_settings.response_grace then
+      perform monitoring._record_failure(
+        v_delivery.id, p_now, null,
+        format('no response for request %s within %s ms plus %s', v_delivery.request_id,
+          v_settings.http_timeout_ms, v_settings.response_grace),
+        false, false
+      );
+      v_failed := v_failed + 1;
+    else
+      v_waiting := v_waiting + 1;
+    end if;
+  end loop;
+
+  return jsonb_build_object('delivered', v_delivered, 'failed', v_failed, 'waiting', v_waiting);
+end
+$$;
+comment on function monitoring.reconcile_deliveries(timestamptz) is
+'Confirm sent deliveries from net._http_response: 2xx delivered; other status, timeout, error or no response after '
+'timeout plus grace is a failed attempt (retry or dead).';
+
+create or replace function monitoring.retry_dead_deliveries(
+  -- only these deliveries (null: all dead ones)
+  p_ids bigint[] default null,
+  -- only this channel (null: all)
+  p_channel text default null,
+  -- now
+  p_now timestamptz default now()
+)
+returns integer
+language sql
+volatile
+set search_path = ''
+as $$
+  with requeued as (
+    update monitoring.deliveries as d
+    set status = 'retrying', attempts = 0, next_attempt_at = p_now, dead_at = null
+    where
+      d.status = 'dead'
+      and (p_ids is null or d.id = any(p_ids))
+      and (p_channel is null or d.channel = p_channel)
+    returning 1
+  )
+
+  select count(*)::integer from requeued
+$$;
+comment on function monitoring.retry_dead_deliveries(bigint[], text, timestamptz) is
+'Put dead-lettered deliveries back in the queue (same body and idempotency key, attempts reset); returns how many.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Views
+-- ---------------------------------------------------------------------------------------------
+
+create or replace view monitoring.delivery_status
+with (security_invoker = true)
+as
+with per_channel as (
+  select
+    d.channel,
+    count(*) filter (where d.status = 'queued') as queued,
+    count(*) filter (where d.status = 'sending') as sending,
+    count(*) filter (where d.status = 'retrying') as retrying,
+    count(*) filter (where d.status = 'dead') as dead,
+    count(*) filter (where d.status = 'delivered' and d.delivered_at > now() - interval '24 hours') as delivered_24h,
+    max(d.delivered_at) as last_delivered_at,
+    min(d.created_at) filter (where d.status in ('queued', 'sending', 'retrying')) as oldest_pending_at
+  from monitoring.deliveries as d
+  group by d.channel
+)
+
+select
+  coalesce(c.name, p.channel) as channel,
+  c.kind,
+  coalesce(c.enabled, false) as enabled,
+  coalesce(p.queued, 0) as queued,
+  coalesce(p.sending, 0) as sending,
+  coalesce(p.retrying, 0) as retrying,
+  coalesce(p.dead, 0) as dead,
+  coalesce(p.delivered_24h, 0) as delivered_24h,
+  p.last_delivered_at,
+  p.oldest_pending_at,
+  (
+    select d.last_error
+    from monitoring.deliveries as d
+    where d.channel = coalesce(c.name, p.channel) and d.last_error is not null
+    order by d.id desc
+    limit 1
+  ) as last_error
+from monitoring.channels as c
+full join per_channel as p on c.name = p.channel
+order by channel;
+comment on view monitoring.delivery_status is
+'Per channel: how many deliveries are queued, in flight, retrying or dead, how many were delivered in 24 h, the '
+'last delivery and the last error.';
+
+create or replace view monitoring.dead_letters
+with (security_invoker = true)
+as
+select
+  d.id,
+  d.channel,
+  d.event,
+  d.rule_name,
+  d.fingerprint,
+  d.attempts,
+  d.last_status_code,
+  d.last_error,
+  d.created_at,
+  d.dead_at,
+  d.idempotency_key,
+  d.payload
+from monitoring.deliveries as d
+where d.status = 'dead'
+order by d.dead_at desc;
+comment on view monitoring.dead_letters is
+'Notifications that could not be delivered after max_attempts (or whose channel is gone); requeue with '
+'monitoring.retry_dead_deliveries().';
+
+-- ---------------------------------------------------------------------------------------------
+-- Privileges
+-- ---------------------------------------------------------------------------------------------
+
+alter table monitoring.channels enable row level security;
+alter table monitoring.deliveries enable row level security;
+
+revoke all on monitoring.channels, monitoring.deliveries, monitoring.delivery_status, monitoring.dead_letters
+from public, anon, authenticated;
+grant select, insert, update, delete on monitoring.channels to service_role;
+grant select, insert, update, delete on monitoring.deliveries to service_role;
+grant select on monitoring.delivery_status, monitoring.dead_letters to service_role;
+
+revoke all on function monitoring.set_secret(text, text, text) from public, anon, authenticated;
+revoke all on function monitoring._get_secret(text) from public, anon, authenticated, service_role;
+revoke all on function monitoring._validate_url(text, text) from public, anon, authenticated;
+revoke all on function monitoring._check_secret(text, text, boolean) from public, anon, authenticated;
+revoke all on function monitoring._validate_channel() from public, anon, authenticated;
+revoke all on function monitoring.set_channel(text, text, text, text, text, text, boolean)
+from public, anon, authenticated;
+revoke all on function monitoring._webhook_payload(monitoring.alerts, monitoring.alert_rules, text, timestamptz)
+from public, anon, authenticated;
+revoke all on function monitoring._channel_payload(text, jsonb) from public, anon, authenticated;
+revoke all on function monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz)
+from public, anon, authenticated;
+revoke all on function monitoring.test_channel(text, timestamptz) from public, anon, authenticated;
+revoke all on function monitoring._record_failure(bigint, timestamptz, integer, text, boolean, boolean)
+from public, anon, authenticated;
+revoke all on function monitoring.dispatch_deliveries(timestamptz, integer) from public, anon, authenticated;
+revoke all on function monitoring.reconcile_deliveries(timestamptz) from public, anon, authenticated;
+revoke all on function monitoring.retry_dead_deliveries(bigint[], text, timestamptz) from public, anon, authenticated;
+grant execute on function monitoring.set_secret(text, text, text) to service_role;
+grant execute on function monitoring._validate_url(text, text) to service_role;
+grant execute on function monitoring._check_secret(text, text, boolean) to service_role;
+grant execute on function monitoring._validate_channel() to service_role;
+grant execute on function monitoring.set_channel(text, text, text, text, text, text, boolean) to service_role;
+grant execute on function monitoring._webhook_payload(monitoring.alerts, monitoring.alert_rules, text, timestamptz)
+to service_role;
+grant execute on function monitoring._channel_payload(text, jsonb) to service_role;
+grant execute on function monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz)
+to service_role;
+grant execute on function monitoring.test_channel(text, timestamptz) to service_role;
+grant execute on function monitoring._record_failure(bigint, timestamptz, integer, text, boolean, boolean)
+to service_role;
+grant execute on function monitoring.dispatch_deliveries(timestamptz, integer) to service_role;
+grant execute on function monitoring.reconcile_deliveries(timestamptz) to service_role;
+grant execute on function monitoring.retry_dead_deliveries(bigint[], text, timestamptz) to service_role;
