@@ -212,25 +212,17 @@ def net_worker(db_url: str) -> None:
     Worker(dsnmod.validate(db_url)).run()
 
 
-def _register_optional_groups() -> None:
+def _register_commands() -> None:
     """Command groups that live in their own modules."""
-    import importlib
-
+    from pydeploy.cli_bench import bench
+    from pydeploy.cli_functions import functions
     from pydeploy.cli_ops import COMMANDS
 
-    for command in COMMANDS:
+    for command in [*COMMANDS, functions, bench]:
         cli.add_command(command)
-    for module, attr in (("pydeploy.cli_functions", "functions"), ("pydeploy.cli_bench", "bench")):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        cli.add_command(getattr(mod, attr))
 
 
-_register_optional_groups()
+_register_commands()
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -77,6 +77,8 @@ def reset(cur: psycopg.Cursor) -> None:
     cur.execute("delete from monitoring.error_minutes")
     cur.execute("delete from monitoring.error_days")
     cur.execute("update monitoring.rollup_state set watermark = '-infinity'")
+    # the examples change statuses up to 2 hours back: the window the regular refresh must cover
+    cur.execute("update monitoring.rollup_settings set mutable_window = interval '2 hours'")
 
 
 def insert_notification(

@@ -3,8 +3,8 @@
 --
 -- How the views stay fast without touching the app's writes (no triggers on the app tables):
 --   * monitoring.refresh_rollups() (pg_cron, every minute: `* * * * *`) recomputes from the raw
---     tables every minute bucket in the mutable window (rollup_settings.mutable_window, 2 hours by
---     default: where statuses still change) and moves the watermark to the current minute.
+--     tables every minute bucket in the mutable window (rollup_settings.mutable_window, 30 minutes
+--     by default: where statuses still change) and moves the watermark to the current minute.
 --   * A view answers "rows created in (p_now - length, +inf)" as: raw rows of the partial first
 --     minute + rollup buckets from the first whole minute up to the watermark + raw rows at or
 --     after the watermark (the live tail, an index range scan on created_at).
@@ -23,7 +23,7 @@
 
 create table if not exists monitoring.rollup_settings (
   id boolean primary key default true check (id),
-  mutable_window interval not null default interval '2 hours'
+  mutable_window interval not null default interval '30 minutes'
   check (mutable_window between interval '1 minute' and interval '7 days'),
   minute_horizon interval not null default interval '8 days'
   check (minute_horizon >= interval '8 days'),

@@ -197,3 +197,9 @@ revoke all on monitoring._secrets from service_role;
 grant execute on function monitoring._health_alerts(timestamptz) to service_role, postgres;
 grant execute on function monitoring._health_delivery(timestamptz) to service_role, postgres;
 grant execute on function monitoring._health_compose(timestamptz) to service_role, postgres;
+
+-- The configuration tables are tiny and never reach autovacuum's thresholds; without statistics
+-- the planner guesses thousands of rows, which pushed views such as job_status over the JIT
+-- threshold (185 ms instead of 0.3 ms at 10 M notifications, docs/benchmarks.md).
+analyze monitoring.settings, monitoring.jobs, monitoring.alert_rules, monitoring.retention_policies,
+monitoring.rollup_settings, monitoring.rollup_state, monitoring.health_thresholds, monitoring.channels;

@@ -1,0 +1,227 @@
+"""Alerting end to end: real pg_cron, the pg_net stand-in worker, real HTTP receivers on loopback.
+
+One test waits for pg_cron itself (in `postgres`, the database pg_cron serves). The others run
+in a database of their own, with its own stand-in worker, and drive the jobs' functions
+directly with short retry settings, so they take seconds instead of the minutes pg_cron's
+one-minute granularity would need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from pydeploy import migrations as mig
+from pydeploy.net_worker import Worker
+from tests.http_receiver import Received, receiver
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "e2e-signing-key-0123456789"
+
+
+def q(url: str, sql: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url, autocommit=True) as c:
+        cur = c.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+def signed_ok(r: Received, key: str = SECRET) -> bool:
+    good = "sha256=" + hmac.new(key.encode(), r.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(r.headers.get("X-Signature", ""), good)
+
+
+def payloads(rec: Any) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in rec.requests]
+
+
+@pytest.fixture
+def alert_db(scratch_db: Callable[[], str]) -> Iterator[str]:
+    """Migrated database, short retry settings, its own pg_net stand-in worker."""
+    url = scratch_db()
+    with psycopg.connect(url, autocommit=True) as c:
+        mig.migrate(c, ROOT / "supabase" / "migrations")
+        c.execute("update monitoring.settings set backoff_base = '1 second', backoff_cap = '1 second', "
+                  "max_attempts = 4, http_timeout_ms = 1000, response_grace = '1 second'")
+    worker = Worker(url, poll_interval=0.05)
+    t = threading.Thread(target=worker.run, kwargs={"install_signals": False}, daemon=True)
+    t.start()
+    yield url
+    worker.stop()
+    t.join(5)
+
+
+def add_channel(url: str, rec_url: str, name: str = "ops") -> None:
+    q(url, "select monitoring.set_channel(%s, 'webhook', %s, %s, 'info')", (name, rec_url, SECRET))
+
+
+def breach_errors(url: str, n: int = 25) -> None:
+    q(url, "insert into public.whatsapp_error_logs (error_type, error_message) "
+           "select 'timeout', 'e2e' from generate_series(1, %s)", (n,))
+
+
+def clear_errors(url: str) -> None:
+    q(url, "delete from public.whatsapp_error_logs")
+    q(url, "select monitoring.refresh_rollups(p_full => true)")
+
+
+def evaluate(url: str, rule: str = "high_error_rate") -> None:
+    q(url, "select monitoring.evaluate_rules(now(), array[%s], false)", (rule,))
+
+
+def pump(url: str, until: Callable[[], bool], timeout: float = 30) -> None:
+    """Run the dispatcher and reconciler (what monitoring-dispatch does each minute) until done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        q(url, "select monitoring.reconcile_deliveries(now())")
+        q(url, "select monitoring.dispatch_deliveries(now())")
+        if until():
+            return
+        time.sleep(0.3)
+    raise AssertionError("condition not reached in time: " + json.dumps(
+        [list(map(str, r)) for r in q(url, "select id, event, status, attempts, last_status_code, last_error "
+                                           "from monitoring.deliveries order by id")]))
+
+
+def statuses(url: str) -> list[tuple[str, str, int]]:
+    return [(e, s, a) for e, s, a in q(url, "select event, status, attempts from monitoring.deliveries "
+                                            "where event <> 'test' order by id")]
+
+
+# -- with pg_cron firing for real -------------------------------------------------------------
+@pytest.mark.slow
+def test_pg_cron_fires_the_checks_and_one_signed_firing_notification_arrives(engine_url: str) -> None:
+    session = "e2e-cron-session"
+    with receiver([200]) as rec:
+        try:
+            add_channel(engine_url, rec.url + "/cron", "e2e-cron")
+            q(engine_url, "insert into public.whatsapp_sessions (session_id, phone_number, is_active, "
+                          "connection_state, last_connected_at, updated_at) values "
+                          "(%s, '+5511988887777', true, 'disconnected', now() - interval '20 minutes', now())",
+              (session,))
+            q(engine_url, "select monitoring.schedule_jobs()")
+            deadline = time.monotonic() + 150
+            while time.monotonic() < deadline and not any(
+                    p.get("alerts", [{}])[0].get("rule") == "whatsapp_disconnected" for p in payloads(rec)):
+                time.sleep(1)
+            firing = [r for r in rec.requests
+                      if json.loads(r.body)["alerts"][0].get("rule") == "whatsapp_disconnected"]
+            assert len(firing) == 1, f"expected one firing notification, got {len(firing)}"
+            body = json.loads(firing[0].body)
+            assert body["status"] == "firing" and body["alerts"][0]["severity"] == "critical"
+            assert body["alerts"][0]["runbook"], "every notification carries its runbook"
+            assert signed_ok(firing[0])
+            ran = q(engine_url, "select count(*) from cron.job_run_details d join cron.job j using (jobid) "
+                                "where j.jobname = 'monitoring-evaluate' and d.status = 'succeeded'")
+            assert ran[0][0] >= 1, "pg_cron really ran monitoring-evaluate"
+            assert q(engine_url, "select monitoring.health() ->> 'status'")[0][0] == "unhealthy"
+        finally:
+            q(engine_url, "select monitoring.unschedule_jobs()")
+            q(engine_url, "delete from public.whatsapp_sessions where session_id = %s", (session,))
+            q(engine_url, "delete from monitoring.deliveries where channel = 'e2e-cron'")
+            q(engine_url, "delete from monitoring.channels where name = 'e2e-cron'")
+            q(engine_url, "delete from monitoring.alerts")
+            q(engine_url, "delete from monitoring.rule_state")
+            q(engine_url, "update monitoring.jobs set scheduled_at = null")
+
+
+# -- driven directly ----------------------------------------------------------------------------
+def test_breach_gives_exactly_one_signed_firing_then_one_resolved(alert_db: str) -> None:
+    with receiver([200]) as rec:
+        add_channel(alert_db, rec.url)
+        breach_errors(alert_db)
+        evaluate(alert_db)
+        evaluate(alert_db)  # still breached: no second notification
+        pump(alert_db, lambda: statuses(alert_db) == [("firing", "delivered", 1)])
+        assert len(rec.requests) == 1
+        assert signed_ok(rec.requests[0])
+        assert rec.requests[0].headers["X-Idempotency-Key"]
+        fired = payloads(rec)[0]
+        assert fired["service"] == "WhatsApp Notifications"
+        assert {"severity", "message", "metric", "value"} <= set(fired["alerts"][0])
+        clear_errors(alert_db)
+        evaluate(alert_db)
+        evaluate(alert_db)
+        pump(alert_db, lambda: [s for s in statuses(alert_db) if s[0] == "resolved"] == [("resolved", "delivered", 1)])
+        assert [p["status"] for p in payloads(rec)] == ["firing", "resolved"]
+        assert all(signed_ok(r) for r in rec.requests)
+
+
+def test_receiver_failing_three_times_gets_it_once_after_retries(alert_db: str) -> None:
+    with receiver([500, 500, 500, 200]) as rec:
+        add_channel(alert_db, rec.url)
+        breach_errors(alert_db)
+        evaluate(alert_db)
+        pump(alert_db, lambda: statuses(alert_db) == [("firing", "delivered", 4)], timeout=60)
+        assert len(rec.requests) == 4
+        keys = {r.headers["X-Idempotency-Key"] for r in rec.requests}
+        assert len(keys) == 1, "every attempt of one delivery carries the same idempotency key"
+        assert len({r.body for r in rec.requests}) == 1
+
+
+def test_receiver_down_dead_letters_after_the_limit_and_health_degrades(alert_db: str) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    add_channel(alert_db, f"http://127.0.0.1:{port}/down")
+    breach_errors(alert_db)
+    evaluate(alert_db)
+    pump(alert_db, lambda: statuses(alert_db) == [("firing", "dead", 4)], timeout=60)
+    dead = q(alert_db, "select channel, last_error from monitoring.dead_letters")
+    assert dead and dead[0][0] == "ops" and "connect" in (dead[0][1] or "").lower()
+    health = q(alert_db, "select monitoring.health()")[0][0]
+    assert health["status"] in ("degraded", "unhealthy")
+    assert health["delivery"]["dead"] >= 1
+    # nothing lost: the dead delivery can be retried once the receiver is back
+    with receiver([200]) as rec:
+        add_channel(alert_db, rec.url)
+        assert q(alert_db, "select monitoring.retry_dead_deliveries()")[0][0] == 1
+        pump(alert_db, lambda: statuses(alert_db) == [("firing", "delivered", 1)])
+        assert len(rec.requests) == 1
+
+
+def test_silence_suppresses_delivery_but_tracks_state_then_repeat_interval_repeats(alert_db: str) -> None:
+    with receiver([200]) as rec:
+        add_channel(alert_db, rec.url)
+        sid = q(alert_db, "select monitoring.create_silence('{\"alertname\": \"high_error_rate\"}', '1 hour', "
+                          "'maintenance', 'e2e')")[0][0]
+        breach_errors(alert_db)
+        evaluate(alert_db)
+        assert q(alert_db, "select state from monitoring.alerts where rule_name = 'high_error_rate'") == [("firing",)]
+        assert statuses(alert_db) == []
+        hist = q(alert_db, "select to_state, silenced_by from monitoring.alert_history "
+                           "where rule_name = 'high_error_rate' order by id")
+        assert hist[-1] == ("firing", sid)
+        q(alert_db, "select monitoring.expire_silence(%s)", (sid,))
+        q(alert_db, "update monitoring.alert_rules set repeat_interval = '1 minute' where name = 'high_error_rate'")
+        evaluate(alert_db)
+        pump(alert_db, lambda: statuses(alert_db) == [("firing", "delivered", 1)])
+        evaluate(alert_db)  # within the repeat interval: nothing new
+        assert len(statuses(alert_db)) == 1
+        # a minute and more later (instead of sleeping, the last notification is moved back)
+        q(alert_db, "update monitoring.alerts set last_notified_at = last_notified_at - interval '61 seconds'")
+        evaluate(alert_db)
+        pump(alert_db, lambda: [s[0] for s in statuses(alert_db)] == ["firing", "repeat"]
+             and statuses(alert_db)[-1][1] == "delivered")
+        assert len(rec.requests) == 2
+
+
+def test_unscheduling_the_checks_trips_the_dead_mans_switch(engine_url: str) -> None:
+    with psycopg.connect(engine_url) as c:  # rolled back: cron.job is left as it was
+        c.execute("select monitoring.schedule_jobs()")
+        c.execute("select monitoring.unschedule_jobs()")
+        c.execute("select monitoring.evaluate_rules(now() + interval '5 minutes', array['monitor_stalled'], false)")
+        row = c.execute("select state, message from monitoring.alerts where rule_name = 'monitor_stalled'").fetchone()
+        c.rollback()
+    assert row is not None and row[0] == "firing", row
+    assert "monitoring-" in row[1]
