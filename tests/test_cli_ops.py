@@ -266,6 +266,8 @@ def test_schedule_verify_and_a_missing_job(run_cli, engine_url: str) -> None:
     finally:
         assert run_cli("unschedule").returncode == 0
         assert run_cli("unschedule").returncode == 0
+        with psycopg.connect(engine_url, autocommit=True) as c:  # forget the expectation: no stalled alarm later
+            c.execute("update monitoring.jobs set scheduled_at = null")
     assert _count(engine_url, "select count(*) from cron.job where jobname like 'monitoring-%'") == 0
 
 
@@ -281,3 +283,29 @@ def test_no_database_is_one_clear_message(run_cli, tmp_path: Path) -> None:
     res = run_cli("report", env={"PYDEPLOY_HOME": str(tmp_path / "none")})
     assert res.returncode == 1
     assert "no database to talk to" in res.stderr and "pydeploy up" in res.stderr
+
+
+def test_schedule_edge_mode_stores_secrets_and_refuses_without_them(run_cli, engine_url: str) -> None:
+    key = "edge-mode-service-key-0123456789"
+    try:
+        with psycopg.connect(engine_url, autocommit=True) as c:
+            c.execute("delete from monitoring._secrets where name in ('project_url', 'service_role_key')")
+        res = run_cli("schedule", "--mode", "edge", env={"SUPABASE_SERVICE_ROLE_KEY": ""})
+        assert res.returncode == 1
+        assert "project_url" in res.stderr and "Traceback" not in res.stderr
+        res = run_cli("schedule", "--mode", "edge", "--project-url", "http://example.com")
+        assert res.returncode == 1 and "--project-url must use https" in res.stderr
+        res = run_cli("schedule", "--mode", "edge", "--project-url", "http://127.0.0.1:54321", "--json",
+                      env={"SUPABASE_SERVICE_ROLE_KEY": key})
+        assert res.returncode == 0, res.stderr
+        jobs = {j["jobname"]: j["command"] for j in json.loads(res.stdout)["jobs"]}
+        assert jobs["check-whatsapp-errors"] == "select monitoring.run_job('check-whatsapp-errors-edge')"
+        assert key not in res.stdout + res.stderr, "the key is never printed"
+        res = run_cli("schedule", "--json")
+        jobs = {j["jobname"]: j["command"] for j in json.loads(res.stdout)["jobs"]}
+        assert jobs["check-whatsapp-errors"] == "select monitoring.run_job('check-whatsapp-errors')"
+    finally:
+        run_cli("unschedule")
+        with psycopg.connect(engine_url, autocommit=True) as c:
+            c.execute("delete from monitoring._secrets where name in ('project_url', 'service_role_key')")
+            c.execute("update monitoring.jobs set scheduled_at = null")
