@@ -5,8 +5,8 @@ Two databases in one cluster hold the same generated data (pydeploy.bench_data):
 `bench_monitored` is a file copy of it with every migration applied on top. Then, in one run:
 each view and health(), each check function, a cron cycle, the spec's three queries next to the
 views that answer them, the app's write throughput in both databases (pgbench, INSERT then two
-status UPDATEs), retention (inside a rolled-back transaction, with a probe session measuring
-how long it blocks the app), migrate on an empty database, and this process's peak memory.
+status UPDATEs), the scheduled retention procedure (with a probe session measuring how long it
+blocks the app), migrate on an empty database, and this process's peak memory.
 Every timing is repeated: median, min and max; each figure is shown against its target.
 """
 
@@ -571,11 +571,25 @@ class Bench:
 
     # ---- retention
     def bench_retention(self) -> None:
+        """The scheduled job, `call monitoring.run_retention_job()`: batches committed one by one.
+
+        It really deletes (the databases are the benchmark's own). When fewer than 100,000 error
+        rows are older than keep_for (a rerun on --keep data), 200,000 are added first so that
+        every run measures a comparable cleanup.
+        """
         url = self.cluster.url(MONITORED)
         with connect(url) as c:
-            row = c.execute("select batch_size from monitoring.retention_policies "
+            row = c.execute("select batch_size, keep_for from monitoring.retention_policies "
                             "where target = 'whatsapp_error_logs'").fetchone()
-            batch_size = int(row[0]) if row else 10_000
+            batch_size, keep_for = (int(row[0]), row[1]) if row else (10_000, dt.timedelta(days=30))
+            old = c.execute("select count(*) from public.whatsapp_error_logs where created_at < now() - %s",
+                            (keep_for,)).fetchone()
+            topped_up = 0
+            if old and int(old[0]) < 100_000:
+                topped_up = 200_000
+                c.execute("insert into public.whatsapp_error_logs (error_type, error_message, created_at) "
+                          "select 'bench_old', 'expired', now() - %s - g * interval '10 seconds' "
+                          "from generate_series(1, %s) as g", (keep_for, topped_up))
         stop = threading.Event()
         probe = Probe(url, stop)
         with connect(url) as c:
@@ -586,26 +600,31 @@ class Bench:
             time.sleep(0.3)  # the probe's baseline
             self.bar("retention", 0, 1)
             try:
-                with c.transaction(force_rollback=True):
-                    t0 = time.perf_counter()
-                    row = c.execute("select monitoring.run_retention(now())").fetchone()
-                    total_ms = (time.perf_counter() - t0) * 1000
+                t0 = time.perf_counter()
+                c.execute("call monitoring.run_retention_job(now())")
+                total_ms = (time.perf_counter() - t0) * 1000
             finally:
                 time.sleep(0.2)
                 stop.set()
                 probe.join()
                 sampler.join()
             self.bar("retention", 1, 1)
-        result = row[0] if row else {}
-        deleted = int(sum(int(v) for v in (result.get("deleted") or {}).values()))
-        refresh_ms = float((result.get("refresh") or {}).get("durationMs") or 0)
+            row = c.execute("select ok, error, detail from monitoring.job_runs where job = 'retention' "
+                            "order by id desc limit 1").fetchone()
+        if not row or not row[0]:
+            raise PydeployError(f"run_retention_job failed: {row[1] if row else 'no job_runs row'}",
+                                "see select * from monitoring.job_runs where job = 'retention'")
+        detail: dict[str, Any] = row[2] or {}
+        deleted = int(sum(int(v) for v in (detail.get("deleted") or {}).values()))
+        refresh_ms = float(detail.get("refreshMs") or 0)
+        batch_ms = float(detail.get("longestBatchMs") or 0)
         delete_s = max(1e-6, (total_ms - refresh_ms) / 1000)
         rate = deleted / delete_s if deleted else 0.0
-        self.report.add(Row("retention", "cleanup rate (batched deletes)", "rows/s", round(rate), n=1,
-                            target=">= 100000 rows/s", ok=rate >= 100_000,
-                            note=f"{deleted:,} rows in {delete_s:.2f} s; then refresh_rollups(p_full) "
-                                 f"{refresh_ms:.0f} ms; rolled back afterwards"))
-        batches = max(1, -(-deleted // batch_size))
+        seeded = f" ({topped_up:,} expired rows added first)" if topped_up else ""
+        self.report.add(Row("retention", "cleanup rate (batched deletes, each committed)", "rows/s", round(rate),
+                            n=1, target=">= 100000 rows/s", ok=rate >= 100_000,
+                            note=f"{deleted:,} rows in {delete_s:.2f} s{seeded}; then refresh_rollups(p_full) "
+                                 f"{refresh_ms:.0f} ms in its own transaction"))
         self.report.add(Row("retention", "longest lock wait it caused (app, sampled every 10 ms)", "ms",
                             round(sampler.longest_wait_ms, 1), n=sampler.samples, target="<= 100 ms",
                             ok=sampler.longest_wait_ms <= 100,
@@ -614,14 +633,20 @@ class Bench:
                             round(probe.max_ms, 1), n=probe.count,
                             note="INSERT of an error row and UPDATE of a recent notification in a loop; "
                                  "includes CPU contention, not only locks"))
-        self.report.add(Row("retention", "longest lock held (its one transaction)", "ms", round(total_ms, 1), n=1,
-                            target="<= 100 ms", ok=total_ms <= 100,
-                            note="run_retention() is one transaction, so it holds its locks until the end, "
-                                 "full refresh included; strongest locks on app tables: "
-                                 + (", ".join(sampler.strongest()) or "none seen")
-                                 + f"; per batch of {batch_size:,} rows the deletes took "
-                                   f"~{1000 * delete_s / batches:.0f} ms"))
-        self.report.details["retention"] = {"result": result, "probe_ms_max": probe.max_ms, "probe_count": probe.count,
+        write_ms = max(batch_ms, sampler.longest_xact_ms(write=True))
+        self.report.add(Row("retention", "longest write lock held on app tables (one batch transaction)", "ms",
+                            round(write_ms, 1), n=1, target="<= 100 ms", ok=write_ms <= 100,
+                            note=f"batches of {batch_size:,} rows, each committed; measured inside the procedure "
+                                 "(longestBatchMs) and by the sampler (transaction age while it held "
+                                 "RowExclusiveLock or stronger on a whatsapp_ table)"))
+        read_ms = max(refresh_ms, sampler.longest_xact_ms(write=False))
+        self.report.add(Row("retention", "longest read lock held on app tables (full refresh transaction)", "ms",
+                            round(read_ms, 1), n=1, target="<= 100 ms", ok=read_ms <= 100,
+                            note="AccessShareLock only: blocks no INSERT/UPDATE/DELETE, but a DDL statement "
+                                 "(ALTER TABLE, CREATE INDEX) on these tables would wait for it; strongest "
+                                 "locks seen: " + (", ".join(sampler.strongest()) or "none")))
+        self.report.details["retention"] = {"detail": detail, "total_ms": total_ms, "topped_up": topped_up,
+                                            "probe_ms_max": probe.max_ms, "probe_count": probe.count,
                                             "lock_modes": sorted(sampler.modes), "batch_size": batch_size}
 
     # ---- all of it
@@ -696,6 +721,13 @@ class LockSampler(threading.Thread):
         self.modes: set[tuple[str, str]] = set()
         self.longest_wait_ms = 0.0
         self.samples = 0
+        # per transaction of the retention backend (keyed by xact_start): its age at the last
+        # sample where it held a lock on an app table, and whether that lock was a write lock
+        self.xacts: dict[dt.datetime, tuple[float, bool]] = {}
+
+    def longest_xact_ms(self, write: bool) -> float:
+        """Longest-lived transaction seen holding a (write, or only read) lock on an app table."""
+        return max((age for age, wrote in self.xacts.values() if wrote == write), default=0.0)
 
     def strongest(self) -> list[str]:
         best: dict[str, str] = {}
@@ -708,12 +740,20 @@ class LockSampler(threading.Thread):
         waiting_since: dict[int, float] = {}
         with connect(self.url) as c:
             while not self.stop.is_set():
-                for rel, mode in c.execute(
-                    "select c.relname::text, l.mode from pg_locks as l join pg_class as c on c.oid = l.relation "
+                held = c.execute(
+                    "select c.relname::text, l.mode, a.xact_start, "
+                    "extract(epoch from clock_timestamp() - a.xact_start) "
+                    "from pg_locks as l join pg_class as c on c.oid = l.relation "
+                    "join pg_stat_activity as a on a.pid = l.pid "
                     "where l.pid = %s and l.locktype = 'relation' and c.relkind in ('r', 'p') "
                     "and c.relname like 'whatsapp\\_%%'", (self.pid,)
-                ).fetchall():
+                ).fetchall()
+                for rel, mode, xact_start, age_s in held:
                     self.modes.add((rel, mode))
+                    if xact_start is not None:
+                        prev_age, prev_write = self.xacts.get(xact_start, (0.0, False))
+                        self.xacts[xact_start] = (max(prev_age, float(age_s) * 1000),
+                                                  prev_write or mode != "AccessShareLock")
                 now = time.monotonic()
                 blocked = {r[0] for r in c.execute(
                     "select pid from pg_stat_activity where %s = any(pg_blocking_pids(pid))", (self.pid,)

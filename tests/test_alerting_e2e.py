@@ -108,6 +108,15 @@ def test_pg_cron_fires_the_checks_and_one_signed_firing_notification_arrives(eng
                           "(%s, '+5511988887777', true, 'disconnected', now() - interval '20 minutes', now())",
               (session,))
             q(engine_url, "select monitoring.schedule_jobs()")
+            # the nightly retention command, made to run this minute too: pg_cron must be able to
+            # run the procedure that commits per batch
+            retention_cmd = q(engine_url, "select command from cron.job where jobname = 'monitoring-retention'")[0][0]
+            assert retention_cmd == "call monitoring.run_retention_job()"
+            q(engine_url, "insert into public.whatsapp_error_logs (error_type, error_message, created_at) "
+                          "select 'e2e-retention', 'old', now() - interval '40 days' from generate_series(1, 250)")
+            runs_before = q(engine_url, "select coalesce(max(id), 0) from monitoring.job_runs "
+                                        "where job = 'retention'")[0][0]
+            q(engine_url, "select cron.schedule('e2e-retention', '* * * * *', %s)", (retention_cmd,))
             deadline = time.monotonic() + 150
             while time.monotonic() < deadline and not any(
                     p.get("alerts", [{}])[0].get("rule") == "whatsapp_disconnected" for p in payloads(rec)):
@@ -123,7 +132,21 @@ def test_pg_cron_fires_the_checks_and_one_signed_firing_notification_arrives(eng
                                 "where j.jobname = 'monitoring-evaluate' and d.status = 'succeeded'")
             assert ran[0][0] >= 1, "pg_cron really ran monitoring-evaluate"
             assert q(engine_url, "select monitoring.health() ->> 'status'")[0][0] == "unhealthy"
+            while time.monotonic() < deadline and not q(
+                    engine_url, "select count(*) from monitoring.job_runs where job = 'retention' and id > %s",
+                    (runs_before,))[0][0]:
+                time.sleep(0.5)
+            retention = q(engine_url, "select ok, error, (detail -> 'deleted' ->> 'whatsapp_error_logs')::int "
+                                      "from monitoring.job_runs where job = 'retention' and id > %s "
+                                      "order by id limit 1", (runs_before,))
+            cron_failures = q(engine_url, "select status, return_message from cron.job_run_details "
+                                          "where command = %s and status <> 'succeeded'", (retention_cmd,))
+            assert retention, f"pg_cron never completed the retention procedure: {cron_failures}"
+            assert retention[0][0] is True and retention[0][2] >= 250, retention
+            assert q(engine_url, "select count(*) from public.whatsapp_error_logs "
+                                 "where error_type = 'e2e-retention'")[0][0] == 0
         finally:
+            q(engine_url, "select cron.unschedule(jobid) from cron.job where jobname = 'e2e-retention'")
             q(engine_url, "select monitoring.unschedule_jobs()")
             q(engine_url, "delete from public.whatsapp_sessions where session_id = %s", (session,))
             q(engine_url, "delete from monitoring.deliveries where channel = 'e2e-cron'")

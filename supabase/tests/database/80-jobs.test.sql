@@ -50,7 +50,7 @@ select results_eq(
     ('monitoring-dispatch', '* * * * *', 'select monitoring.run_job(''dispatch'')'),
     ('monitoring-evaluate', '* * * * *', 'select monitoring.run_job(''evaluate'')'),
     ('monitoring-refresh-rollups', '* * * * *', 'select monitoring.run_job(''refresh-rollups'')'),
-    ('monitoring-retention', '30 3 * * *', 'select monitoring.run_job(''retention'')'),
+    ('monitoring-retention', '30 3 * * *', 'call monitoring.run_retention_job()'),
     ('monitoring-watchdog', '* * * * *', 'select monitoring.run_job(''watchdog'')') $$,
   'the expected jobs: stable names, schedules, one-line commands (check-whatsapp-errors hourly, as the spec)'
 );
