@@ -19,17 +19,22 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-P_NOW = datetime(2026, 6, 15, 12, 0, 30, 250_000, tzinfo=UTC)
+# mid-hour, so windows read minutes at both ends of the whole hours they take from the hourly tier
+P_NOW = datetime(2026, 6, 15, 12, 37, 30, 250_000, tzinfo=UTC)
 STATUSES = ["pending", "processing", "sent", "delivered", "read", "failed"]
 ERROR_TYPES = ["timeout", "invalid_number", "rate_limited", "connection_lost"]
 MS_HOUR = 3_600_000
 MS_DAY = 24 * MS_HOUR
 # offsets from P_NOW (ms) on every window edge the views have: window starts, the first whole
 # minute after them (where rollups take over), the final watermark (P_NOW's minute), P_NOW itself
+# and the hour boundaries where the hourly tier takes over and hands back to minutes
 EDGES = [
     -7 * MS_DAY,
+    -7 * MS_DAY + 1_349_750,
     -MS_DAY,
     -MS_DAY + 29_750,
+    -MS_DAY + 1_349_750,
+    -2_250_250,
     -MS_HOUR,
     -MS_HOUR + 29_750,
     -15 * 60_000,
@@ -76,6 +81,8 @@ def reset(cur: psycopg.Cursor) -> None:
     cur.execute("delete from monitoring.latency_minutes")
     cur.execute("delete from monitoring.error_minutes")
     cur.execute("delete from monitoring.error_days")
+    cur.execute("delete from monitoring.notification_hours")
+    cur.execute("delete from monitoring.error_hours")
     cur.execute("update monitoring.rollup_state set watermark = '-infinity'")
     # the examples change statuses up to 2 hours back: the window the regular refresh must cover
     cur.execute("update monitoring.rollup_settings set mutable_window = interval '2 hours'")
