@@ -14,7 +14,7 @@ LOOPBACK_HOSTS = ("localhost",)
 
 _CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
 _CRON_NAMES = ("minute", "hour", "day of month", "month", "day of week")
-_INTERVAL = re.compile(r"^\s*(\d+)\s*(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)\s*$", re.IGNORECASE)
+_INTERVAL = re.compile(r"^\s*([0-9]{1,6})\s*(s|sec|seconds?|m|min|minutes?|h|hours?|d|days?)\s*$", re.IGNORECASE)
 _UNIT = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
@@ -29,7 +29,12 @@ def is_loopback(host: str) -> bool:
 
 def url(value: str, field: str) -> str:
     """https everywhere; http only to a loopback address (local receivers, the local engine)."""
-    parts = urlsplit(value.strip())
+    try:
+        parts = urlsplit(value.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError as exc:
+        raise ConfigError(f"{field} '{value}' is not a valid URL ({exc})",
+                          "give a full URL such as https://hooks.example.com/alerts") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"{field} '{value}' is not an http(s) URL", "give a full URL such as https://hooks.example.com/alerts")
     if parts.scheme == "http" and not is_loopback(parts.hostname):
@@ -73,6 +78,11 @@ def interval(value: str, field: str, *, allow_zero: bool = True) -> str:
     return f"{int(m.group(1))} {_UNIT[m.group(2)[0].lower()]}"
 
 
+def _digits(text: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and '٣', which int() then refuses or reads."""
+    return text.isascii() and text.isdigit() and len(text) <= 4
+
+
 def cron(expr: str, field: str = "--schedule") -> str:
     """A five-field cron expression both Debian's pg_cron 1.4 and Supabase's accept."""
     fields = expr.split()
@@ -82,13 +92,13 @@ def cron(expr: str, field: str = "--schedule") -> str:
     for text, (lo, hi), name in zip(fields, _CRON_RANGES, _CRON_NAMES, strict=True):
         for part in text.split(","):
             base, _, step = part.partition("/")
-            if step and (not step.isdigit() or int(step) == 0):
-                raise ConfigError(f"{field}: step '{step}' in the {name} field is not a positive number",
+            if step and (not _digits(step) or not 1 <= int(step) <= hi):
+                raise ConfigError(f"{field}: step '{step}' in the {name} field is not a number 1-{hi}",
                                   "write steps like */5")
             if base == "*":
                 continue
             lo_hi = base.split("-")
-            if len(lo_hi) > 2 or not all(x.isdigit() for x in lo_hi):
+            if len(lo_hi) > 2 or not all(_digits(x) for x in lo_hi):
                 raise ConfigError(f"{field}: '{part}' in the {name} field is not valid",
                                   f"use *, a number {lo}-{hi}, a range a-b, a list a,b or a step */n")
             if not all(lo <= int(x) <= hi for x in lo_hi):
