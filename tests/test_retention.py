@@ -84,3 +84,22 @@ def test_retention_job_overlapping_run_skips(scratch_db: Callable[[], str]) -> N
         holder.rollback()
     q(url, "call monitoring.run_retention_job()")
     assert q(url, "select count(*) from public.whatsapp_error_logs")[0][0] == 0
+
+
+def test_service_role_runs_retention_where_pg_cron_lives(conn: psycopg.Connection) -> None:
+    """Supabase grants schema cron to postgres only: retention as service_role skips pg_cron's history."""
+    conn.execute("set local role service_role")
+    result = conn.execute("select monitoring.run_retention()").fetchone()[0]
+    assert result["deleted"]["cron_job_run_details"] == 0
+    assert "whatsapp_error_logs" in result["deleted"]
+
+
+@pytest.mark.parametrize("bad", ["infinity", "-infinity"])
+def test_retention_job_refuses_an_infinite_now_and_deletes_nothing(scratch_db: Callable[[], str], bad: str) -> None:
+    url = scratch_db()
+    with psycopg.connect(url, autocommit=True) as c:
+        mig.migrate(c, ROOT / "supabase" / "migrations")
+    seed_old_errors(url, old=10, recent=10)
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="p_now must be a finite time"):
+        q(url, "call monitoring.run_retention_job(%s::timestamptz)", (bad,))
+    assert q(url, "select count(*) from public.whatsapp_error_logs")[0][0] == 20

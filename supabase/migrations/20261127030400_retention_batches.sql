@@ -25,7 +25,7 @@ as $$
 declare
   v_rows integer;
   -- cron.* is referenced through this variable: pg_cron may not exist where this is linted
-  v_run_details constant regclass := to_regclass('cron.job_run_details');
+  v_run_details regclass;
 begin
   case p_target
     when 'whatsapp_error_logs' then
@@ -56,7 +56,15 @@ begin
         select x.id from monitoring.rule_errors as x where x.occurred_at < p_cutoff limit p_limit
       ));
     when 'cron_job_run_details' then
-      if v_run_details is null then
+      -- no pg_cron in this database, or a caller (service_role) who may not use schema cron:
+      -- pg_cron's own history is left alone instead of failing the whole run (to_regclass
+      -- itself raises on a schema without usage, hence the order)
+      if not exists (select 1 from pg_catalog.pg_namespace as n where n.nspname = 'cron')
+        or not pg_catalog.has_schema_privilege('cron', 'usage') then
+        return 0;
+      end if;
+      v_run_details := pg_catalog.to_regclass('cron.job_run_details');
+      if v_run_details is null or not pg_catalog.has_table_privilege(v_run_details, 'delete') then
         return 0;
       end if;
       execute format(
@@ -96,6 +104,12 @@ declare
   v_deleted jsonb := '{}'::jsonb;
   v_refresh jsonb;
 begin
+  if p_now is null or not isfinite(p_now) then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('run_retention: p_now must be a finite time (got %s)', coalesce(p_now::text, 'null')),
+      hint = 'leave p_now out: it defaults to now()';
+  end if;
   for v_policy in select * from monitoring.retention_policies as p where p.enabled order by p.target loop
     v_total := 0;
     v_batches := 0;
@@ -142,6 +156,13 @@ declare
   v_message text;
   v_context text;
 begin
+  -- 'infinity' would make every row older than its cutoff, and each batch commits
+  if not isfinite(v_now) then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('run_retention_job: p_now must be a finite time (got %s)', v_now),
+      hint = 'leave p_now out: it defaults to now()';
+  end if;
   -- the key run_job('retention') takes: a manual run_job and the scheduled procedure never overlap
   if not pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('monitoring.run_job'), pg_catalog.hashtext('retention')) then
     raise notice 'monitoring.run_retention_job: another retention run holds its lock; skipped';
@@ -258,3 +279,5 @@ $$;
 
 revoke all on function monitoring._retention_batch(text, timestamptz, integer) from public, anon, authenticated;
 revoke all on procedure monitoring.run_retention_job(timestamptz) from public, anon, authenticated;
+grant execute on function monitoring._retention_batch(text, timestamptz, integer) to service_role;
+grant execute on procedure monitoring.run_retention_job(timestamptz) to service_role;
