@@ -20,7 +20,6 @@ import re
 import subprocess
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -34,9 +33,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from pydeploy import engine
 from pydeploy import migrations as mig
 from pydeploy.net_worker import Worker
+from tests.databases import migrated_database
 from tests.http_receiver import receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -73,15 +72,8 @@ TEXT = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_cat
 def bad_db(engine_state: dict[str, object]) -> Iterator[str]:
     """One migrated database for the module, with a channel, a silence, evaluated rules, a dead
     delivery, an invocation and an error log, so the probes meet state they could damage."""
-    admin = str(engine_state["db_url"])
-    name = "badinput_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'create database "{name}"')
-    url = admin.rsplit("/", 1)[0] + "/" + name
-    try:
-        engine.prepare(url, standin=True)
+    with migrated_database(engine_state, "badinput") as url:
         with psycopg.connect(url, autocommit=True) as c:
-            mig.migrate(c, ROOT / "supabase" / "migrations")
             c.execute(FAST)
             c.execute("select monitoring.set_channel('ops', 'webhook', 'http://127.0.0.1:9/hook', 'signing-key-0123')")
             c.execute("select monitoring.create_silence('{\"alertname\": \"slow_queries\"}', '1 hour', 'probe', 'qa')")
@@ -95,9 +87,6 @@ def bad_db(engine_state: dict[str, object]) -> Iterator[str]:
             c.execute("update monitoring.deliveries set status = 'dead', dead_at = now(), next_attempt_at = null "
                       "where id = %s", (row[0],))
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'drop database if exists "{name}" with (force)')
 
 
 @pytest.fixture

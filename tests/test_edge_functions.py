@@ -30,9 +30,9 @@ import pytest
 from psycopg import sql
 from supabase_functions.errors import FunctionsHttpError
 
-from pydeploy import engine, migrations
 from pydeploy import functions_server as fs
 from supabase import create_client
+from tests.databases import migrated_database
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS_DIR = ROOT / "supabase" / "functions"
@@ -49,19 +49,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:The 'timeout' parameter is depre
 @pytest.fixture(scope="module")
 def edge_db(engine_state: dict[str, object]) -> Iterator[str]:
     """A database of this module's own, prepared like Supabase, all migrations applied."""
-    admin = str(engine_state["db_url"])
-    name = "edge_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'create database "{name}"')
-    url = admin.rsplit("/", 1)[0] + "/" + name
-    try:
-        engine.prepare(url, standin=True)
-        with psycopg.connect(url, autocommit=True) as c:
-            migrations.migrate(c, ROOT / "supabase" / "migrations")
+    with migrated_database(engine_state, "edge") as url:
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'drop database if exists "{name}" with (force)')
 
 
 def _serve(db_url: str, log: Path) -> Iterator[fs.FunctionsServer]:

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import pytest
 from pydeploy import engine
 from pydeploy import migrations as mig
 from pydeploy.net_worker import Worker
+from tests.http_receiver import serve
 from tests.test_alerting_e2e import add_channel, breach_errors, evaluate, q
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -85,16 +86,9 @@ def scripted(script: list[tuple[int, float]]) -> Iterator[Scripted]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    rec.url = f"http://127.0.0.1:{server.server_address[1]}/hook"
-    t = threading.Thread(target=server.serve_forever, daemon=True)
-    t.start()
-    try:
+    with serve(Handler) as url:
+        rec.url = url + "/hook"
         yield rec
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # -- the pg_net stand-in worker, stoppable -----------------------------------------------------

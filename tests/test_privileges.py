@@ -25,9 +25,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from pydeploy import engine
-from pydeploy import migrations as mig
 from pydeploy.net_worker import Worker
+from tests.databases import migrated_database
 from tests.http_receiver import receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -68,15 +67,8 @@ def _try(conn: psycopg.Connection, statement: str) -> psycopg.Error | None:
 @pytest.fixture(scope="module")
 def priv_db(engine_state: dict[str, object]) -> Iterator[str]:
     """A migrated database of this module's own, with rows in every table the roles must not see."""
-    admin = str(engine_state["db_url"])
-    name = "priv_" + uuid.uuid4().hex[:10]
-    with psycopg.connect(admin, autocommit=True) as c:
-        c.execute(f'create database "{name}"')
-    url = _with_db(admin, name)
-    try:
-        engine.prepare(url, standin=True)
+    with migrated_database(engine_state, "priv") as url:
         with psycopg.connect(url, autocommit=True) as c:
-            mig.migrate(c, ROOT / "supabase" / "migrations")
             c.execute("update monitoring.settings set backoff_base = '1 second', backoff_cap = '1 second', "
                       "max_attempts = 4, http_timeout_ms = 1000, response_grace = '1 second'")
             for sid, (phone, _) in SESSIONS.items():
@@ -106,9 +98,6 @@ def priv_db(engine_state: dict[str, object]) -> Iterator[str]:
             c.execute("insert into public.whatsapp_sessions (session_id, phone_number, connection_state) "
                       f"select 'priv-slow', '{SLOW_PHONE}', 'connected' from pg_sleep(0.15)")
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as c:
-            c.execute(f'drop database if exists "{name}" with (force)')
 
 
 @pytest.fixture

@@ -61,6 +61,37 @@ as $$
 $$;
 comment on function monitoring._hour_ceil(timestamptz) is 'The first whole UTC hour at or after p_at.';
 
+create or replace function monitoring._hour_span(
+  -- the first whole minute a window reads from the rollups
+  p_first_minute timestamptz,
+  -- the rollup watermark
+  p_watermark timestamptz,
+  -- whole hours [hours_from, hours_to) come from the hourly tier; minutes cover the rest
+  out hours_from timestamptz,
+  out hours_to timestamptz
+)
+language plpgsql
+immutable
+parallel safe
+set search_path = ''
+set jit = off
+as $$
+begin
+  -- no whole hour in between (or no refresh yet): an empty span at the watermark, all minutes
+  hours_from := p_watermark;
+  hours_to := p_watermark;
+  if isfinite(p_watermark)
+    and monitoring._hour_ceil(p_first_minute) < pg_catalog.date_bin('1 hour', p_watermark, '2000-01-01 00:00:00+00')
+    then
+    hours_from := monitoring._hour_ceil(p_first_minute);
+    hours_to := pg_catalog.date_bin('1 hour', p_watermark, '2000-01-01 00:00:00+00');
+  end if;
+end
+$$;
+comment on function monitoring._hour_span(timestamptz, timestamptz) is
+'The whole UTC hours a window reads from notification_hours/error_hours: from the first whole hour at or after '
+'p_first_minute to the watermark''s hour; empty (both = the watermark) when there is none.';
+
 create or replace function monitoring.refresh_rollups(
   -- refresh up to the minute holding p_now: buckets before date_trunc('minute', p_now) complete
   p_now timestamptz default now(),
@@ -169,12 +200,7 @@ declare
 begin
   v_t := greatest(v_c, v_w);
   -- whole hours [v_h1, v_h2) from notification_hours, minutes for [v_c, v_h1) and [v_h2, v_w)
-  v_h1 := v_w;
-  v_h2 := v_w;
-  if isfinite(v_w) and monitoring._hour_ceil(v_c) < pg_catalog.date_bin('1 hour', v_w, '2000-01-01 00:00:00+00') then
-    v_h1 := monitoring._hour_ceil(v_c);
-    v_h2 := pg_catalog.date_bin('1 hour', v_w, '2000-01-01 00:00:00+00');
-  end if;
+  select h.hours_from, h.hours_to into v_h1, v_h2 from monitoring._hour_span(v_c, v_w) as h;
   return query
   select
     v_s,
@@ -262,12 +288,7 @@ declare
   v_h2 timestamptz;
 begin
   v_t := greatest(v_c, v_w);
-  v_h1 := v_w;
-  v_h2 := v_w;
-  if isfinite(v_w) and monitoring._hour_ceil(v_c) < pg_catalog.date_bin('1 hour', v_w, '2000-01-01 00:00:00+00') then
-    v_h1 := monitoring._hour_ceil(v_c);
-    v_h2 := pg_catalog.date_bin('1 hour', v_w, '2000-01-01 00:00:00+00');
-  end if;
+  select h.hours_from, h.hours_to into v_h1, v_h2 from monitoring._hour_span(v_c, v_w) as h;
   return query
   select p.error_type, sum(p.n)::bigint, max(p.last_at)
   from (
@@ -297,6 +318,8 @@ comment on function monitoring._error_window(timestamptz, interval) is
 revoke all on monitoring.notification_hours, monitoring.error_hours from public, anon, authenticated;
 grant select on monitoring.notification_hours, monitoring.error_hours to service_role;
 revoke all on function monitoring._hour_ceil(timestamptz) from public, anon, authenticated;
+revoke all on function monitoring._hour_span(timestamptz, timestamptz) from public, anon, authenticated;
+grant execute on function monitoring._hour_span(timestamptz, timestamptz) to service_role, postgres;
 revoke all on function monitoring.refresh_rollups(timestamptz, boolean) from public, anon, authenticated;
 grant execute on function monitoring._hour_ceil(timestamptz) to service_role, postgres;
 grant execute on function monitoring.refresh_rollups(timestamptz, boolean) to service_role, postgres;
