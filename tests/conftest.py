@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from pydeploy import engine, migrations
+from tests.alerting import NetWorker, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 # The real console script installed with the package, next to this Python.
@@ -79,6 +80,15 @@ def scratch_db(engine_state: dict[str, object]) -> Iterator[Callable[[], str]]:
     with psycopg.connect(admin, autocommit=True) as c:
         for name in made:
             c.execute(f'drop database if exists "{name}" with (force)')
+
+
+@pytest.fixture
+def alert_db(scratch_db: Callable[[], str]) -> Iterator[str]:
+    """Migrated database, short retry settings (tests.alerting.FAST), its own pg_net stand-in worker."""
+    url = scratch_db()
+    prepare(url)
+    with NetWorker(url):
+        yield url
 
 
 @pytest.fixture

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 
 @dataclass
@@ -16,23 +18,41 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float = 0.0  # time.monotonic() when it arrived
+
+    @property
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.body or b"{}")
+
+    @property
+    def key(self) -> str:
+        """The notification's X-Idempotency-Key (the same on every retry)."""
+        return self.headers.get("X-Idempotency-Key", "")
+
+    @property
+    def event(self) -> str:
+        return self.headers.get("X-Alert-Event", "")
+
+    @property
+    def fingerprint(self) -> str | None:
+        return (self.json.get("alerts") or [{}])[0].get("fingerprint")
 
 
 @dataclass
 class Receiver:
-    """Answers each request with the next scripted status (the last one repeats)."""
+    """Answers the n-th request with script[n] = (status, seconds to wait first); the last one repeats."""
 
-    statuses: list[int] = field(default_factory=lambda: [200])
-    delay: float = 0.0
+    script: list[tuple[int, float]] = field(default_factory=lambda: [(200, 0.0)])
     body: bytes = b'{"ok": true}'
     requests: list[Received] = field(default_factory=list)
     url: str = ""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def next_status(self) -> int:
+    def record(self, r: Received) -> tuple[int, float]:
         with self._lock:
-            i = min(len(self.requests) - 1, len(self.statuses) - 1)
-            return self.statuses[max(i, 0)]
+            n = len(self.requests)
+            self.requests.append(r)
+        return self.script[min(n, len(self.script) - 1)]
 
     def wait_for(self, n: int, timeout: float = 30) -> list[Received]:
         deadline = time.monotonic() + timeout
@@ -44,24 +64,27 @@ class Receiver:
 
 
 @contextmanager
-def receiver(statuses: list[int] | None = None, delay: float = 0.0) -> Iterator[Receiver]:
-    rec = Receiver(statuses=statuses or [200], delay=delay)
+def receiver(statuses: list[int] | None = None, delay: float = 0.0, *,
+             script: list[tuple[int, float]] | None = None, path: str = "") -> Iterator[Receiver]:
+    """A receiver answering `statuses` in turn (each after `delay` s), or `script` of (status, delay)."""
+    rec = Receiver(script=script or [(s, delay) for s in statuses or [200]])
 
     class Handler(BaseHTTPRequestHandler):
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
-            with rec._lock:
-                rec.requests.append(Received(self.command, self.path, dict(self.headers.items()), body))
-            if rec.delay:
-                time.sleep(rec.delay)
-            status = rec.next_status()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("X-Receiver", "test")
-            self.send_header("Content-Length", str(len(rec.body)))
-            self.end_headers()
-            self.wfile.write(rec.body)
+            status, wait = rec.record(Received(self.command, self.path, dict(self.headers.items()), body,
+                                               time.monotonic()))
+            time.sleep(wait)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("X-Receiver", "test")
+                self.send_header("Content-Length", str(len(rec.body)))
+                self.end_headers()
+                self.wfile.write(rec.body)
+            except OSError:
+                pass  # the caller gave up (its timeout) and closed the connection
 
         do_POST = do_GET = do_DELETE = _handle
 
@@ -69,7 +92,7 @@ def receiver(statuses: list[int] | None = None, delay: float = 0.0) -> Iterator[
             pass
 
     with serve(Handler) as url:
-        rec.url = url
+        rec.url = url + path
         yield rec
 
 

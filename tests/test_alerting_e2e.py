@@ -8,87 +8,14 @@ one-minute granularity would need.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
-from pydeploy import migrations as mig
-from pydeploy.net_worker import Worker
-from tests.http_receiver import Received, receiver
-
-ROOT = Path(__file__).resolve().parent.parent
-SECRET = "e2e-signing-key-0123456789"
-
-
-def q(url: str, sql: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as c:
-        cur = c.execute(sql, params)
-        return cur.fetchall() if cur.description else []
-
-
-def signed_ok(r: Received, key: str = SECRET) -> bool:
-    good = "sha256=" + hmac.new(key.encode(), r.body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(r.headers.get("X-Signature", ""), good)
-
-
-def payloads(rec: Any) -> list[dict[str, Any]]:
-    return [json.loads(r.body) for r in rec.requests]
-
-
-@pytest.fixture
-def alert_db(scratch_db: Callable[[], str]) -> Iterator[str]:
-    """Migrated database, short retry settings, its own pg_net stand-in worker."""
-    url = scratch_db()
-    with psycopg.connect(url, autocommit=True) as c:
-        mig.migrate(c, ROOT / "supabase" / "migrations")
-        c.execute("update monitoring.settings set backoff_base = '1 second', backoff_cap = '1 second', "
-                  "max_attempts = 4, http_timeout_ms = 1000, response_grace = '1 second'")
-    worker = Worker(url, poll_interval=0.05)
-    t = threading.Thread(target=worker.run, kwargs={"install_signals": False}, daemon=True)
-    t.start()
-    yield url
-    worker.stop()
-    t.join(5)
-
-
-def add_channel(url: str, rec_url: str, name: str = "ops") -> None:
-    q(url, "select monitoring.set_channel(%s, 'webhook', %s, %s, 'info')", (name, rec_url, SECRET))
-
-
-def breach_errors(url: str, n: int = 25) -> None:
-    q(url, "insert into public.whatsapp_error_logs (error_type, error_message) "
-           "select 'timeout', 'e2e' from generate_series(1, %s)", (n,))
-
-
-def clear_errors(url: str) -> None:
-    q(url, "delete from public.whatsapp_error_logs")
-    q(url, "select monitoring.refresh_rollups(p_full => true)")
-
-
-def evaluate(url: str, rule: str = "high_error_rate") -> None:
-    q(url, "select monitoring.evaluate_rules(now(), array[%s], false)", (rule,))
-
-
-def pump(url: str, until: Callable[[], bool], timeout: float = 30) -> None:
-    """Run the dispatcher and reconciler (what monitoring-dispatch does each minute) until done."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        q(url, "select monitoring.reconcile_deliveries(now())")
-        q(url, "select monitoring.dispatch_deliveries(now())")
-        if until():
-            return
-        time.sleep(0.3)
-    raise AssertionError("condition not reached in time: " + json.dumps(
-        [list(map(str, r)) for r in q(url, "select id, event, status, attempts, last_status_code, last_error "
-                                           "from monitoring.deliveries order by id")]))
+from tests.alerting import add_channel, breach_errors, clear_errors, evaluate, payloads, pump, q, signed_ok
+from tests.http_receiver import receiver
 
 
 def statuses(url: str) -> list[tuple[str, str, int]]:

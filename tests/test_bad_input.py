@@ -18,8 +18,6 @@ import json
 import math
 import re
 import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -33,14 +31,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
-from pydeploy import migrations as mig
-from pydeploy.net_worker import Worker
+from tests.alerting import FAST, NetWorker, prepare, pump
 from tests.databases import migrated_database
 from tests.http_receiver import receiver
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ("update monitoring.settings set backoff_base = '1 second', backoff_cap = '1 second', max_attempts = 4, "
-        "http_timeout_ms = 1000, response_grace = '1 second'")
 CONFIG_TABLES = ["settings", "alert_rules", "channels", "silences", "retention_policies", "jobs", "health_thresholds",
                  "rollup_settings"]
 STATE_TABLES = ["_secrets", "rule_state", "rule_errors", "rollup_state", "alerts", "alert_history", "deliveries",
@@ -284,34 +279,22 @@ def test_injection_strings_are_stored_verbatim_as_data_or_refused(conn: psycopg.
 def test_injected_label_values_arrive_verbatim_at_a_real_receiver(scratch_db: Callable[[], str]) -> None:
     """Through the whole pipeline (evaluate, outbox, pg_net stand-in, HTTP): a label value is data."""
     url = scratch_db()
+    prepare(url)
     with psycopg.connect(url, autocommit=True) as c:
-        mig.migrate(c, ROOT / "supabase" / "migrations")
-        c.execute(FAST)
         labels = {f"l{i}": s for i, s in enumerate(INJECTIONS)}
         c.execute("update monitoring.alert_rules set labels = labels || %s::jsonb where name = 'high_error_rate'",
                   (json.dumps(labels),))
         rules = c.execute("select count(*) from monitoring.alert_rules").fetchone()
-    worker = Worker(url, poll_interval=0.05)
-    t = threading.Thread(target=worker.run, kwargs={"install_signals": False}, daemon=True)
-    t.start()
-    try:
-        with receiver([200]) as rec, psycopg.connect(url, autocommit=True) as c:
-            c.execute("select monitoring.set_channel('ops', 'webhook', %s, 'signing-key-0123')", (rec.url,))
-            c.execute("insert into public.whatsapp_error_logs (error_type, error_message) "
-                      "select 'timeout', %s from generate_series(1, 25)", (INJECTIONS[0],))
-            c.execute("select monitoring.evaluate_rules(now(), array['high_error_rate'], false)")
-            deadline = time.monotonic() + 20
-            while not rec.requests and time.monotonic() < deadline:
-                c.execute("select monitoring.reconcile_deliveries(now())")
-                c.execute("select monitoring.dispatch_deliveries(now())")
-                time.sleep(0.2)
-            assert len(rec.requests) == 1, "the alert with injected labels was not delivered"
-            got = json.loads(rec.requests[0].body)["alerts"][0]["labels"]
-            assert {k: got[k] for k in labels} == labels
-            assert c.execute("select count(*) from monitoring.alert_rules").fetchone() == rules
-    finally:
-        worker.stop()
-        t.join(5)
+    with NetWorker(url), receiver([200]) as rec, psycopg.connect(url, autocommit=True) as c:
+        c.execute("select monitoring.set_channel('ops', 'webhook', %s, 'signing-key-0123')", (rec.url,))
+        c.execute("insert into public.whatsapp_error_logs (error_type, error_message) "
+                  "select 'timeout', %s from generate_series(1, 25)", (INJECTIONS[0],))
+        c.execute("select monitoring.evaluate_rules(now(), array['high_error_rate'], false)")
+        pump(url, lambda: bool(rec.requests), timeout=20)
+        assert len(rec.requests) == 1, "the alert with injected labels was not delivered"
+        got = json.loads(rec.requests[0].body)["alerts"][0]["labels"]
+        assert {k: got[k] for k in labels} == labels
+        assert c.execute("select count(*) from monitoring.alert_rules").fetchone() == rules
 
 
 # -- property: arbitrary text ------------------------------------------------------------------

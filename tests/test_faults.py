@@ -8,7 +8,6 @@ drives the jobs' functions directly, the way `monitoring-dispatch` does each min
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -16,9 +15,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
+from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,89 +24,10 @@ import psycopg
 import pytest
 
 from pydeploy import engine
-from pydeploy import migrations as mig
-from pydeploy.net_worker import Worker
-from tests.http_receiver import serve
-from tests.test_alerting_e2e import add_channel, breach_errors, evaluate, q
+from tests.alerting import NetWorker, add_channel, breach_errors, evaluate, prepare, pump, q
+from tests.http_receiver import receiver
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ("update monitoring.settings set backoff_base = '1 second', backoff_cap = '1 second', "
-        "max_attempts = 4, http_timeout_ms = 1000, response_grace = '1 second'")
-
-
-# -- a receiver whose every answer (status, delay) is scripted ---------------------------------
-@dataclass
-class Hit:
-    at: float
-    key: str
-    event: str
-    fingerprint: str | None
-    body: dict[str, Any]
-
-
-@dataclass
-class Scripted:
-    """Answers the n-th request with script[n] = (status, seconds to wait first); the last one repeats."""
-
-    script: list[tuple[int, float]]
-    hits: list[Hit] = field(default_factory=list)
-    url: str = ""
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def answer(self, raw: bytes, headers: dict[str, str]) -> tuple[int, float]:
-        body = json.loads(raw or b"{}")
-        alert = (body.get("alerts") or [{}])[0]
-        with self.lock:
-            n = len(self.hits)
-            self.hits.append(Hit(time.monotonic(), headers.get("X-Idempotency-Key", ""),
-                                 headers.get("X-Alert-Event", ""), alert.get("fingerprint"), body))
-        return self.script[min(n, len(self.script) - 1)]
-
-
-@contextmanager
-def scripted(script: list[tuple[int, float]]) -> Iterator[Scripted]:
-    rec = Scripted(script)
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            status, delay = rec.answer(raw, dict(self.headers.items()))
-            time.sleep(delay)
-            try:
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"{}")
-            except OSError:
-                pass  # the caller gave up (timeout) and closed the connection
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    with serve(Handler) as url:
-        rec.url = url + "/hook"
-        yield rec
-
-
-# -- the pg_net stand-in worker, stoppable -----------------------------------------------------
-class NetWorker:
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self.worker: Worker | None = None
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self.worker = Worker(self.url, poll_interval=0.05)
-        self.thread = threading.Thread(target=self.worker.run, kwargs={"install_signals": False}, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        if self.worker is not None and self.thread is not None:
-            self.worker.stop()
-            self.thread.join(10)
-            assert not self.thread.is_alive(), "the stand-in worker did not stop"
-        self.worker = self.thread = None
 
 
 @dataclass
@@ -121,13 +40,9 @@ class FaultDb:
 def fault_db(scratch_db: Callable[[], str]) -> Iterator[FaultDb]:
     """Migrated scratch database, short retry settings, its own stoppable pg_net stand-in worker."""
     url = scratch_db()
-    with psycopg.connect(url, autocommit=True) as c:
-        mig.migrate(c, ROOT / "supabase" / "migrations")
-        c.execute(FAST)
-    net = NetWorker(url)
-    net.start()
-    yield FaultDb(url, net)
-    net.stop()
+    prepare(url)
+    with NetWorker(url) as net:
+        yield FaultDb(url, net)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -141,20 +56,6 @@ def deliveries(url: str) -> dict[str, Row]:
                         "idempotency_key::text as key from monitoring.deliveries where event <> 'test' order by id")
         cols = [d.name for d in cur.description or []]
         return {r[0]: dict(zip(cols, r, strict=True)) for r in cur.fetchall()}
-
-
-def pump(url: str, until: Callable[[], bool], timeout: float = 30, watch: Callable[[], None] | None = None) -> None:
-    """What monitoring-dispatch does each minute (reconcile, then dispatch), every 0.2 s, until done."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        q(url, "select monitoring.reconcile_deliveries(now())")
-        q(url, "select monitoring.dispatch_deliveries(now())")
-        if watch is not None:
-            watch()
-        if until():
-            return
-        time.sleep(0.2)
-    raise AssertionError("not reached in time: " + json.dumps(deliveries(url), default=str))
 
 
 def done(url: str, want: dict[str, str]) -> Callable[[], bool]:
@@ -184,7 +85,8 @@ def disconnect_sessions(url: str, n: int) -> None:
 # -- 1. a receiver slower than the timeout ----------------------------------------------------
 def test_slow_receiver_times_out_retries_then_dead_letters_and_a_recovered_one_gets_it_once(fault_db: FaultDb) -> None:
     url = fault_db.url
-    with scripted([(200, 2.0)]) as slow, scripted([(200, 2.0), (200, 2.0), (200, 0.0)]) as recovers:
+    with (receiver(script=[(200, 2.0)], path="/hook") as slow,
+          receiver(script=[(200, 2.0), (200, 2.0), (200, 0.0)], path="/hook") as recovers):
         add_channel(url, slow.url, "slow")
         add_channel(url, recovers.url, "recovers")
         breach_errors(url)
@@ -200,11 +102,11 @@ def test_slow_receiver_times_out_retries_then_dead_letters_and_a_recovered_one_g
         got = deliveries(url)
 
     # the slow one: each attempt timed out, was retried after the backoff, then dead-lettered
-    assert got["slow"]["attempts"] == 4 and len(slow.hits) == 4
+    assert got["slow"]["attempts"] == 4 and len(slow.requests) == 4
     assert "Timeout of 1000 ms" in got["slow"]["last_error"]
     assert [a for ch, a, _ in seen if ch == "slow"] == [1, 2, 3]
     assert all("Timeout of 1000 ms" in e for ch, _, e in seen if ch == "slow")
-    gaps = [b.at - a.at for a, b in zip(slow.hits, slow.hits[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in zip(slow.requests, slow.requests[1:], strict=False)]
     assert min(gaps) >= 1.8, f"a retry waits for the timeout (1 s) plus the backoff (1 s): {gaps}"
     dead = q(url, "select channel, attempts, last_error from monitoring.dead_letters")
     assert [(d[0], d[1]) for d in dead] == [("slow", 4)] and "Timeout" in dead[0][2]
@@ -218,8 +120,8 @@ def test_slow_receiver_times_out_retries_then_dead_letters_and_a_recovered_one_g
     assert doc["status"] in ("degraded", "unhealthy")
 
     # the one that became fast again before the last attempt: delivered once, on the third try
-    assert got["recovers"]["attempts"] == 3 and len(recovers.hits) == 3
-    assert {h.key for h in recovers.hits} == {got["recovers"]["key"]}, "one idempotency key for every attempt"
+    assert got["recovers"]["attempts"] == 3 and len(recovers.requests) == 3
+    assert {h.key for h in recovers.requests} == {got["recovers"]["key"]}, "one idempotency key for every attempt"
     answered = q(url, "select count(*) filter (where status_code = 200 and not timed_out), "
                       "count(*) filter (where timed_out) from net._http_response")
     assert answered == [(1, 6)], "pg_net saw exactly one answer in time (and six timeouts)"
@@ -245,11 +147,11 @@ def test_connection_refused_is_retried_with_the_error_then_dead_lettered_and_can
     assert q(url, "select count(*) from monitoring.dead_letters where channel = 'ops'") == [(1,)]
     assert health(url)["delivery"]["dead24h"] == 1
     # not lost: once the receiver answers, the dead letter goes out again with the same key and body
-    with scripted([(200, 0.0)]) as rec:
+    with receiver(script=[(200, 0.0)], path="/hook") as rec:
         add_channel(url, rec.url, "ops")
         assert q(url, "select monitoring.retry_dead_deliveries()") == [(1,)]
         pump(url, done(url, {"ops": "delivered"}))
-    assert [h.key for h in rec.hits] == [d["key"]]
+    assert [h.key for h in rec.requests] == [d["key"]]
 
 
 # -- 3. 4xx and 5xx answers ----------------------------------------------------------------------
@@ -265,7 +167,7 @@ def test_http_errors_5xx_408_429_are_retried_other_4xx_dead_letter_at_once(fault
         "down": [(503, 0.0)],
     }
     with ExitStack() as stack:
-        recs = {name: stack.enter_context(scripted(script)) for name, script in scripts.items()}
+        recs = {name: stack.enter_context(receiver(script=script, path="/hook")) for name, script in scripts.items()}
         for name, rec in recs.items():
             add_channel(url, rec.url, name)
         breach_errors(url)
@@ -284,7 +186,7 @@ def test_http_errors_5xx_408_429_are_retried_other_4xx_dead_letter_at_once(fault
         "req-timeout": ("delivered", 2, 200),  # 408 Request Timeout is retried
         "down": ("dead", 4, 503),  # ... until max_attempts
     }
-    assert {ch: len(r.hits) for ch, r in recs.items()} == {ch: s[1] for ch, s in summary.items()}
+    assert {ch: len(r.requests) for ch, r in recs.items()} == {ch: s[1] for ch, s in summary.items()}
     assert got["bad-request"]["last_error"].startswith("HTTP 400")
     dead = {r[0] for r in q(url, "select channel from monitoring.dead_letters")}
     assert dead == {"bad-request", "gone", "unauthorized", "down"}
@@ -294,7 +196,7 @@ def test_http_errors_5xx_408_429_are_retried_other_4xx_dead_letter_at_once(fault
 def test_response_deleted_before_reconcile_is_retried_after_the_grace_not_left_in_flight(fault_db: FaultDb) -> None:
     url = fault_db.url
     q(url, "update monitoring.settings set response_grace = '2 seconds'")  # room for a slow machine
-    with scripted([(200, 0.0)]) as rec:
+    with receiver(script=[(200, 0.0)], path="/hook") as rec:
         add_channel(url, rec.url, "ops")
         breach_errors(url)
         evaluate(url)
@@ -314,13 +216,13 @@ def test_response_deleted_before_reconcile_is_retried_after_the_grace_not_left_i
     d = deliveries(url)["ops"]
     assert d["attempts"] == 2
     # at least once: the receiver got it twice, with one idempotency key to deduplicate on
-    assert [h.key for h in rec.hits] == [d["key"], d["key"]]
+    assert [h.key for h in rec.requests] == [d["key"], d["key"]]
 
 
 def test_request_lost_from_pg_nets_queue_is_retried_after_the_grace_and_sent_once(fault_db: FaultDb) -> None:
     url = fault_db.url
     fault_db.net.stop()
-    with scripted([(200, 0.0)]) as rec:
+    with receiver(script=[(200, 0.0)], path="/hook") as rec:
         add_channel(url, rec.url, "ops")
         breach_errors(url)
         evaluate(url)
@@ -331,7 +233,7 @@ def test_request_lost_from_pg_nets_queue_is_retried_after_the_grace_and_sent_onc
         pump(url, done(url, {"ops": "delivered"}), timeout=15)
     d = deliveries(url)["ops"]
     assert d["attempts"] == 2
-    assert len(rec.hits) == 1, "the lost request never went out; the retry did, once"
+    assert len(rec.requests) == 1, "the lost request never went out; the retry did, once"
 
 
 # -- 5. Postgres restarted (cleanly, and after a crash) between enqueue and delivery --------------
@@ -341,9 +243,7 @@ def own_engine(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     try:
         state = engine.up(engine.UpOptions(engine="local", home=home))
         url = str(state["db_url"])
-        with psycopg.connect(url, autocommit=True) as c:
-            mig.migrate(c, ROOT / "supabase" / "migrations")
-            c.execute(FAST)
+        prepare(url)
         yield home, url
     finally:
         engine.down(home, purge=True)
@@ -381,7 +281,7 @@ def outbox(url: str) -> list[tuple[str, str, str, int]]:
 def test_outbox_survives_a_crash_and_a_restart_each_notification_delivered_exactly_once(
         own_engine: tuple[Path, str]) -> None:
     home, url = own_engine
-    with scripted([(200, 0.0)]) as rec:
+    with receiver(script=[(200, 0.0)], path="/hook") as rec:
         add_channel(url, rec.url, "ops")
         # crash: the request handed to pg_net dies with its unlogged queue, and pg_net's ids restart at 1
         q(url, "update monitoring.settings set response_grace = '1 minute'")  # the default: no timing luck
@@ -396,7 +296,7 @@ def test_outbox_survives_a_crash_and_a_restart_each_notification_delivered_exact
         q(url, "select monitoring.test_channel('ops')")  # the next request reuses the lost one's id
         pump(url, lambda: {s for _, _, s, _ in outbox(url)} == {"delivered"}, timeout=20)
         assert outbox(url) == [("firing", "ops", "delivered", 2), ("test", "ops", "delivered", 1)]
-        assert [h.event for h in rec.hits] == ["test", "firing"], "the notification lost in the crash went out"
+        assert [h.event for h in rec.requests] == ["test", "firing"], "the notification lost in the crash went out"
 
         # clean restart: one delivery still in the outbox, one handed to pg_net and not sent yet (the unlogged
         # queue survives a clean shutdown; the 1-minute grace is longer than the restart)
@@ -410,7 +310,7 @@ def test_outbox_survives_a_crash_and_a_restart_each_notification_delivered_exact
         pump(url, lambda: {s for _, _, s, _ in outbox(url)} == {"delivered"}, timeout=20)
         assert outbox(url)[2:] == [("test", "ops", "delivered", 1), ("test", "ops-2", "delivered", 1)]
         time.sleep(0.3)
-    assert len(rec.hits) == 4 and len({h.key for h in rec.hits}) == 4, "each notification exactly once"
+    assert len(rec.requests) == 4 and len({h.key for h in rec.requests}) == 4, "each notification exactly once"
 
 
 # -- 6. a check that raises mid-run -----------------------------------------------------------------
@@ -428,14 +328,14 @@ def test_a_failing_check_is_recorded_and_the_other_rules_still_fire(fault_db: Fa
     q(url, "insert into monitoring.alert_rules (name, description, severity, metric, check_function, threshold, "
            "runbook) values ('flaky_upstream', 'fails', 'warning', 'x', '_check_flaky_upstream', 1, "
            "array['look at it'])")
-    with scripted([(200, 0.0)]) as rec:
+    with receiver(script=[(200, 0.0)], path="/hook") as rec:
         add_channel(url, rec.url, "ops")
         breach_errors(url)
         res = q(url, "select monitoring.evaluate_rules(now(), array['flaky_upstream', 'high_error_rate'], false)")[0][0]
         assert res["errors"] == {"flaky_upstream": "upstream view is broken"}
         assert res["evaluated"] == ["high_error_rate"]
         pump(url, done(url, {"ops": "delivered"}))
-        assert [h.event for h in rec.hits] == ["firing"]
+        assert [h.event for h in rec.requests] == ["firing"]
     assert q(url, "select count(*) from public.fault_probe") == [(0,)], "the failing rule's half-work rolled back"
     assert q(url, "select rule_name, message from monitoring.rule_errors") == [
         ("flaky_upstream", "upstream view is broken")]
@@ -485,7 +385,7 @@ def run_together(url: str, sqls: list[str]) -> list[Any]:
 def test_overlapping_evaluations_and_dispatches_send_each_notification_once(fault_db: FaultDb) -> None:
     url = fault_db.url
     fault_db.net.stop()  # so that nothing is confirmed before every dispatcher has run
-    with scripted([(200, 0.0)]) as rec:
+    with receiver(script=[(200, 0.0)], path="/hook") as rec:
         add_channel(url, rec.url, "ops")
         add_channel(url, rec.url, "ops-2")
         disconnect_sessions(url, 6)
@@ -504,10 +404,10 @@ def test_overlapping_evaluations_and_dispatches_send_each_notification_once(faul
         fault_db.net.start()
         pump(url, lambda: q(url, "select count(*) from monitoring.deliveries where status = 'delivered'") == [(12,)])
         time.sleep(0.3)
-    per = Counter((h.fingerprint, h.body.get("alerts", [{}])[0].get("labels", {}).get("session_id"), h.key)
-                  for h in rec.hits)
-    assert len(rec.hits) == 12 and set(per.values()) == {1}
-    assert len({h.fingerprint for h in rec.hits}) == 6
+    per = Counter((h.fingerprint, h.json.get("alerts", [{}])[0].get("labels", {}).get("session_id"), h.key)
+                  for h in rec.requests)
+    assert len(rec.requests) == 12 and set(per.values()) == {1}
+    assert len({h.fingerprint for h in rec.requests}) == 6
 
 
 # -- 8. the pg_net worker stopped for a while, then resumed --------------------------------------------
@@ -515,7 +415,7 @@ def test_stopped_pg_net_worker_then_resumed_delivers_everything_queued_exactly_o
     url = fault_db.url
     q(url, "update monitoring.settings set max_attempts = 8")
     fault_db.net.stop()
-    with scripted([(200, 0.0)]) as rec:
+    with receiver(script=[(200, 0.0)], path="/hook") as rec:
         add_channel(url, rec.url, "ops")
         add_channel(url, rec.url, "ops-2")
         disconnect_sessions(url, 4)
@@ -540,6 +440,6 @@ def test_stopped_pg_net_worker_then_resumed_delivers_everything_queued_exactly_o
         fault_db.net.start()
         pump(url, lambda: q(url, "select count(*) from monitoring.deliveries where status = 'delivered'") == [(10,)])
         time.sleep(0.3)
-    per = Counter((h.key, h.event) for h in rec.hits)
-    assert len(rec.hits) == 10 and set(per.values()) == {1}, "each notification arrived exactly once"
-    assert len({h.fingerprint for h in rec.hits}) == 5, "4 sessions and the error rate, each to both channels"
+    per = Counter((h.key, h.event) for h in rec.requests)
+    assert len(rec.requests) == 10 and set(per.values()) == {1}, "each notification arrived exactly once"
+    assert len({h.fingerprint for h in rec.requests}) == 5, "4 sessions and the error rate, each to both channels"

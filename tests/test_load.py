@@ -36,8 +36,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from tests.alerting import add_channel, payloads, pump, q, signed_ok
 from tests.http_receiver import receiver
-from tests.test_alerting_e2e import add_channel, alert_db, payloads, pump, q, signed_ok  # noqa: F401
 
 WRITE_SECONDS = 45.0
 WRITERS = 4
@@ -180,7 +180,7 @@ def assert_rollups_equal_raw(url: str) -> datetime:
     return watermark
 
 
-def test_concurrent_writers_and_checks_lose_nothing_and_alert_once(alert_db: str) -> None:  # noqa: F811
+def test_concurrent_writers_and_checks_lose_nothing_and_alert_once(alert_db: str) -> None:
     url = alert_db
     q(url, "insert into public.whatsapp_sessions (session_id, phone_number, is_active, connection_state,"
            " state_changed_at, last_connected_at) select 'load-s' || i, '+551199990000' || i, true, 'connected',"
@@ -303,7 +303,7 @@ def test_concurrent_writers_and_checks_lose_nothing_and_alert_once(alert_db: str
     ("check-whatsapp-errors", "select 1 from monitoring.alerts where rule_name = 'error_rate_webhook' for update"),
 ])
 def test_a_job_holding_a_rule_and_the_evaluate_job_starting_together_do_not_deadlock(
-        alert_db: str, job: str, hold: str) -> None:  # noqa: F811
+        alert_db: str, job: str, hold: str) -> None:
     """pg_cron starts monitoring-evaluate with monitoring-watchdog every minute, with check-whatsapp-errors every hour.
 
     The other job is held up while it holds its rule (monitor_stalled, error_rate_webhook) and the

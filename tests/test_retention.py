@@ -11,20 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import psycopg
 import pytest
 
-from pydeploy import migrations as mig
+from tests.alerting import prepare, q
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def q(url: str, sql: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
-    with psycopg.connect(url, autocommit=True) as c:
-        cur = c.execute(sql, params)
-        return cur.fetchall() if cur.description else []
 
 
 def seed_old_errors(url: str, old: int, recent: int) -> None:
@@ -37,8 +30,7 @@ def seed_old_errors(url: str, old: int, recent: int) -> None:
 
 def test_retention_job_commits_each_batch_and_logs_the_run(scratch_db: Callable[[], str]) -> None:
     url = scratch_db()
-    with psycopg.connect(url, autocommit=True) as c:
-        mig.migrate(c, ROOT / "supabase" / "migrations")
+    prepare(url, fast=False)
     seed_old_errors(url, old=2_350, recent=40)
     q(url, "update monitoring.retention_policies set batch_size = 500 where target = 'whatsapp_error_logs'")
     # every delete statement on the app table leaves the id of its transaction behind
@@ -73,8 +65,7 @@ def test_retention_job_commits_each_batch_and_logs_the_run(scratch_db: Callable[
 
 def test_retention_job_overlapping_run_skips(scratch_db: Callable[[], str]) -> None:
     url = scratch_db()
-    with psycopg.connect(url, autocommit=True) as c:
-        mig.migrate(c, ROOT / "supabase" / "migrations")
+    prepare(url, fast=False)
     seed_old_errors(url, old=300, recent=0)
     with psycopg.connect(url) as holder:
         # a manual run_job('retention') in progress holds the same lock
@@ -97,8 +88,7 @@ def test_service_role_runs_retention_where_pg_cron_lives(conn: psycopg.Connectio
 @pytest.mark.parametrize("bad", ["infinity", "-infinity"])
 def test_retention_job_refuses_an_infinite_now_and_deletes_nothing(scratch_db: Callable[[], str], bad: str) -> None:
     url = scratch_db()
-    with psycopg.connect(url, autocommit=True) as c:
-        mig.migrate(c, ROOT / "supabase" / "migrations")
+    prepare(url, fast=False)
     seed_old_errors(url, old=10, recent=10)
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="p_now must be a finite time"):
         q(url, "call monitoring.run_retention_job(%s::timestamptz)", (bad,))

@@ -1,0 +1,114 @@
+"""Helpers for the tests that drive the alerting pipeline (rule → outbox → pg_net stand-in → HTTP).
+
+The tests drive the jobs' functions directly with short retry settings (FAST), so they take
+seconds instead of the minutes pg_cron's one-minute granularity would need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from pydeploy import migrations
+from pydeploy.net_worker import Worker
+from tests.http_receiver import Received
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "e2e-signing-key-0123456789"
+# backoff 1 s, 4 attempts, 1 s HTTP timeout, 1 s response grace
+FAST = ("update monitoring.settings set backoff_base = '1 second', backoff_cap = '1 second', "
+        "max_attempts = 4, http_timeout_ms = 1000, response_grace = '1 second'")
+
+
+def q(url: str, sql: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
+    """Run one statement in its own autocommit connection; its rows, if any."""
+    with psycopg.connect(url, autocommit=True) as c:
+        cur = c.execute(sql, params)
+        return cur.fetchall() if cur.description else []
+
+
+def prepare(url: str, fast: bool = True) -> None:
+    """Apply every migration to `url`, then (fast) the short retry settings."""
+    with psycopg.connect(url, autocommit=True) as c:
+        migrations.migrate(c, ROOT / "supabase" / "migrations")
+        if fast:
+            c.execute(FAST)
+
+
+class NetWorker:
+    """The pg_net stand-in worker for one database, in a thread; stoppable and restartable."""
+
+    def __init__(self, url: str, poll_interval: float = 0.05) -> None:
+        self.url, self.poll_interval = url, poll_interval
+        self.worker: Worker | None = None
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> NetWorker:
+        self.worker = Worker(self.url, poll_interval=self.poll_interval)
+        self.thread = threading.Thread(target=self.worker.run, kwargs={"install_signals": False}, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self.worker is not None and self.thread is not None:
+            self.worker.stop()
+            self.thread.join(10)
+            assert not self.thread.is_alive(), "the stand-in worker did not stop"
+        self.worker = self.thread = None
+
+    def __enter__(self) -> NetWorker:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def signed_ok(r: Received, key: str = SECRET) -> bool:
+    good = "sha256=" + hmac.new(key.encode(), r.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(r.headers.get("X-Signature", ""), good)
+
+
+def payloads(rec: Any) -> list[dict[str, Any]]:
+    return [json.loads(r.body) for r in rec.requests]
+
+
+def add_channel(url: str, rec_url: str, name: str = "ops") -> None:
+    q(url, "select monitoring.set_channel(%s, 'webhook', %s, %s, 'info')", (name, rec_url, SECRET))
+
+
+def breach_errors(url: str, n: int = 25) -> None:
+    q(url, "insert into public.whatsapp_error_logs (error_type, error_message) "
+           "select 'timeout', 'e2e' from generate_series(1, %s)", (n,))
+
+
+def clear_errors(url: str) -> None:
+    q(url, "delete from public.whatsapp_error_logs")
+    q(url, "select monitoring.refresh_rollups(p_full => true)")
+
+
+def evaluate(url: str, rule: str = "high_error_rate") -> None:
+    q(url, "select monitoring.evaluate_rules(now(), array[%s], false)", (rule,))
+
+
+def pump(url: str, until: Callable[[], bool], timeout: float = 30, watch: Callable[[], None] | None = None) -> None:
+    """What monitoring-dispatch does each minute (reconcile, then dispatch), every 0.2 s, until done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        q(url, "select monitoring.reconcile_deliveries(now())")
+        q(url, "select monitoring.dispatch_deliveries(now())")
+        if watch is not None:
+            watch()
+        if until():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time: " + json.dumps(
+        [list(map(str, r)) for r in q(url, "select id, channel, event, status, attempts, last_status_code, "
+                                           "last_error from monitoring.deliveries order by id")]))
