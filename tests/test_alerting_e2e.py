@@ -14,7 +14,7 @@ import time
 import psycopg
 import pytest
 
-from tests.alerting import add_channel, breach_errors, clear_errors, evaluate, payloads, pump, q, signed_ok
+from tests.alerting import add_channel, breach_errors, clear_errors, evaluate, payloads, prepare, pump, q, signed_ok
 from tests.http_receiver import receiver
 
 
@@ -175,3 +175,26 @@ def test_unscheduling_the_checks_trips_the_dead_mans_switch(engine_url: str) -> 
         c.rollback()
     assert row is not None and row[0] == "firing", row
     assert "monitoring-" in row[1]
+
+
+def test_a_job_scheduled_again_counts_from_then_not_from_its_last_success(scratch_db) -> None:
+    """Unscheduled for maintenance, scheduled again: not stalled before its first new run is due."""
+    url = scratch_db()
+    prepare(url, fast=False)
+    q(url, "insert into monitoring.job_runs (job, started_at, finished_at, ok) "
+           "values ('evaluate', now() - interval '1 hour', now() - interval '1 hour', true)")
+    q(url, "update monitoring.jobs set scheduled_at = now() - interval '2 hours'")
+
+    def stalled() -> tuple[bool, float]:
+        flag = q(url, "select stalled from monitoring.job_status where name = 'monitoring-evaluate'")[0][0]
+        ratio = q(url, "select c.value from monitoring.alert_rules as r, "
+                       "monitoring._check_monitor_stalled(r, now()) as c "
+                       "where r.name = 'monitor_stalled' and c.labels ->> 'job' = 'monitoring-evaluate'")[0][0]
+        return flag, float(ratio)
+
+    flag, ratio = stalled()
+    assert flag is True and ratio >= 59, "an hour without success is stalled"
+    # schedule_jobs() creates the cron job again and stamps scheduled_at
+    q(url, "update monitoring.jobs set scheduled_at = now() where name = 'monitoring-evaluate'")
+    flag, ratio = stalled()
+    assert flag is False and ratio < 1, "counted from the re-scheduling"
