@@ -143,7 +143,7 @@ def channel_test(name: str, timeout: float, db_url: str | None, as_json: bool) -
         out.print(f"delivery {res['id']}: {res['status']} after {res['attempts']} attempt(s); "
                   f"receiver answered HTTP {res['last_status_code'] or '-'}"
                   + (f": {str(res['content'])[:300]}" if res.get("content") else "")
-                  + (f" ({res['last_error']})" if res.get("last_error") else ""))
+                  + (f" ({res['last_error']})" if res.get("last_error") and not res.get("content") else ""))
     sys.exit(0 if res["status"] == "delivered" else 1)
 
 
@@ -450,7 +450,10 @@ def monitor(db_url: str | None, as_json: bool, notify: bool) -> None:
 @click.option("--port", default=9099, show_default=True, help="Port on 127.0.0.1.")
 @click.option("--secret", default=None, help="Signing key of the channel, to check X-Signature "
               "(or $PYDEPLOY_SIGNING_SECRET).")
-def receiver(port: int, secret: str | None) -> None:
+@click.option("--status", default=200, show_default=True, type=click.IntRange(200, 599),
+              help="HTTP status to answer with: 5xx, 408 or 429 are retried with backoff, any other 4xx is "
+                   "dead-lettered at once (rehearse a failing endpoint).")
+def receiver(port: int, secret: str | None, status: int) -> None:
     """A local webhook receiver that prints each notification and checks its signature.
 
     \b
@@ -458,10 +461,15 @@ def receiver(port: int, secret: str | None) -> None:
       pydeploy receiver --port 9099 --secret demo-signing-key &
       pydeploy channel add demo --kind webhook --url http://127.0.0.1:9099/ --signing-secret demo-signing-key
       pydeploy channel test demo
+    \b
+    Rehearse a failing endpoint (the notification is retried, then dead-lettered):
+      pydeploy receiver --port 9098 --status 503 &
+      pydeploy channel add flaky --kind webhook --url http://127.0.0.1:9098/
+      pydeploy channel test flaky; pydeploy report   # see delivery_status and dead_letters
     """
     from pydeploy.receiver import serve
 
-    serve(port, secret or os.environ.get("PYDEPLOY_SIGNING_SECRET"))
+    serve(port, secret or os.environ.get("PYDEPLOY_SIGNING_SECRET"), status=status)
 
 
 COMMANDS = [receiver, channel, configure, rules, schedule, unschedule, silence, verify, report, monitor]

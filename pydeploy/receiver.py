@@ -1,7 +1,8 @@
 """`pydeploy receiver`: a webhook receiver for trying channels out, which checks signatures.
 
 Prints one line per notification (and the verdict on its X-Signature) so you can watch what
-the monitoring sends. For local use: it listens on 127.0.0.1 only.
+the monitoring sends; `--status` makes it answer with an error, to rehearse what happens when an
+endpoint fails. For local use: it listens on 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -37,16 +38,19 @@ def describe(body: bytes, headers: dict[str, str], secret: str | None) -> str:
     return "\n".join(lines)
 
 
-def serve(port: int, secret: str | None, out: TextIO = sys.stdout) -> None:
+def serve(port: int, secret: str | None, out: TextIO = sys.stdout, status: int = 200) -> None:
+    """Serve until Ctrl-C; answer every notification with HTTP `status` (not 200: rehearse a failing endpoint)."""
+
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            out.write(describe(body, dict(self.headers.items()), secret) + "\n")
+            answer = "" if status == 200 else f"  -> answered HTTP {status}\n"
+            out.write(describe(body, dict(self.headers.items()), secret) + "\n" + answer)
             out.flush()
-            self.send_response(200)
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-            self.wfile.write(b'{"received": true}')
+            self.wfile.write(b'{"received": true}' if status < 300 else b'{"error": "rehearsed failure"}')
 
         def log_message(self, *args: object) -> None:
             pass

@@ -31,8 +31,8 @@ psql "$url" -P pager=off -Atc "select jsonb_pretty(monitoring.health())"
 step "4. A webhook receiver on 127.0.0.1:$PORT receives real alerts (signed, through pg_net)"
 mkdir -p .pydeploy
 $PD receiver --port "$PORT" --secret "$SECRET" > "$LOG" 2>&1 &
-RECEIVER=$!
-trap 'kill $RECEIVER 2>/dev/null || true' EXIT
+RECEIVERS=$!
+trap 'kill $RECEIVERS 2>/dev/null || true' EXIT
 sleep 0.5
 PYDEPLOY_SIGNING_SECRET=$SECRET $PD channel add demo --kind webhook --url "http://127.0.0.1:$PORT/alerts" --min-severity info
 $PD channel test demo
@@ -42,10 +42,32 @@ for _ in $(seq 1 40); do grep -q "firing from" "$LOG" && grep -c "firing from" "
 echo "-- what the receiver got:"
 cat "$LOG"
 
-step "5. The dashboard (pydeploy report)"
+step "5. When an endpoint fails: nothing is lost, it is retried or dead-lettered (docs/reliability.md)"
+FLAKY=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+GONE=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+$PD receiver --port "$FLAKY" --status 503 > .pydeploy/demo-flaky.log 2>&1 &
+RECEIVERS="$RECEIVERS $!"
+$PD receiver --port "$GONE" --status 410 > .pydeploy/demo-gone.log 2>&1 &
+RECEIVERS="$RECEIVERS $!"
+sleep 0.5
+$PD channel add flaky --kind webhook --url "http://127.0.0.1:$FLAKY/alerts" --min-severity info
+$PD channel add gone --kind webhook --url "http://127.0.0.1:$GONE/alerts" --min-severity info
+$PD channel test flaky || true
+$PD channel test gone || true
+q="select channel, status, attempts, last_status_code, last_error, next_attempt_at from monitoring.deliveries where channel in ('flaky', 'gone') order by channel"
+echo "-- $q"
+psql "$url" -P pager=off -c "$q"
+echo "flaky (503): kept and retried with backoff until max_attempts, then dead-lettered."
+echo "gone (410): dead-lettered at once; fix the channel, then: select monitoring.retry_dead_deliveries();"
+echo "-- select channel, attempts, last_error from monitoring.dead_letters"
+psql "$url" -P pager=off -c "select channel, attempts, last_error from monitoring.dead_letters"
+$PD channel remove flaky >/dev/null
+$PD channel remove gone >/dev/null
+
+step "6. The dashboard (pydeploy report)"
 $PD report
 
-step "6. The deployment verifies end to end (pydeploy verify)"
+step "7. The deployment verifies end to end (pydeploy verify)"
 $PD verify || true
 
 $PD channel remove demo >/dev/null 2>&1 || true
@@ -56,5 +78,6 @@ Try next:
   .venv/bin/pydeploy report --watch        the live dashboard (pg_cron refreshes every minute)
   .venv/bin/pydeploy rules                 the alert rules; change one with pydeploy configure
   .venv/bin/pydeploy silence add --match alertname=low_delivery_rate --duration 1h --comment test
+  .venv/bin/pydeploy receiver --status 503  rehearse a failing endpoint (see docs/reliability.md)
   .venv/bin/pydeploy down                  stop it (add --purge to delete its data)
 TXT

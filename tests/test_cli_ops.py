@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import json
-import threading
+import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from pydeploy import migrations as mig
-from pydeploy.net_worker import Worker
+from tests.alerting import NetWorker, prepare
+from tests.conftest import PYDEPLOY
 from tests.http_receiver import receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,14 +23,9 @@ def migrated_db(scratch_db: Callable[[], str]) -> Iterator[str]:
     """A fresh database with every migration applied and its own pg_net stand-in worker
     (like pg_net, the worker serves one database). No pg_cron: it lives in `postgres`."""
     url = scratch_db()
-    with psycopg.connect(url, autocommit=True) as c:
-        mig.migrate(c, ROOT / "supabase" / "migrations")
-    worker = Worker(url, poll_interval=0.1)
-    thread = threading.Thread(target=worker.run, kwargs={"install_signals": False}, daemon=True)
-    thread.start()
-    yield url
-    worker.stop()
-    thread.join(5)
+    prepare(url, fast=False)
+    with NetWorker(url, poll_interval=0.1):
+        yield url
 
 
 @pytest.fixture
@@ -117,6 +113,36 @@ def test_channel_test_reports_a_failing_receiver(run_cli, migrated_db: str) -> N
         res = run_cli("channel", "test", "flaky", "--db-url", migrated_db)
     assert res.returncode == 1
     assert "HTTP 503" in res.stdout
+
+
+@pytest.mark.parametrize(("status", "outcome"), [
+    (200, "delivered after 1 attempt(s); receiver answered HTTP 200"),
+    (503, "retrying after 1 attempt(s); receiver answered HTTP 503"),
+    (410, "dead after 1 attempt(s); receiver answered HTTP 410"),
+])
+def test_pydeploy_receiver_rehearses_a_failing_endpoint(run_cli, cli_env: dict[str, str], migrated_db: str,
+                                                        status: int, outcome: str) -> None:
+    """`pydeploy receiver --status N` (the demo's step 5): the channel test shows what the outbox does."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([str(PYDEPLOY), "receiver", "--port", str(port), "--status", str(status),
+                             "--secret", "rehearsal-key"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env)
+    try:
+        assert proc.stdout is not None
+        assert "listening on" in proc.stdout.readline()
+        assert run_cli("channel", "add", "rehearse", "--kind", "webhook", "--url", f"http://127.0.0.1:{port}/x",
+                       "--signing-secret", "rehearsal-key", "--db-url", migrated_db).returncode == 0
+        res = run_cli("channel", "test", "rehearse", "--db-url", migrated_db)
+    finally:
+        proc.terminate()
+        printed = proc.communicate(timeout=10)[0]
+    assert res.returncode == (0 if status == 200 else 1), res.stdout + res.stderr
+    assert outcome in res.stdout
+    assert "signature OK" in printed, "the receiver checked the signature of what it got"
+    if status != 200:
+        assert f"answered HTTP {status}" in printed
 
 
 # -- configure -------------------------------------------------------------------------------
