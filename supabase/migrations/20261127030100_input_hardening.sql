@@ -10,7 +10,8 @@
 --   * cron steps with many digits raised a raw "integer out of range"; schedules that never run
 --     ('0 0 31 2 *') were accepted;
 --   * p_now => 'infinity' pushed rule_state.last_checked_at to infinity (no rule ever due again),
---     rollup watermarks and delivery times likewise; get_hourly_stats('infinity') filled the disk;
+--     rollup watermarks and delivery times likewise; get_hourly_stats('infinity') filled the disk
+--     (refused in 20261127030500_hourly_rollups.sql, which redefines that function);
 --   * null in a not-null column of a configuration table gave a raw "null value in column ...";
 --   * health_thresholds and rollup_settings only had CHECK constraints (no hint, NaN accepted);
 --   * URLs with a port above 65535 were accepted.
@@ -987,88 +988,7 @@ comment on function monitoring.record_invocation(text, integer, numeric, timesta
 'Log one Edge Function invocation (name, HTTP status, duration ms) for monitoring.function_stats. '
 'Returns the new row id; bad arguments raise naming the argument.';
 
-create or replace function monitoring.get_hourly_stats(
-  -- the moment "now": the 168 UTC hours up to and including p_now's hour
-  p_now timestamptz default now()
-)
-returns table (
-  hour timestamptz,
-  total bigint,
-  sent bigint,
-  failed bigint,
-  delivery_rate numeric,
-  errors bigint
-)
-language plpgsql
-stable
-set search_path = ''
-set jit = off
-set plan_cache_mode = force_custom_plan
-as $$
-declare
-  v_w timestamptz := monitoring._watermark();
-  v_last timestamptz;
-  v_first timestamptz;
-  v_end timestamptz;
-  v_t timestamptz;
-begin
-  -- an infinite p_now made generate_series below endless (it filled the disk with a temp file)
-  if p_now is null or not isfinite(p_now) then
-    raise exception using
-      errcode = 'invalid_parameter_value',
-      message = format('get_hourly_stats: p_now must be a finite time (got %s)', coalesce(p_now::text, 'null')),
-      hint = 'leave p_now out (it defaults to now())';
-  end if;
-  v_last := pg_catalog.date_bin('1 hour', p_now, '2000-01-01 00:00:00+00');
-  v_first := v_last - interval '167 hours';
-  v_end := v_last + interval '1 hour';
-  v_t := greatest(v_first, v_w);
-  return query
-  with
-  by_minute as (
-    select pg_catalog.date_bin('1 hour', m.bucket, '2000-01-01 00:00:00+00') as hour, m.total, m.sent, m.failed, m.errors
-    from monitoring.notification_minutes as m
-    where m.bucket >= v_first and m.bucket < least(v_w, v_end)
-    union all
-    select
-      pg_catalog.date_bin('1 hour', n.created_at, '2000-01-01 00:00:00+00'),
-      1,
-      (n.status = 'sent')::integer,
-      (n.status = 'failed')::integer,
-      0
-    from public.whatsapp_notifications as n
-    where n.created_at >= v_t and n.created_at < v_end
-    union all
-    select pg_catalog.date_bin('1 hour', e.created_at, '2000-01-01 00:00:00+00'), 0, 0, 0, 1
-    from public.whatsapp_error_logs as e
-    where e.created_at >= v_t and e.created_at < v_end
-  ),
-  by_hour as (
-    select
-      b.hour,
-      sum(b.total) as total,
-      sum(b.sent) as sent,
-      sum(b.failed) as failed,
-      sum(b.errors) as errors
-    from by_minute as b
-    group by b.hour
-  )
-  select
-    h.hour,
-    coalesce(bh.total, 0)::bigint,
-    coalesce(bh.sent, 0)::bigint,
-    coalesce(bh.failed, 0)::bigint,
-    -- inline monitoring._rate(): 168 calls of a function with SET clauses would cost ~3 ms
-    case when coalesce(bh.total, 0) = 0 then 100.00 else round(100.0 * bh.sent / bh.total, 2) end,
-    coalesce(bh.errors, 0)::bigint
-  from pg_catalog.generate_series(v_first, v_last, interval '1 hour') as h (hour)
-  left join by_hour as bh on h.hour = bh.hour
-  order by h.hour desc;
-end
-$$;
-
-comment on function monitoring.get_hourly_stats(timestamptz) is
-'monitoring.hourly_stats as of p_now: per UTC hour for the 168 hours up to p_now''s hour.';
+-- get_hourly_stats('infinity') is refused in 20261127030500_hourly_rollups.sql, which redefines it anyway
 
 
 -- =============================================================================================
