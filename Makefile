@@ -1,7 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Each bootstraps what it needs.
 SHELL := /bin/bash
 VENV := .venv/bin
-SQL_PATHS := supabase/migrations supabase/tests supabase/seed.sql pydeploy/sql
+SQL_PATHS := supabase/schemas supabase/migrations supabase/tests supabase/seed.sql pydeploy/sql
 
 .PHONY: bootstrap demo test lint lint-python lint-sql pytest down clean
 

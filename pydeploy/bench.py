@@ -43,7 +43,7 @@ from pydeploy.paths import migrations_dir
 PLAIN = "bench_plain"
 MONITORED = "bench_monitored"
 EMPTY = "bench_migrate"
-TABLES_MIGRATION = "20261127010000_whatsapp_tables.sql"
+APP_TABLES_SCHEMA = "00_app_tables.sql"  # supabase/schemas/: the app tables alone
 REUSE_MAX_AGE = dt.timedelta(hours=1)
 CRON_PERIOD_S = 60.0  # pg_cron's every-minute jobs
 
@@ -277,8 +277,8 @@ class Cluster:
 
 
 def create_app_tables(url: str) -> None:
-    """The app's own tables as the tables migration creates them, minus every index that is not a key."""
-    path = migrations_dir() / TABLES_MIGRATION
+    """The app's own tables as the schema defines them, minus every index that is not a key."""
+    path = migrations_dir().parent / "schemas" / APP_TABLES_SCHEMA
     if not path.exists():
         raise PydeployError(f"{path} is missing", "run pydeploy bench from the project folder")
     with connect(url) as c:

@@ -202,6 +202,49 @@ def status(db_url: str | None, as_json: bool, exit_code: bool) -> None:
         sys.exit(1)
 
 
+@cli.group()
+def schema() -> None:
+    """The schema's two homes: supabase/schemas/ (read) and supabase/migrations/ (deployed).
+
+    \b
+    supabase/schemas/NN_domain.sql holds the current definition of every object, once, by
+    domain (app tables, rollups, views, rules, alerts, delivery, jobs, checks, health,
+    retention, grants). A change is an edit there plus a new migration that moves a deployed
+    database to it; `pydeploy schema check` proves the two build the same database.
+    """
+
+
+@schema.command("check")
+@click.option("--db-url", default=None,
+              help="A server where scratch databases may be created (default: the local engine).")
+@click.option("--json", "as_json", is_flag=True, help="Print {same, diff, …} as JSON.")
+@click.pass_obj
+def schema_check_cmd(obj: Context, db_url: str | None, as_json: bool) -> None:
+    """Build supabase/migrations and supabase/schemas into two scratch databases and compare
+    their catalogs (pg_dump of monitoring and public, plus the rows the schema seeds).
+
+    Exit 0 when they are the same; otherwise print the difference and exit 1. Run it after
+    editing either; make test runs it too.
+
+    \b
+    Example:
+      pydeploy schema check || echo "add a migration for your schema edit (or the reverse)"
+    """
+    from pydeploy import schema_check
+
+    result = schema_check.compare(dsnmod.resolve(db_url))
+    if as_json:
+        out.print_json(result.as_json())
+    elif result.same:
+        obj.say(f"same catalog: {len(result.migration_files)} migrations = {len(result.schema_files)} schema files")
+    else:
+        out.print("\n".join(result.diff), markup=False, highlight=False, soft_wrap=True)
+        obj.say("[bold red]the migrations and the schema files differ[/] (- migrations, + schemas): "
+                "write the migration that brings a deployed database to the schema, or fix the schema file")
+    if not result.same:
+        sys.exit(1)
+
+
 @cli.command("net-worker", hidden=True)
 @click.option("--db-url", required=True)
 def net_worker(db_url: str) -> None:

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 
@@ -115,29 +116,31 @@ def _mark(statement: str, position: int | None) -> str:
     return statement
 
 
+def run_statements(cur: psycopg.Cursor[Any], label: str, statements: list[str]) -> None:
+    """Run statements in order; the first failure raises a MigrationError naming `label`, the
+    statement (with a caret under the error position) and Postgres' message and hint."""
+    for i, stmt in enumerate(statements):
+        try:
+            cur.execute(stmt.encode())
+        except psycopg.Error as exc:
+            diag = exc.diag
+            pos = int(diag.statement_position) if diag.statement_position else None
+            parts = [f"{label} failed at statement {i + 1} of {len(statements)}:",
+                     f"  {diag.message_primary or str(exc).strip()}"]
+            if diag.message_detail:
+                parts.append(f"  detail: {diag.message_detail}")
+            parts.append("  statement:")
+            parts += ["    " + ln for ln in _mark(stmt, pos).splitlines()]
+            parts.append("nothing of this file was applied (rolled back)")
+            raise MigrationError("\n".join(parts), diag.message_hint) from exc
+
+
 def apply_file(conn: psycopg.Connection, mf: MigrationFile) -> int:
     """Apply one file and its ledger row in one transaction; return the number of statements."""
     statements = mf.statements
-    with conn.cursor() as cur:
-        try:
-            with conn.transaction():
-                for i, stmt in enumerate(statements):
-                    try:
-                        cur.execute(stmt.encode())
-                    except psycopg.Error as exc:
-                        diag = exc.diag
-                        pos = int(diag.statement_position) if diag.statement_position else None
-                        parts = [f"migration {mf.path.name} failed at statement {i + 1} of {len(statements)}:",
-                                 f"  {diag.message_primary or str(exc).strip()}"]
-                        if diag.message_detail:
-                            parts.append(f"  detail: {diag.message_detail}")
-                        parts.append("  statement:")
-                        parts += ["    " + ln for ln in _mark(stmt, pos).splitlines()]
-                        parts.append("nothing of this file was applied (rolled back)")
-                        raise MigrationError("\n".join(parts), diag.message_hint) from exc
-                cur.execute(INSERT_VERSION, (mf.version, mf.name, statements))
-        except MigrationError:
-            raise
+    with conn.cursor() as cur, conn.transaction():
+        run_statements(cur, f"migration {mf.path.name}", statements)
+        cur.execute(INSERT_VERSION, (mf.version, mf.name, statements))
     return len(statements)
 
 

@@ -14,7 +14,7 @@ job_runs, evaluate_rules in rule_errors), so any of them is a failure here.
 The scheduled evaluation (run_job('evaluate')) evaluates a rule only when its schedule is due, once a
 minute at most, so the race pg_cron sets up at the start of every minute (monitoring-evaluate and
 monitoring-watchdog, plus check-whatsapp-errors on the hour, reaching the same rule) is rare here;
-the last test forces that interleaving with a lock (it deadlocked before 20261127030300_load_fixes.sql).
+the last test forces that interleaving with a lock (it deadlocked before evaluate_rules took its locks in one order).
 
 Failures are deterministic: message 0, FAIL_EVERY, 2 * FAIL_EVERY... of each writer fails, so the
 share of sent messages is below 90 % from the first message on (low_delivery_rate fires once and

@@ -16,7 +16,7 @@ from pydeploy.sql_split import split_and_trim
 
 ROOT = Path(__file__).resolve().parent.parent
 MIGRATIONS = ROOT / "supabase" / "migrations"
-OUR_MIGRATIONS = sorted(MIGRATIONS.glob("2026112701*.sql"))
+OUR_MIGRATIONS = sorted(MIGRATIONS.glob("*.sql"))
 
 # Verbatim from spec/production-monitoring-guide.md, "Database Monitoring" (checked against the
 # spec itself below when ../shared/spec is beside the checkout, as in CI and the work tree).

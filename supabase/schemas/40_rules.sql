@@ -1,25 +1,11 @@
--- Alerting, part 1 of 6: settings, the cron-expression helpers and the alert rules table.
---
--- Rules are data: each row names a check function (monitoring._check_<rule>, created in
--- 20261127020400_alerting_checks.sql together with the seed rows), a comparator, a threshold, a
--- window, a `for` period, a repeat interval and a pg_cron-style schedule. Every edit is validated
--- by a trigger that raises with a message naming the field and a hint with the fix; CHECK
--- constraints hold the same invariants in the catalog. Re-running this file changes nothing.
-
--- The schema and its default privileges come from 20261127010100_monitoring_schema.sql; repeated
--- here (idempotent) so this file also applies on its own.
-create schema if not exists monitoring;
-
-revoke all on schema monitoring from public, anon, authenticated;
-grant usage on schema monitoring to service_role, postgres;
-
--- Functions created from here on are not executable by PUBLIC unless granted explicitly.
-alter default privileges in schema monitoring revoke execute on functions from public;
+-- Alert rules: the settings, the cron-expression helpers that decide when a rule is due, and
+-- the rules table itself (each row: what to measure, how to compare, when, for how long, how
+-- often to repeat, the runbook). The check function behind each rule is in 80_checks.sql; what
+-- happens when a rule breaches (pending, firing, resolved) is in 50_alerts.sql.
 
 -- ---------------------------------------------------------------------------------------------
 -- Settings (one row)
 -- ---------------------------------------------------------------------------------------------
-
 create table if not exists monitoring.settings (
   id boolean primary key default true,
   service_name text not null default 'WhatsApp Notifications',
@@ -43,24 +29,36 @@ create table if not exists monitoring.settings (
   constraint settings_dispatch_batch_check check (dispatch_batch between 1 and 10000),
   constraint settings_job_mode_check check (job_mode in ('db', 'edge'))
 );
+
 comment on table monitoring.settings is
 'Alerting settings, one row: delivery retry policy, HTTP timeout, job mode and the names of the secrets used.';
+
 comment on column monitoring.settings.id is 'Always true: the table holds exactly one row.';
+
 comment on column monitoring.settings.service_name is 'The "service" field of every webhook payload.';
+
 comment on column monitoring.settings.backoff_base is
 'Delay before the first retry of a failed delivery; doubled for each further attempt.';
+
 comment on column monitoring.settings.backoff_cap is 'Longest delay between two delivery attempts.';
+
 comment on column monitoring.settings.max_attempts is
 'Delivery attempts before a delivery is dead-lettered (status dead).';
+
 comment on column monitoring.settings.http_timeout_ms is 'timeout_milliseconds passed to net.http_post.';
+
 comment on column monitoring.settings.response_grace is
 'Extra wait after the HTTP timeout before a request without a row in net._http_response counts as failed.';
+
 comment on column monitoring.settings.dispatch_batch is 'Deliveries sent per dispatcher run at most.';
+
 comment on column monitoring.settings.job_mode is
 'Mode of the last monitoring.schedule_jobs call: db (checks run in SQL) or edge (check-whatsapp-errors calls the '
 'Edge Function).';
+
 comment on column monitoring.settings.project_url_secret is
 'Name of the secret holding the project URL (https://<ref>.supabase.co), used for Edge Function calls.';
+
 comment on column monitoring.settings.service_key_secret is
 'Name of the secret holding the service role key sent as "Authorization: Bearer" to Edge Functions.';
 
@@ -69,7 +67,6 @@ insert into monitoring.settings (id) values (true) on conflict (id) do nothing;
 -- ---------------------------------------------------------------------------------------------
 -- Cron expressions (pg_cron 1.4 syntax: 5 fields, minute granularity, GMT)
 -- ---------------------------------------------------------------------------------------------
-
 create or replace function monitoring._cron_field(
   -- one field of a cron expression, such as '*/15' or '1-5' or 'mon,wed'
   p_token text,
@@ -158,6 +155,7 @@ begin
   return array(select distinct u.v from unnest(v_out) as u (v) order by u.v);
 end
 $$;
+
 comment on function monitoring._cron_field(text, integer, integer, text[], text, text) is
 'Internal: expand one cron field into its sorted values, raising a check_violation naming the column on bad syntax.';
 
@@ -181,6 +179,7 @@ as $$
     else -1
   end
 $$;
+
 comment on function monitoring._cron_value(text, integer, text[]) is
 'Internal: the value of one cron token (a number, or a month or week-day name); -1 when invalid.';
 
@@ -198,6 +197,9 @@ as $$
 declare
   v_fields text[];
   v_dow integer[];
+  v_dom integer[];
+  v_month integer[];
+  v_longest integer;
   v_hint constant text :=
     'use 5 fields (minute hour day-of-month month day-of-week) such as "*/15 * * * *"; '
     || 'pg_cron 1.4 has minute granularity, so "30 seconds" and @macros are not accepted';
@@ -214,12 +216,19 @@ begin
       message = format('%s %L uses seconds, which pg_cron 1.4 does not support', p_column, p_schedule),
       hint = v_hint;
   end if;
+  -- no field value or step has more than 2 digits: longer numbers are out of range (and would overflow)
+  if p_schedule ~ '[0-9]{5,}' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s %L has a number out of range', p_column, left(p_schedule, 200)),
+      hint = v_hint;
+  end if;
 
   v_fields := regexp_split_to_array(btrim(p_schedule), '\s+');
   if cardinality(v_fields) <> 5 then
     raise exception using
       errcode = 'check_violation',
-      message = format('%s %L must have 5 fields, not %s', p_column, p_schedule, cardinality(v_fields)),
+      message = format('%s %L must have 5 fields, not %s', p_column, left(p_schedule, 200), cardinality(v_fields)),
       hint = v_hint;
   end if;
 
@@ -228,25 +237,41 @@ begin
   );
   -- 7 is Sunday too
   v_dow := array(select distinct (u.v % 7) from unnest(v_dow) as u (v) order by 1);
+  v_dom := monitoring._cron_field(v_fields[3], 1, 31, null, 'day-of-month', p_column);
+  v_month := monitoring._cron_field(
+    v_fields[4], 1, 12,
+    array['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'],
+    'month', p_column
+  );
+
+  -- with a day-of-week of *, the day of month must exist in one of the months (31 2 never runs)
+  if left(v_fields[5], 1) = '*' and left(v_fields[3], 1) <> '*' then
+    select max((array[31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])[m.v]) into v_longest
+    from unnest(v_month) as m (v);
+    if v_dom[1] > v_longest then
+      raise exception using
+        errcode = 'check_violation',
+        message = format('%s %L never runs: day %s does not occur in the month(s) given', p_column, p_schedule,
+          v_dom[1]),
+        hint = 'pick a day that exists in those months, such as "0 0 28 2 *"';
+    end if;
+  end if;
 
   return jsonb_build_object(
     'minute', to_jsonb(monitoring._cron_field(v_fields[1], 0, 59, null, 'minute', p_column)),
     'hour', to_jsonb(monitoring._cron_field(v_fields[2], 0, 23, null, 'hour', p_column)),
-    'dom', to_jsonb(monitoring._cron_field(v_fields[3], 1, 31, null, 'day-of-month', p_column)),
-    'month', to_jsonb(monitoring._cron_field(
-      v_fields[4], 1, 12,
-      array['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'],
-      'month', p_column
-    )),
+    'dom', to_jsonb(v_dom),
+    'month', to_jsonb(v_month),
     'dow', to_jsonb(v_dow),
     'dom_star', left(v_fields[3], 1) = '*',
     'dow_star', left(v_fields[5], 1) = '*'
   );
 end
 $$;
+
 comment on function monitoring._cron_parse(text, text) is
 'Internal: validate a 5-field pg_cron 1.4 expression and return its expanded fields as jsonb; raises a '
-'check_violation naming p_column.';
+'check_violation naming p_column (also for numbers out of range and for schedules that never run).';
 
 create or replace function monitoring._cron_times(
   -- a valid cron expression
@@ -309,6 +334,7 @@ as $$
   where t.at between date_trunc('minute', p_from) and date_trunc('minute', p_to)
   order by t.at
 $$;
+
 comment on function monitoring._cron_times(text, timestamptz, timestamptz) is
 'Internal: the minutes between p_from and p_to (inclusive) at which pg_cron would run p_schedule (GMT).';
 
@@ -321,12 +347,20 @@ create or replace function monitoring._cron_due(
   p_now timestamptz
 )
 returns boolean
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select
-    p_after is null
+begin
+  -- evaluate_rules(p_now => null or 'infinity') must fail here, before the scheduled evaluator
+  -- stores that p_now as rule_state.last_checked_at (infinity: no rule would ever be due again)
+  if p_now is null or not isfinite(p_now) then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('evaluate_rules: p_now must be a finite time (got %s)', coalesce(p_now::text, 'null')),
+      hint = 'leave p_now out (it defaults to now()) or pass a real time such as now() - interval ''1 hour''';
+  end if;
+  return p_after is null
     or exists (
       select 1
       from monitoring._cron_times(
@@ -334,10 +368,13 @@ as $$
         greatest(date_trunc('minute', p_after) + interval '1 minute', p_now - interval '31 days'),
         p_now
       )
-    )
+    );
+end
 $$;
+
 comment on function monitoring._cron_due(text, timestamptz, timestamptz) is
-'Internal: true when p_schedule has a run time in the minutes after p_after up to p_now (so a delayed job catches up).';
+'Internal: true when p_schedule has a run time in the minutes after p_after up to p_now (so a delayed job catches '
+'up); raises when p_now is null or infinite.';
 
 create or replace function monitoring._cron_period(
   -- a valid cron expression
@@ -378,13 +415,13 @@ as $$
   select coalesce(max(gaps.gap), interval '366 days')
   from gaps
 $$;
+
 comment on function monitoring._cron_period(text) is
 'Internal: the longest gap between two runs of p_schedule (a job is stalled after twice this without success).';
 
 -- ---------------------------------------------------------------------------------------------
 -- Alert rules
 -- ---------------------------------------------------------------------------------------------
-
 create table if not exists monitoring.alert_rules (
   name text primary key,
   description text not null,
@@ -416,30 +453,46 @@ create table if not exists monitoring.alert_rules (
   constraint alert_rules_runbook_check check (cardinality(runbook) >= 1),
   constraint alert_rules_labels_check check (jsonb_typeof(labels) = 'object')
 );
+
 comment on table monitoring.alert_rules is
 'Alert rules (editable): what is checked, when it breaches, how long it must hold (for_period), how often it '
 'repeats and which runbook it carries.';
+
 comment on column monitoring.alert_rules.name is 'Rule name; also the alertname label of its alerts.';
+
 comment on column monitoring.alert_rules.severity is 'critical, warning or info; channels filter on it (min_severity).';
+
 comment on column monitoring.alert_rules.metric is 'The "metric" field of the webhook payload, such as delivery_rate.';
+
 comment on column monitoring.alert_rules.check_function is
 'Function monitoring.<check_function>(monitoring.alert_rules, timestamptz) returning (labels, value, volume, '
 'message) rows, one per alert instance.';
+
 comment on column monitoring.alert_rules.comparator is 'How value is compared with threshold: >, >=, < or <=.';
+
 comment on column monitoring.alert_rules.threshold is
 'The value at which the rule breaches (with comparator), in unit.';
+
 comment on column monitoring.alert_rules.target is 'The healthy target from the spec (documentation only), in unit.';
+
 comment on column monitoring.alert_rules.unit is 'Unit of value, threshold and target.';
+
 comment on column monitoring.alert_rules."window" is
 'Window the metric is computed over (must be one the underlying view offers); null when the metric has none.';
+
 comment on column monitoring.alert_rules.min_volume is
 'The rule breaches only when the check reports a volume above this (such as more than 10 messages); null: no minimum.';
+
 comment on column monitoring.alert_rules.for_period is
 'How long the condition must hold before pending becomes firing (Alertmanager "for"); 0 fires at once.';
+
 comment on column monitoring.alert_rules.repeat_interval is 'A firing alert is notified again after this long.';
+
 comment on column monitoring.alert_rules.schedule is
 'When the rule is evaluated, as a 5-field pg_cron expression in GMT (minute granularity).';
+
 comment on column monitoring.alert_rules.runbook is 'Incident-response steps included in every notification.';
+
 comment on column monitoring.alert_rules.labels is
 'Extra labels (a JSON object of strings) added to every alert of the rule.';
 
@@ -451,6 +504,7 @@ begin
   end if;
 end
 $$;
+
 comment on type monitoring.check_result is
 'One alert instance reported by a rule''s check function: labels (JSON object of strings), value compared with the '
 'threshold, volume compared with min_volume, message.';
@@ -464,7 +518,7 @@ begin
   if new.name is null or new.name !~ '^[a-z][a-z0-9_]{0,62}$' then
     raise exception using
       errcode = 'check_violation',
-      message = format('alert_rules.name %L must be lower-case snake_case (at most 63 characters)', new.name),
+      message = format('alert_rules.name %L must be lower-case snake_case (at most 63 characters)', left(new.name, 200)),
       hint = 'use letters, digits and underscores, starting with a letter, such as low_delivery_rate';
   end if;
   if new.description is null or btrim(new.description) = '' then
@@ -476,7 +530,7 @@ begin
   if new.severity is null or new.severity not in ('critical', 'warning', 'info') then
     raise exception using
       errcode = 'check_violation',
-      message = format('alert_rules.severity must be one of critical, warning, info (got %L)', new.severity),
+      message = format('alert_rules.severity must be one of critical, warning, info (got %L)', left(new.severity, 200)),
       hint = 'use critical, warning or info';
   end if;
   if new.metric is null or btrim(new.metric) = '' then
@@ -488,10 +542,11 @@ begin
   if new.comparator is null or new.comparator not in ('>', '>=', '<', '<=') then
     raise exception using
       errcode = 'check_violation',
-      message = format('alert_rules.comparator must be one of >, >=, <, <= (got %L)', new.comparator),
+      message = format('alert_rules.comparator must be one of >, >=, <, <= (got %L)', left(new.comparator, 200)),
       hint = 'use > for "more than" and < for "less than"';
   end if;
-  if new.threshold is null or new.threshold <= 0 then
+  -- NaN sorts above every number in Postgres, so "> 0" alone lets it (and Infinity) through
+  if new.threshold is null or new.threshold in ('NaN', 'Infinity') or new.threshold <= 0 then
     raise exception using
       errcode = 'check_violation',
       message = format('alert_rules.threshold must be > 0 (got %s)', coalesce(new.threshold::text, 'null')),
@@ -505,46 +560,59 @@ begin
       ),
       hint = 'use a percentage such as 90';
   end if;
+  if new.target in ('NaN', 'Infinity', '-Infinity') then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('alert_rules.target must be a finite number or null (got %s)', new.target),
+      hint = 'use the healthy value from the spec, such as 95, or null';
+  end if;
   if new."window" is not null and (new."window" <= interval '0' or new."window" > interval '31 days') then
     raise exception using
       errcode = 'check_violation',
       message = format('alert_rules.window must be a positive interval of at most 31 days (got %s)', new."window"),
       hint = 'use an interval such as ''1 hour''';
   end if;
-  if new.min_volume is not null and new.min_volume < 0 then
+  if new.min_volume is not null and (new.min_volume in ('NaN', 'Infinity') or new.min_volume < 0) then
     raise exception using
       errcode = 'check_violation',
       message = format('alert_rules.min_volume must be >= 0 (got %s)', new.min_volume),
       hint = 'use 0 or a positive count such as 10, or null for no minimum';
   end if;
-  if new.for_period is null or new.for_period < interval '0' then
+  if new.for_period is null or new.for_period < interval '0' or new.for_period > interval '366 days' then
     raise exception using
       errcode = 'check_violation',
-      message = format('alert_rules.for_period must be >= 0 (got %s)', coalesce(new.for_period::text, 'null')),
+      message = format('alert_rules.for_period must be >= 0 and at most 366 days (got %s)',
+        coalesce(new.for_period::text, 'null')),
       hint = 'use ''0'' to fire at once or an interval such as ''5 minutes''';
   end if;
-  if new.repeat_interval is null or new.repeat_interval < interval '1 minute' then
+  if new.repeat_interval is null or new.repeat_interval < interval '1 minute'
+    or new.repeat_interval > interval '366 days' then
     raise exception using
       errcode = 'check_violation',
-      message = format('alert_rules.repeat_interval must be at least 1 minute (got %s)',
+      message = format('alert_rules.repeat_interval must be at least 1 minute and at most 366 days (got %s)',
         coalesce(new.repeat_interval::text, 'null')),
       hint = 'use an interval such as ''4 hours''';
   end if;
   perform monitoring._cron_parse(new.schedule, 'alert_rules.schedule');
-  if new.runbook is null or cardinality(new.runbook) < 1 then
+  if new.runbook is null or cardinality(new.runbook) < 1
+    or exists (select 1 from unnest(new.runbook) as s (step) where coalesce(btrim(s.step), '') = '') then
     raise exception using
       errcode = 'check_violation',
-      message = format('alert_rules.runbook of %s must have at least one step', new.name),
+      message = format('alert_rules.runbook of %s must have at least one step, and no step may be empty', new.name),
       hint = 'give the incident-response steps, such as array[''Check the health endpoint'']';
   end if;
   if new.labels is null or jsonb_typeof(new.labels) <> 'object'
-    or exists (select 1 from jsonb_each(new.labels) as l (k, v) where jsonb_typeof(l.v) <> 'string') then
+    or exists (
+      select 1 from jsonb_each(new.labels) as l (k, v)
+      where jsonb_typeof(l.v) <> 'string' or l.k !~ '^[A-Za-z_][A-Za-z0-9_]{0,62}$' or l.k in ('alertname', 'severity')
+    ) then
     raise exception using
       errcode = 'check_violation',
       message = format(
-        'alert_rules.labels must be a JSON object of strings (got %s)', coalesce(new.labels::text, 'null')
+        'alert_rules.labels must be a JSON object of strings (got %s)', left(coalesce(new.labels::text, 'null'), 200)
       ),
-      hint = 'use an object such as ''{"team": "ops"}''';
+      hint = 'use an object such as ''{"team": "ops"}'': names are letters, digits and _ (Prometheus label names); '
+        || 'alertname and severity come from the rule';
   end if;
   if new.check_function is null
     or new.check_function !~ '^_?[a-z][a-z0-9_]*$'
@@ -552,7 +620,7 @@ begin
     raise exception using
       errcode = 'check_violation',
       message = format('alert_rules.check_function monitoring.%s(monitoring.alert_rules, timestamptz) does not exist',
-        new.check_function),
+        left(new.check_function, 200)),
       hint = 'create it first; it returns table (labels jsonb, value numeric, volume numeric, message text)';
   end if;
 
@@ -560,6 +628,7 @@ begin
   return new;
 end
 $$;
+
 comment on function monitoring._validate_alert_rule() is
 'Trigger: validate an alert rule, raising a check_violation whose message names the field and whose hint gives the '
 'fix.';
@@ -574,19 +643,34 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  if new.backoff_base is null or new.backoff_base <= interval '0' then
+  if new.id is distinct from true then
+    raise exception using
+      errcode = 'check_violation',
+      message = 'settings.id must be true: the table holds exactly one row (constraint settings_single_row)',
+      hint = 'update the row: update monitoring.settings set ... where id';
+  end if;
+  if new.service_name is null or btrim(new.service_name) = '' or char_length(new.service_name) > 200 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('settings.service_name must be 1-200 characters (got %s characters)',
+        coalesce(char_length(btrim(new.service_name))::text, 'null')),
+      hint = 'use a name such as ''WhatsApp Notifications''';
+  end if;
+  if new.backoff_base is null or new.backoff_base not between interval '1 microsecond' and interval '1 day' then
     raise exception using
       errcode = 'check_violation',
       message = format(
-        'settings.backoff_base must be a positive interval (got %s)', coalesce(new.backoff_base::text, 'null')
+        'settings.backoff_base must be a positive interval of at most 1 day (got %s)',
+        coalesce(new.backoff_base::text, 'null')
       ),
       hint = 'use an interval such as ''30 seconds''';
   end if;
-  if new.backoff_cap is null or new.backoff_cap < new.backoff_base then
+  if new.backoff_cap is null or new.backoff_cap < new.backoff_base or new.backoff_cap > interval '7 days' then
     raise exception using
       errcode = 'check_violation',
       message = format(
-        'settings.backoff_cap must be >= backoff_base (got %s)', coalesce(new.backoff_cap::text, 'null')
+        'settings.backoff_cap must be >= backoff_base and at most 7 days (got %s)',
+        coalesce(new.backoff_cap::text, 'null')
       ),
       hint = 'use an interval such as ''30 minutes''';
   end if;
@@ -605,10 +689,11 @@ begin
         coalesce(new.http_timeout_ms::text, 'null')),
       hint = 'use milliseconds such as 5000';
   end if;
-  if new.response_grace is null or new.response_grace < interval '0' then
+  if new.response_grace is null or new.response_grace not between interval '0' and interval '1 day' then
     raise exception using
       errcode = 'check_violation',
-      message = format('settings.response_grace must be >= 0 (got %s)', coalesce(new.response_grace::text, 'null')),
+      message = format('settings.response_grace must be between 0 and 1 day (got %s)',
+        coalesce(new.response_grace::text, 'null')),
       hint = 'use an interval such as ''1 minute''';
   end if;
   if new.dispatch_batch is null or new.dispatch_batch not between 1 and 10000 then
@@ -621,19 +706,22 @@ begin
   if new.job_mode is null or new.job_mode not in ('db', 'edge') then
     raise exception using
       errcode = 'check_violation',
-      message = format('settings.job_mode must be db or edge (got %L)', new.job_mode),
+      message = format('settings.job_mode must be db or edge (got %L)', left(new.job_mode, 200)),
       hint = 'call monitoring.schedule_jobs(''db'') or monitoring.schedule_jobs(''edge'')';
   end if;
-  if coalesce(btrim(new.project_url_secret), '') = '' or coalesce(btrim(new.service_key_secret), '') = '' then
+  if coalesce(new.project_url_secret, '') !~ '^[A-Za-z0-9_.:-]{1,200}$'
+    or coalesce(new.service_key_secret, '') !~ '^[A-Za-z0-9_.:-]{1,200}$' then
     raise exception using
       errcode = 'check_violation',
-      message = 'settings.project_url_secret and settings.service_key_secret must name secrets',
+      message = 'settings.project_url_secret and settings.service_key_secret must name secrets '
+        || '(1-200 letters, digits or _ . : -)',
       hint = 'use the defaults project_url and service_role_key';
   end if;
   new.updated_at := now();
   return new;
 end
 $$;
+
 comment on function monitoring._validate_settings() is
 'Trigger: validate the settings row, raising a check_violation whose message names the field.';
 
@@ -652,47 +740,25 @@ set search_path = ''
 as $$
   select case p_severity when 'critical' then 3 when 'warning' then 2 when 'info' then 1 end
 $$;
+
 comment on function monitoring._severity_rank(text) is 'Internal: 3 for critical, 2 for warning, 1 for info.';
 
-create or replace function monitoring._iso(
-  -- a point in time
-  p_at timestamptz
-)
-returns text
-language sql
-immutable
-set search_path = ''
-as $$
-  select to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
-$$;
-comment on function monitoring._iso(timestamptz) is
-'Internal: ISO 8601 UTC text with milliseconds, as JavaScript Date.toISOString() writes it.';
-
 alter table monitoring.settings enable row level security;
+
 alter table monitoring.alert_rules enable row level security;
 
-revoke all on monitoring.settings, monitoring.alert_rules from public, anon, authenticated;
-grant select, insert, update, delete on monitoring.alert_rules to service_role;
-grant select, update on monitoring.settings to service_role;
+-- get_hourly_stats('infinity') is refused by get_hourly_stats itself (20_views.sql)
 
-revoke all on function monitoring._cron_field(text, integer, integer, text[], text, text)
-from public, anon, authenticated;
-revoke all on function monitoring._cron_value(text, integer, text[]) from public, anon, authenticated;
-revoke all on function monitoring._cron_parse(text, text) from public, anon, authenticated;
-revoke all on function monitoring._cron_times(text, timestamptz, timestamptz) from public, anon, authenticated;
-revoke all on function monitoring._cron_due(text, timestamptz, timestamptz) from public, anon, authenticated;
-revoke all on function monitoring._cron_period(text) from public, anon, authenticated;
-revoke all on function monitoring._validate_alert_rule() from public, anon, authenticated;
-revoke all on function monitoring._validate_settings() from public, anon, authenticated;
-revoke all on function monitoring._severity_rank(text) from public, anon, authenticated;
-revoke all on function monitoring._iso(timestamptz) from public, anon, authenticated;
-grant execute on function monitoring._cron_field(text, integer, integer, text[], text, text) to service_role;
-grant execute on function monitoring._cron_value(text, integer, text[]) to service_role;
-grant execute on function monitoring._cron_parse(text, text) to service_role;
-grant execute on function monitoring._cron_times(text, timestamptz, timestamptz) to service_role;
-grant execute on function monitoring._cron_due(text, timestamptz, timestamptz) to service_role;
-grant execute on function monitoring._cron_period(text) to service_role;
-grant execute on function monitoring._validate_alert_rule() to service_role;
-grant execute on function monitoring._validate_settings() to service_role;
-grant execute on function monitoring._severity_rank(text) to service_role;
-grant execute on function monitoring._iso(timestamptz) to service_role;
+
+-- =============================================================================================
+-- Triggers
+-- =============================================================================================
+
+-- named <table>_validate_nulls so they fire after <table>_validate (triggers fire in name order)
+create or replace trigger settings_validate_nulls
+before insert or update on monitoring.settings
+for each row execute function monitoring._validate_not_null();
+
+create or replace trigger alert_rules_validate_nulls
+before insert or update on monitoring.alert_rules
+for each row execute function monitoring._validate_not_null();

@@ -1,3 +1,152 @@
+-- Retention: how long each kind of row is kept (the spec's "clean up old logs (> 30 days)"), the
+-- batched deletes, and the nightly job that runs them, each batch committed on its own so no
+-- app table is locked for long, followed by the full rollup refresh.
+
+-- ---------------------------------------------------------------------------------------------
+-- Retention settings
+-- ---------------------------------------------------------------------------------------------
+create table if not exists monitoring.retention_policies (
+  target text primary key,
+  keep_for interval not null,
+  batch_size integer not null default 10000,
+  max_batches integer not null default 100,
+  enabled boolean not null default true,
+  description text,
+  constraint retention_policies_target_check check (
+    target in ('whatsapp_error_logs', 'alert_history', 'deliveries', 'cron_job_run_details', 'job_runs', 'rule_errors')
+  ),
+  constraint retention_policies_keep_for_check check (keep_for >= interval '1 day'),
+  constraint retention_policies_batch_size_check check (batch_size between 100 and 100000),
+  constraint retention_policies_max_batches_check check (max_batches between 1 and 10000)
+);
+
+comment on table monitoring.retention_policies is
+'How long monitoring.run_retention() keeps rows of each table, deleted in batches of batch_size (at most '
+'max_batches per run).';
+
+comment on column monitoring.retention_policies.target is
+'whatsapp_error_logs, alert_history, deliveries (delivered and dead rows only), cron_job_run_details, job_runs or '
+'rule_errors.';
+
+comment on column monitoring.retention_policies.keep_for is 'Rows older than this are deleted.';
+
+comment on column monitoring.retention_policies.max_batches is
+'Batches per run at most; a larger backlog continues at the next run.';
+
+create or replace function monitoring._validate_retention_policy()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.target is null or new.target not in (
+    'whatsapp_error_logs', 'alert_history', 'deliveries', 'cron_job_run_details', 'job_runs', 'rule_errors'
+  ) then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('retention_policies.target %L is not a table run_retention knows', left(new.target, 200)),
+      hint = 'use whatsapp_error_logs, alert_history, deliveries, cron_job_run_details, job_runs or rule_errors';
+  end if;
+  if new.keep_for is null or new.keep_for not between interval '1 day' and interval '3660 days' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format(
+        'retention_policies.keep_for must be at least 1 day and at most 3660 days (got %s)',
+        coalesce(new.keep_for::text, 'null')
+      ),
+      hint = 'use an interval such as ''30 days''; to keep rows forever set enabled = false';
+  end if;
+  if new.batch_size is null or new.batch_size not between 100 and 100000 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('retention_policies.batch_size must be between 100 and 100000 (got %s)',
+        coalesce(new.batch_size::text, 'null')),
+      hint = 'use 10000';
+  end if;
+  if new.max_batches is null or new.max_batches not between 1 and 10000 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('retention_policies.max_batches must be between 1 and 10000 (got %s)',
+        coalesce(new.max_batches::text, 'null')),
+      hint = 'use 100';
+  end if;
+  return new;
+end
+$$;
+
+comment on function monitoring._validate_retention_policy() is
+'Trigger: validate a retention policy, raising a check_violation whose message names the field.';
+
+create or replace trigger retention_policies_validate
+before insert or update on monitoring.retention_policies
+for each row execute function monitoring._validate_retention_policy();
+
+insert into monitoring.retention_policies (target, keep_for, description) values
+('whatsapp_error_logs', interval '30 days', 'The spec: clean up database logs older than 30 days.'),
+('alert_history', interval '90 days', 'Alert state transitions.'),
+('deliveries', interval '30 days', 'Delivered and dead-lettered notifications (queued ones are never deleted).'),
+('cron_job_run_details', interval '7 days', 'pg_cron never trims cron.job_run_details itself.'),
+('job_runs', interval '30 days', 'Our own job run log.'),
+('rule_errors', interval '30 days', 'Failed rule evaluations.')
+on conflict (target) do nothing;
+
+-- ---------------------------------------------------------------------------------------------
+-- Retention
+-- ---------------------------------------------------------------------------------------------
+create or replace function monitoring.run_retention(
+  -- now
+  p_now timestamptz default now()
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+set jit = off
+as $$
+declare
+  v_policy monitoring.retention_policies;
+  v_rows integer;
+  v_total bigint;
+  v_batches integer;
+  v_deleted jsonb := '{}'::jsonb;
+  v_refresh jsonb;
+begin
+  if p_now is null or not isfinite(p_now) then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('run_retention: p_now must be a finite time (got %s)', coalesce(p_now::text, 'null')),
+      hint = 'leave p_now out: it defaults to now()';
+  end if;
+  for v_policy in select * from monitoring.retention_policies as p where p.enabled order by p.target loop
+    v_total := 0;
+    v_batches := 0;
+    loop
+      v_rows := monitoring._retention_batch(v_policy.target, p_now - v_policy.keep_for, v_policy.batch_size);
+      v_total := v_total + v_rows;
+      v_batches := v_batches + 1;
+      exit when v_rows < v_policy.batch_size or v_batches >= v_policy.max_batches;
+    end loop;
+    v_deleted := v_deleted || jsonb_build_object(v_policy.target, v_total);
+  end loop;
+
+  -- rollups must forget deleted error logs; this is also the nightly full refresh
+  v_refresh := monitoring.refresh_rollups(p_now => p_now, p_full => true);
+
+  return jsonb_build_object('deleted', v_deleted, 'refresh', v_refresh);
+end
+$$;
+
+comment on function monitoring.run_retention(timestamptz) is
+'One-shot retention in ONE transaction: delete rows older than each policy''s keep_for in batches, then '
+'refresh_rollups(p_full => true); returns rows deleted per target. The scheduled job uses the procedure '
+'run_retention_job(), which commits per batch.';
+
+alter table monitoring.retention_policies enable row level security;
+
+create or replace trigger retention_policies_validate_nulls
+before insert or update on monitoring.retention_policies
+for each row execute function monitoring._validate_not_null();
+
 -- Retention that commits per batch.
 --
 -- monitoring.run_retention() is a function, so everything it does is one transaction: at 10 M rows
@@ -83,55 +232,9 @@ begin
   return v_rows;
 end
 $$;
+
 comment on function monitoring._retention_batch(text, timestamptz, integer) is
 'Delete at most p_limit rows of one retention target older than p_cutoff; returns the rows deleted.';
-
-create or replace function monitoring.run_retention(
-  -- now
-  p_now timestamptz default now()
-)
-returns jsonb
-language plpgsql
-volatile
-set search_path = ''
-set jit = off
-as $$
-declare
-  v_policy monitoring.retention_policies;
-  v_rows integer;
-  v_total bigint;
-  v_batches integer;
-  v_deleted jsonb := '{}'::jsonb;
-  v_refresh jsonb;
-begin
-  if p_now is null or not isfinite(p_now) then
-    raise exception using
-      errcode = 'invalid_parameter_value',
-      message = format('run_retention: p_now must be a finite time (got %s)', coalesce(p_now::text, 'null')),
-      hint = 'leave p_now out: it defaults to now()';
-  end if;
-  for v_policy in select * from monitoring.retention_policies as p where p.enabled order by p.target loop
-    v_total := 0;
-    v_batches := 0;
-    loop
-      v_rows := monitoring._retention_batch(v_policy.target, p_now - v_policy.keep_for, v_policy.batch_size);
-      v_total := v_total + v_rows;
-      v_batches := v_batches + 1;
-      exit when v_rows < v_policy.batch_size or v_batches >= v_policy.max_batches;
-    end loop;
-    v_deleted := v_deleted || jsonb_build_object(v_policy.target, v_total);
-  end loop;
-
-  -- rollups must forget deleted error logs; this is also the nightly full refresh
-  v_refresh := monitoring.refresh_rollups(p_now => p_now, p_full => true);
-
-  return jsonb_build_object('deleted', v_deleted, 'refresh', v_refresh);
-end
-$$;
-comment on function monitoring.run_retention(timestamptz) is
-'One-shot retention in ONE transaction: delete rows older than each policy''s keep_for in batches, then '
-'refresh_rollups(p_full => true); returns rows deleted per target. The scheduled job uses the procedure '
-'run_retention_job(), which commits per batch.';
 
 -- A procedure, not a function, so that it can commit between batches. No SET clause: Postgres
 -- forbids transaction control in a procedure that has one; every name in the body is qualified.
@@ -227,57 +330,8 @@ begin
   end if;
 end
 $$;
+
 comment on procedure monitoring.run_retention_job(timestamptz) is -- noqa: LT01
 'The scheduled retention job (call monitoring.run_retention_job()): batched deletes committed one by one, then '
 'refresh_rollups(p_full => true) in its own transaction; logs the run in job_runs (detail: deleted per target, '
 'longestBatchMs). Call it outside a transaction block; an overlapping run skips.';
-
--- the retention job calls the procedure; every other job stays select monitoring.run_job('<job>')
-create or replace view monitoring.expected_jobs
-with (security_invoker = true)
-as
-select
-  j.name,
-  j.schedule,
-  case
-    when j.job = 'retention' then 'call monitoring.run_retention_job()'
-    else format(
-      'select monitoring.run_job(%L)',
-      case when s.job_mode = 'edge' and j.edge_job is not null then j.edge_job else j.job end
-    )
-  end as command,
-  case when s.job_mode = 'edge' and j.edge_job is not null then j.edge_job else j.job end as job,
-  j.period,
-  j.scheduled_at,
-  j.description
-from monitoring.jobs as j
-cross join monitoring.settings as s
-where s.id and j.enabled
-order by j.name;
-comment on view monitoring.expected_jobs is
-'The cron jobs that should exist (name, schedule, command) for the current job mode; compare with cron.job.';
-
-update monitoring.jobs
-set
-  description
-  = 'Delete expired rows in batches (monitoring.retention_policies), each batch committed on its own, then '
-  || 'refresh_rollups(p_full => true): call monitoring.run_retention_job().'
-where name = 'monitoring-retention' and description like 'Delete expired rows in batches%';
-
--- a project that already scheduled the jobs gets the new retention command now, not at the next
--- schedule_jobs(); without pg_cron (or with edge secrets gone) it is left for the next call
-do $$
-begin
-  if to_regclass('cron.job') is not null
-    and exists (select 1 from monitoring.jobs as j where j.scheduled_at is not null) then
-    perform monitoring.schedule_jobs((select s.job_mode from monitoring.settings as s where s.id));
-  end if;
-exception when others then
-  raise notice 'retention job not rescheduled (%); run select monitoring.schedule_jobs()', sqlerrm;
-end
-$$;
-
-revoke all on function monitoring._retention_batch(text, timestamptz, integer) from public, anon, authenticated;
-revoke all on procedure monitoring.run_retention_job(timestamptz) from public, anon, authenticated;
-grant execute on function monitoring._retention_batch(text, timestamptz, integer) to service_role;
-grant execute on procedure monitoring.run_retention_job(timestamptz) to service_role;

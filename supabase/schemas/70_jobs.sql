@@ -1,4 +1,4 @@
--- Alerting, part 4 of 6: the pg_cron jobs, their run log, the spec's check_error_rate and retention.
+-- The pg_cron jobs, their run log, the spec's check_error_rate and the Edge Function mode.
 --
 -- monitoring.jobs is the desired schedule; monitoring.schedule_jobs() makes cron.job match it
 -- (cron.schedule upserts by name) and monitoring.unschedule_jobs() removes our jobs. Every cron
@@ -17,7 +17,6 @@
 -- ---------------------------------------------------------------------------------------------
 -- Jobs
 -- ---------------------------------------------------------------------------------------------
-
 create table if not exists monitoring.jobs (
   name text primary key,
   job text not null,
@@ -30,16 +29,23 @@ create table if not exists monitoring.jobs (
   constraint jobs_job_check check (job ~ '^[a-z][a-z0-9-]*$'),
   constraint jobs_period_check check (period > interval '0')
 );
+
 comment on table monitoring.jobs is
 'The pg_cron jobs monitoring.schedule_jobs() keeps in cron.job: stable names, schedules (editable) and the run_job '
 'key each calls.';
+
 comment on column monitoring.jobs.name is 'cron.job.jobname (stable; check-whatsapp-errors is the spec''s name).';
+
 comment on column monitoring.jobs.job is 'Argument of monitoring.run_job in db mode.';
+
 comment on column monitoring.jobs.edge_job is 'Argument of monitoring.run_job in edge mode, when it differs.';
+
 comment on column monitoring.jobs.period is
 'Longest gap between two runs, derived from schedule; monitor_stalled fires after twice this without success.';
+
 comment on column monitoring.jobs.enabled is
 'Disabled jobs are removed from cron.job by schedule_jobs() and not watched.';
+
 comment on column monitoring.jobs.scheduled_at is
 'When schedule_jobs() last created the cron job; the dead man''s switch counts from here until a first success.';
 
@@ -77,6 +83,7 @@ begin
   return new;
 end
 $$;
+
 comment on function monitoring._validate_job() is
 'Trigger: validate a job (name, run_job key, schedule) and derive its period from the schedule.';
 
@@ -108,7 +115,8 @@ insert into monitoring.jobs (name, job, edge_job, schedule, description) values
 ),
 (
   'monitoring-retention', 'retention', null, '30 3 * * *',
-  'Delete expired rows in batches (monitoring.retention_policies), then refresh_rollups(p_full => true).'
+  'Delete expired rows in batches (monitoring.retention_policies), each batch committed on its own, then '
+  || 'refresh_rollups(p_full => true): call monitoring.run_retention_job().'
 )
 on conflict (name) do nothing;
 
@@ -118,10 +126,13 @@ as
 select
   j.name,
   j.schedule,
-  format(
-    'select monitoring.run_job(%L)',
-    case when s.job_mode = 'edge' and j.edge_job is not null then j.edge_job else j.job end
-  ) as command,
+  case
+    when j.job = 'retention' then 'call monitoring.run_retention_job()'
+    else format(
+      'select monitoring.run_job(%L)',
+      case when s.job_mode = 'edge' and j.edge_job is not null then j.edge_job else j.job end
+    )
+  end as command,
   case when s.job_mode = 'edge' and j.edge_job is not null then j.edge_job else j.job end as job,
   j.period,
   j.scheduled_at,
@@ -130,13 +141,13 @@ from monitoring.jobs as j
 cross join monitoring.settings as s
 where s.id and j.enabled
 order by j.name;
+
 comment on view monitoring.expected_jobs is
 'The cron jobs that should exist (name, schedule, command) for the current job mode; compare with cron.job.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Run log
 -- ---------------------------------------------------------------------------------------------
-
 create table if not exists monitoring.job_runs (
   id bigint generated always as identity primary key,
   job text not null,
@@ -146,11 +157,16 @@ create table if not exists monitoring.job_runs (
   error text,
   detail jsonb
 );
+
 comment on table monitoring.job_runs is
 'One row per run of monitoring.run_job: when, whether it succeeded, the error or the job''s summary.';
+
 comment on column monitoring.job_runs.job is 'The run_job key (evaluate, dispatch, ...).';
+
 comment on column monitoring.job_runs.detail is 'What the job returned (counts, transitions, ...).';
+
 create index if not exists job_runs_job_ok_idx on monitoring.job_runs (job, finished_at) where ok;
+
 create index if not exists job_runs_started_at_idx on monitoring.job_runs (started_at);
 
 create or replace view monitoring.job_status
@@ -168,7 +184,8 @@ select
   f.last_error_at,
   coalesce(r.runs_24h, 0) as runs_24h,
   coalesce(r.failures_24h, 0) as failures_24h,
-  coalesce(now() - coalesce(r.last_ok_at, e.scheduled_at) > 2 * e.period, false) as stalled
+  -- counted from the later of the last success and the (re)scheduling
+  coalesce(now() - greatest(r.last_ok_at, e.scheduled_at) > 2 * e.period, false) as stalled
 from monitoring.expected_jobs as e
 left join lateral (
   select
@@ -189,97 +206,15 @@ left join lateral (
   limit 1
 ) as f on true
 order by e.name;
+
 comment on view monitoring.job_status is
 'Per expected job: last run, last success, last error, runs and failures in 24 h, and whether it is stalled (no '
-'success for twice its period).';
-
--- ---------------------------------------------------------------------------------------------
--- Retention settings
--- ---------------------------------------------------------------------------------------------
-
-create table if not exists monitoring.retention_policies (
-  target text primary key,
-  keep_for interval not null,
-  batch_size integer not null default 10000,
-  max_batches integer not null default 100,
-  enabled boolean not null default true,
-  description text,
-  constraint retention_policies_target_check check (
-    target in ('whatsapp_error_logs', 'alert_history', 'deliveries', 'cron_job_run_details', 'job_runs', 'rule_errors')
-  ),
-  constraint retention_policies_keep_for_check check (keep_for >= interval '1 day'),
-  constraint retention_policies_batch_size_check check (batch_size between 100 and 100000),
-  constraint retention_policies_max_batches_check check (max_batches between 1 and 10000)
-);
-comment on table monitoring.retention_policies is
-'How long monitoring.run_retention() keeps rows of each table, deleted in batches of batch_size (at most '
-'max_batches per run).';
-comment on column monitoring.retention_policies.target is
-'whatsapp_error_logs, alert_history, deliveries (delivered and dead rows only), cron_job_run_details, job_runs or '
-'rule_errors.';
-comment on column monitoring.retention_policies.keep_for is 'Rows older than this are deleted.';
-comment on column monitoring.retention_policies.max_batches is
-'Batches per run at most; a larger backlog continues at the next run.';
-
-create or replace function monitoring._validate_retention_policy()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  if new.target is null or new.target not in (
-    'whatsapp_error_logs', 'alert_history', 'deliveries', 'cron_job_run_details', 'job_runs', 'rule_errors'
-  ) then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('retention_policies.target %L is not a table run_retention knows', new.target),
-      hint = 'use whatsapp_error_logs, alert_history, deliveries, cron_job_run_details, job_runs or rule_errors';
-  end if;
-  if new.keep_for is null or new.keep_for < interval '1 day' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format(
-        'retention_policies.keep_for must be at least 1 day (got %s)', coalesce(new.keep_for::text, 'null')
-      ),
-      hint = 'use an interval such as ''30 days''';
-  end if;
-  if new.batch_size is null or new.batch_size not between 100 and 100000 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('retention_policies.batch_size must be between 100 and 100000 (got %s)',
-        coalesce(new.batch_size::text, 'null')),
-      hint = 'use 10000';
-  end if;
-  if new.max_batches is null or new.max_batches not between 1 and 10000 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('retention_policies.max_batches must be between 1 and 10000 (got %s)',
-        coalesce(new.max_batches::text, 'null')),
-      hint = 'use 100';
-  end if;
-  return new;
-end
-$$;
-comment on function monitoring._validate_retention_policy() is
-'Trigger: validate a retention policy, raising a check_violation whose message names the field.';
-
-create or replace trigger retention_policies_validate
-before insert or update on monitoring.retention_policies
-for each row execute function monitoring._validate_retention_policy();
-
-insert into monitoring.retention_policies (target, keep_for, description) values
-('whatsapp_error_logs', interval '30 days', 'The spec: clean up database logs older than 30 days.'),
-('alert_history', interval '90 days', 'Alert state transitions.'),
-('deliveries', interval '30 days', 'Delivered and dead-lettered notifications (queued ones are never deleted).'),
-('cron_job_run_details', interval '7 days', 'pg_cron never trims cron.job_run_details itself.'),
-('job_runs', interval '30 days', 'Our own job run log.'),
-('rule_errors', interval '30 days', 'Failed rule evaluations.')
-on conflict (target) do nothing;
+'success for twice its period, counted from the later of the last success and when schedule_jobs() created the '
+'cron job).';
 
 -- ---------------------------------------------------------------------------------------------
 -- The spec's error-rate check
 -- ---------------------------------------------------------------------------------------------
-
 create or replace function monitoring.check_error_rate(
   -- alert when more errors than this were logged in the last hour (the spec's 50)
   threshold integer default 50,
@@ -331,6 +266,7 @@ begin
   return jsonb_build_object('errorCount', v_count, 'threshold', check_error_rate.threshold);
 end
 $$;
+
 comment on function monitoring.check_error_rate(integer, timestamptz) is
 'The spec''s check-error-rate: count errors logged since p_now - 1 hour, raise or resolve alert error_rate_webhook, '
 'return exactly {"errorCount": n, "threshold": t}.';
@@ -378,101 +314,14 @@ begin
   return v_request;
 end
 $$;
+
 comment on function monitoring._invoke_edge_function(text, jsonb) is
 'Internal: POST to <project_url>/functions/v1/<p_function> with "Authorization: Bearer <service key>" through '
 'net.http_post; raises naming any secret that does not resolve. Returns the request id.';
 
 -- ---------------------------------------------------------------------------------------------
--- Retention
--- ---------------------------------------------------------------------------------------------
-
-create or replace function monitoring.run_retention(
-  -- now
-  p_now timestamptz default now()
-)
-returns jsonb
-language plpgsql
-volatile
-set search_path = ''
-set jit = off
-as $$
-declare
-  v_policy monitoring.retention_policies;
-  v_cutoff timestamptz;
-  v_rows integer;
-  v_total bigint;
-  v_batches integer;
-  v_deleted jsonb := '{}'::jsonb;
-  v_refresh jsonb;
-  -- cron.* is referenced through this variable: pg_cron may not exist where this is linted
-  v_run_details constant regclass := to_regclass('cron.job_run_details');
-begin
-  for v_policy in select * from monitoring.retention_policies as p where p.enabled order by p.target loop
-    continue when v_policy.target = 'cron_job_run_details' and v_run_details is null;
-    v_cutoff := p_now - v_policy.keep_for;
-    v_total := 0;
-    v_batches := 0;
-    loop
-      case v_policy.target
-        when 'whatsapp_error_logs' then
-          delete from public.whatsapp_error_logs as e
-          where e.ctid = any(array(
-            select x.ctid from public.whatsapp_error_logs as x where x.created_at < v_cutoff limit v_policy.batch_size
-          ));
-        when 'alert_history' then
-          delete from monitoring.alert_history as h
-          where h.id = any(array(
-            select x.id from monitoring.alert_history as x where x.occurred_at < v_cutoff limit v_policy.batch_size
-          ));
-        when 'deliveries' then
-          delete from monitoring.deliveries as d
-          where d.id = any(array(
-            select x.id from monitoring.deliveries as x
-            where x.status in ('delivered', 'dead') and coalesce(x.delivered_at, x.dead_at) < v_cutoff
-            limit v_policy.batch_size
-          ));
-        when 'job_runs' then
-          delete from monitoring.job_runs as r
-          where r.id = any(array(
-            select x.id from monitoring.job_runs as x where x.started_at < v_cutoff limit v_policy.batch_size
-          ));
-        when 'rule_errors' then
-          delete from monitoring.rule_errors as r
-          where r.id = any(array(
-            select x.id from monitoring.rule_errors as x where x.occurred_at < v_cutoff limit v_policy.batch_size
-          ));
-        else
-          execute format(
-            'delete from %1$s as d where d.runid = any(array('
-            || 'select x.runid from %1$s as x where coalesce(x.end_time, x.start_time) < $1 limit $2))',
-            v_run_details
-          )
-          using v_cutoff, v_policy.batch_size;
-      end case;
-      get diagnostics v_rows = row_count;
-      v_total := v_total + v_rows;
-      v_batches := v_batches + 1;
-      exit when v_rows < v_policy.batch_size or v_batches >= v_policy.max_batches;
-    end loop;
-    v_deleted := v_deleted || jsonb_build_object(v_policy.target, v_total);
-  end loop;
-
-  -- rollups must forget deleted error logs; this is also the nightly full refresh
-  if to_regprocedure('monitoring.refresh_rollups(timestamptz, boolean)') is not null then
-    v_refresh := monitoring.refresh_rollups(p_now => p_now, p_full => true);
-  end if;
-
-  return jsonb_build_object('deleted', v_deleted, 'refresh', v_refresh);
-end
-$$;
-comment on function monitoring.run_retention(timestamptz) is
-'Delete rows older than each retention policy''s keep_for in batches, then refresh_rollups(p_full => true); returns '
-'rows deleted per target.';
-
--- ---------------------------------------------------------------------------------------------
 -- Running and scheduling jobs
 -- ---------------------------------------------------------------------------------------------
-
 create or replace function monitoring.run_job(
   -- evaluate, watchdog, dispatch, refresh-rollups, check-whatsapp-errors, check-whatsapp-errors-edge or retention
   p_job text
@@ -546,6 +395,7 @@ begin
   end;
 end
 $$;
+
 comment on function monitoring.run_job(text) is
 'Run one monitoring job under a per-job advisory lock (an overlapping run skips) and log it in job_runs; every cron '
 'command is select monitoring.run_job(''<job>'').';
@@ -590,6 +440,7 @@ begin
   return next;
 end
 $$;
+
 comment on function monitoring._cron_last_run(text) is
 'Internal: whether a job is in cron.job, its last pg_cron run (status, message, end) and last success, from '
 'cron.job_run_details; no row without pg_cron.';
@@ -689,6 +540,7 @@ begin
   );
 end
 $$;
+
 comment on function monitoring.schedule_jobs(text) is
 'Make cron.job match monitoring.expected_jobs (idempotent: cron.schedule upserts by name; disabled jobs are '
 'removed). p_mode edge first checks that the project URL and service key secrets resolve.';
@@ -724,6 +576,7 @@ begin
   return jsonb_build_object('removed', to_jsonb(v_removed));
 end
 $$;
+
 comment on function monitoring.unschedule_jobs() is
 'Remove our jobs from cron.job (idempotent). The dead man''s switch keeps expecting them, so monitor_stalled fires '
 'if checks stay off.';
@@ -731,33 +584,16 @@ comment on function monitoring.unschedule_jobs() is
 -- ---------------------------------------------------------------------------------------------
 -- Privileges
 -- ---------------------------------------------------------------------------------------------
-
 alter table monitoring.jobs enable row level security;
+
 alter table monitoring.job_runs enable row level security;
-alter table monitoring.retention_policies enable row level security;
 
-revoke all on monitoring.jobs, monitoring.job_runs, monitoring.retention_policies, monitoring.expected_jobs,
-monitoring.job_status from public, anon, authenticated;
-grant select, update on monitoring.jobs to service_role;
-grant select, insert, delete on monitoring.job_runs to service_role;
-grant select on monitoring.expected_jobs, monitoring.job_status to service_role;
-grant select, update on monitoring.retention_policies to service_role;
+create or replace trigger jobs_validate_nulls
+before insert or update on monitoring.jobs
+for each row execute function monitoring._validate_not_null();
 
-revoke all on function monitoring._validate_job() from public, anon, authenticated;
-revoke all on function monitoring._validate_retention_policy() from public, anon, authenticated;
-revoke all on function monitoring.check_error_rate(integer, timestamptz) from public, anon, authenticated;
-revoke all on function monitoring._invoke_edge_function(text, jsonb) from public, anon, authenticated;
-revoke all on function monitoring.run_retention(timestamptz) from public, anon, authenticated;
-revoke all on function monitoring.run_job(text) from public, anon, authenticated;
-revoke all on function monitoring._cron_last_run(text) from public, anon, authenticated;
-revoke all on function monitoring.schedule_jobs(text) from public, anon, authenticated;
-revoke all on function monitoring.unschedule_jobs() from public, anon, authenticated;
-grant execute on function monitoring._validate_job() to service_role;
-grant execute on function monitoring._validate_retention_policy() to service_role;
-grant execute on function monitoring.check_error_rate(integer, timestamptz) to service_role;
-grant execute on function monitoring._invoke_edge_function(text, jsonb) to service_role;
-grant execute on function monitoring.run_retention(timestamptz) to service_role;
-grant execute on function monitoring.run_job(text) to service_role;
-grant execute on function monitoring._cron_last_run(text) to service_role;
-grant execute on function monitoring.schedule_jobs(text) to service_role;
-grant execute on function monitoring.unschedule_jobs() to service_role;
+-- scheduled_at may be reset to null (tests and operators do), never set to infinity: the dead man's
+-- switch counts from it
+create or replace trigger jobs_finite_times
+before insert or update on monitoring.jobs
+for each row execute function monitoring._validate_finite_times('scheduled_at');

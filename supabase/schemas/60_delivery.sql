@@ -1,4 +1,4 @@
--- Alerting, part 3 of 6: secrets, channels and the delivery outbox (pg_net, confirmed and retried).
+-- Secrets, channels and the delivery outbox (pg_net, confirmed and retried).
 --
 -- Notifications are rows of monitoring.deliveries (a logged table, so nothing queued is lost on a
 -- restart). The dispatcher sends due rows with net.http_post, signing the exact body pg_net sends
@@ -9,7 +9,6 @@
 --
 -- pg_net, Vault and pg_cron may be absent: every reference to net.*, vault.* and cron.* is dynamic
 -- SQL behind a to_regclass/to_regprocedure check, so this file applies everywhere.
-
 do $$
 begin
   -- real pg_net on Supabase; the local engine has pydeploy's stand-in schema net instead
@@ -27,7 +26,6 @@ $$;
 -- ---------------------------------------------------------------------------------------------
 -- Secrets: Vault where it exists, else a locked-down table
 -- ---------------------------------------------------------------------------------------------
-
 create table if not exists monitoring._secrets (
   name text primary key,
   secret text not null,
@@ -35,11 +33,12 @@ create table if not exists monitoring._secrets (
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
+
 comment on table monitoring._secrets is
 'Fallback secret store used only where Vault (vault.decrypted_secrets) does not exist; readable by its owner alone '
 '(RLS on, no grants).';
+
 alter table monitoring._secrets enable row level security;
-revoke all on monitoring._secrets from public, anon, authenticated, service_role;
 
 create or replace function monitoring.set_secret(
   -- unique secret name, such as alerting_ops_url
@@ -95,6 +94,7 @@ begin
   return 'monitoring._secrets';
 end
 $$;
+
 comment on function monitoring.set_secret(text, text, text) is
 'Create or update a secret by name in Vault (vault.create_secret / vault.update_secret) or, without Vault, in '
 'monitoring._secrets; returns the store used.';
@@ -126,6 +126,7 @@ begin
   return nullif(v_secret, '');
 end
 $$;
+
 comment on function monitoring._get_secret(text) is
 'Internal: the value of a secret (Vault or fallback), or null when it does not resolve.';
 
@@ -142,6 +143,7 @@ set search_path = ''
 as $$
 declare
   v_match text[];
+  v_port text;
 begin
   v_match := regexp_match(coalesce(p_url, ''), '^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#\s]+)([/?#]\S*)?$');
   if v_match is null then
@@ -156,6 +158,13 @@ begin
       message = format('%s must not carry credentials before the host', p_field),
       hint = 'put credentials in a signing secret or the URL path, not in user:password@host';
   end if;
+  v_port := substring(v_match[2] from ':([^:\]]*)$');
+  if v_port is not null and (v_port !~ '^[0-9]{1,5}$' or v_port::integer not between 1 and 65535) then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s has port %L, which is not a port number (1-65535)', p_field, left(v_port, 20)),
+      hint = 'use a URL such as https://example.com:8443/hooks/alerts, or leave the port out';
+  end if;
   if lower(v_match[1]) = 'https' then
     return;
   end if;
@@ -165,12 +174,13 @@ begin
   raise exception using
     errcode = 'check_violation',
     message = format('%s must use https (http only for 127.0.0.1, localhost or [::1]); got %s://%s',
-      p_field, lower(v_match[1]), v_match[2]),
+      p_field, lower(v_match[1]), left(v_match[2], 200)),
     hint = 'use an https URL such as https://hooks.slack.com/services/...';
 end
 $$;
+
 comment on function monitoring._validate_url(text, text) is
-'Internal: raise a check_violation naming p_field unless p_url is https (or http on loopback).';
+'Internal: raise a check_violation naming p_field unless p_url is https (or http on loopback) with a valid port.';
 
 create or replace function monitoring._check_secret(
   -- secret name
@@ -203,6 +213,7 @@ begin
   end if;
 end
 $$;
+
 comment on function monitoring._check_secret(text, text, boolean) is
 'Internal: raise a check_violation naming p_field when the secret does not resolve or, for URLs, is not https '
 '(loopback http allowed).';
@@ -210,7 +221,6 @@ comment on function monitoring._check_secret(text, text, boolean) is
 -- ---------------------------------------------------------------------------------------------
 -- Channels
 -- ---------------------------------------------------------------------------------------------
-
 create table if not exists monitoring.channels (
   name text primary key,
   kind text not null,
@@ -230,16 +240,23 @@ create table if not exists monitoring.channels (
     url_secret is not null or (kind = 'edge_function' and function_name is not null)
   )
 );
+
 comment on table monitoring.channels is
 'Where notifications go: webhook (the spec''s payload), slack, discord or edge_function; URLs and signing keys are '
 'named secrets, never stored here.';
+
 comment on column monitoring.channels.kind is 'webhook, slack, discord (incoming-webhook formats) or edge_function.';
+
 comment on column monitoring.channels.min_severity is 'Lowest severity sent to this channel.';
+
 comment on column monitoring.channels.url_secret is
 'Name of the secret holding the URL; for edge_function optional (default <project_url>/functions/v1/<function_name>).';
+
 comment on column monitoring.channels.signing_secret is
 'Name of the secret holding the HMAC key; when set, requests carry X-Signature: sha256=<hex HMAC of the body>.';
+
 comment on column monitoring.channels.function_name is 'Edge Function called by an edge_function channel.';
+
 comment on column monitoring.channels.send_resolved is 'Whether resolved notifications are sent.';
 
 create or replace function monitoring._validate_channel()
@@ -253,19 +270,19 @@ begin
   if new.name is null or new.name !~ '^[a-z][a-z0-9_-]{0,62}$' then
     raise exception using
       errcode = 'check_violation',
-      message = format('channels.name %L must be lower-case letters, digits, _ or - (at most 63)', new.name),
+      message = format('channels.name %L must be lower-case letters, digits, _ or - (at most 63)', left(new.name, 200)),
       hint = 'use a name such as ops-slack';
   end if;
   if new.kind is null or new.kind not in ('webhook', 'slack', 'discord', 'edge_function') then
     raise exception using
       errcode = 'check_violation',
-      message = format('channels.kind must be one of webhook, slack, discord, edge_function (got %L)', new.kind),
+      message = format('channels.kind must be one of webhook, slack, discord, edge_function (got %L)', left(new.kind, 200)),
       hint = 'use webhook for the spec''s JSON payload';
   end if;
   if new.min_severity is null or new.min_severity not in ('critical', 'warning', 'info') then
     raise exception using
       errcode = 'check_violation',
-      message = format('channels.min_severity must be one of critical, warning, info (got %L)', new.min_severity),
+      message = format('channels.min_severity must be one of critical, warning, info (got %L)', left(new.min_severity, 200)),
       hint = 'use warning to receive warning and critical alerts';
   end if;
   if new.url_secret is null and not (new.kind = 'edge_function' and new.function_name is not null) then
@@ -274,10 +291,11 @@ begin
       message = format('channels.url_secret must name the secret holding the %s URL', new.kind),
       hint = 'use monitoring.set_channel(name, kind, url) which stores the URL as a secret';
   end if;
-  if new.function_name is not null and new.function_name !~ '^[A-Za-z0-9][A-Za-z0-9_-]*$' then
+  if new.function_name is not null and new.function_name !~ '^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$' then
     raise exception using
       errcode = 'check_violation',
-      message = format('channels.function_name %L is not an Edge Function name', new.function_name),
+      message = format('channels.function_name %L is not an Edge Function name (at most 100 letters, digits, _ or -)',
+        left(new.function_name, 200)),
       hint = 'use the function''s folder name, such as alert-receiver';
   end if;
 
@@ -301,6 +319,7 @@ begin
   return new;
 end
 $$;
+
 comment on function monitoring._validate_channel() is
 'Trigger: validate a channel (kind, severity, and that its secrets resolve to valid URLs), raising a '
 'check_violation naming the field.';
@@ -365,6 +384,7 @@ begin
   return p_name;
 end
 $$;
+
 comment on function monitoring.set_channel(text, text, text, text, text, text, boolean) is
 'Create or update a channel, storing its URL and signing key as secrets alerting_<name>_url and '
 'alerting_<name>_signing.';
@@ -372,7 +392,6 @@ comment on function monitoring.set_channel(text, text, text, text, text, text, b
 -- ---------------------------------------------------------------------------------------------
 -- Outbox
 -- ---------------------------------------------------------------------------------------------
-
 create table if not exists monitoring.deliveries (
   id bigint generated always as identity primary key,
   fingerprint text,
@@ -392,39 +411,54 @@ create table if not exists monitoring.deliveries (
   created_at timestamptz not null default now(),
   delivered_at timestamptz,
   dead_at timestamptz,
+  request_epoch uuid,
   constraint deliveries_event_check check (event in ('firing', 'resolved', 'repeat', 'test')),
   constraint deliveries_status_check check (status in ('queued', 'sending', 'delivered', 'retrying', 'dead')),
   constraint deliveries_body_check check (body = payload::text),
   constraint deliveries_idempotency_key_key unique (idempotency_key)
 );
+
 comment on table monitoring.deliveries is
 'Outbox of notifications, one row per alert event and channel; logged, so nothing queued is lost on a restart.';
+
 comment on column monitoring.deliveries.fingerprint is 'Alert fingerprint (null for test deliveries).';
+
 comment on column monitoring.deliveries.payload is 'The channel-specific JSON payload.';
+
 comment on column monitoring.deliveries.body is
 'The exact body pg_net sends ((payload::jsonb)::text); X-Signature is the HMAC of these bytes.';
+
 comment on column monitoring.deliveries.idempotency_key is
 'Sent as X-Idempotency-Key; the same for every attempt of this delivery.';
+
 comment on column monitoring.deliveries.status is
 'queued, sending (request handed to pg_net), delivered (2xx seen), retrying (waiting for next_attempt_at) or dead.';
+
 comment on column monitoring.deliveries.next_attempt_at is 'When the dispatcher may send (again).';
+
 comment on column monitoring.deliveries.request_id is
 'net.http_post request id of the last attempt, matched to net._http_response.id.';
+
 comment on column monitoring.deliveries.last_status_code is 'HTTP status of the last response.';
+
 comment on column monitoring.deliveries.last_error is 'Why the last attempt failed.';
+
 create index if not exists deliveries_due_idx on monitoring.deliveries (next_attempt_at)
 where status in ('queued', 'retrying');
+
 create index if not exists deliveries_sending_idx on monitoring.deliveries (id) where status = 'sending';
+
 create index if not exists deliveries_dead_idx on monitoring.deliveries (dead_at) where status = 'dead';
+
 create index if not exists deliveries_finished_idx on monitoring.deliveries (
   (coalesce(delivered_at, dead_at))
 ) where status in ('delivered', 'dead');
+
 create index if not exists deliveries_fingerprint_idx on monitoring.deliveries (fingerprint, created_at);
 
 -- ---------------------------------------------------------------------------------------------
 -- Payloads
 -- ---------------------------------------------------------------------------------------------
-
 create or replace function monitoring._webhook_payload(
   -- the alert
   p_alert monitoring.alerts,
@@ -465,6 +499,7 @@ as $$
   from monitoring.settings as s
   where s.id
 $$;
+
 comment on function monitoring._webhook_payload(monitoring.alerts, monitoring.alert_rules, text, timestamptz) is
 'Internal: the spec''s webhook payload {timestamp, service, alerts: [{severity, message, metric, value}]} plus '
 'status, event, rule, labels, fingerprint, startsAt, endsAt and runbook.';
@@ -560,6 +595,7 @@ begin
     hint = 'use webhook, slack, discord or edge_function';
 end
 $$;
+
 comment on function monitoring._channel_payload(text, jsonb) is
 'Internal: turn the webhook payload into the channel''s format: as is for webhook and edge_function, {text, blocks} '
 'for slack, {content, embeds} for discord; all carry the runbook.';
@@ -608,6 +644,7 @@ begin
   return v_count;
 end
 $$;
+
 comment on function monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz) is
 'Internal: queue one delivery of an alert event per enabled channel whose min_severity it reaches; returns how many.';
 
@@ -663,13 +700,13 @@ begin
   return v_id;
 end
 $$;
+
 comment on function monitoring.test_channel(text, timestamptz) is
 'Queue a test notification to one channel (sent by the next dispatcher run); returns the delivery id.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Dispatcher and reconciler
 -- ---------------------------------------------------------------------------------------------
-
 create or replace function monitoring._record_failure(
   -- the delivery
   p_id bigint,
@@ -705,15 +742,20 @@ begin
     last_status_code = p_status_code,
     last_error = left(p_error, 2000),
     last_attempt_at = case when p_count_attempt then p_now else d.last_attempt_at end,
+    -- in seconds as numeric: backoff_base * 2^99 overflows the interval type
     next_attempt_at = case
       when v_status = 'retrying'
-        then p_now + least(v_settings.backoff_cap, v_settings.backoff_base * power(2, greatest(v_attempts - 1, 0)))
+        then p_now + make_interval(secs => least(
+          extract(epoch from v_settings.backoff_cap),
+          extract(epoch from v_settings.backoff_base) * power(2::numeric, greatest(v_attempts - 1, 0))
+        )::double precision)
     end,
     dead_at = case when v_status = 'dead' then p_now end
   where d.id = p_id;
   return v_status;
 end
 $$;
+
 comment on function monitoring._record_failure(bigint, timestamptz, integer, text, boolean, boolean) is
 'Internal: record a failed attempt: retrying after least(backoff_cap, backoff_base * 2^(attempts-1)), or dead after '
 'max_attempts.';
@@ -828,6 +870,7 @@ begin
   return jsonb_build_object('sent', v_sent, 'failed', v_failed);
 end
 $$;
+
 comment on function monitoring.dispatch_deliveries(timestamptz, integer) is
 'Send due deliveries (for update skip locked, so concurrent runs never send one twice) with net.http_post, '
 'X-Idempotency-Key and X-Signature over the exact body; returns counts.';
@@ -849,11 +892,14 @@ declare
   v_timed_out boolean;
   v_error text;
   v_content text;
+  v_epoch uuid;
+  v_withdrawn integer;
   v_delivered integer := 0;
   v_failed integer := 0;
   v_waiting integer := 0;
-  -- net.* is referenced through this variable: pg_net may not exist where this is linted
+  -- net.* is referenced through these variables: pg_net may not exist where this is linted
   v_responses constant regclass := to_regclass('net._http_response');
+  v_queue constant regclass := to_regclass('net.http_request_queue');
 begin
   if v_responses is null then
     return jsonb_build_object(
@@ -861,14 +907,27 @@ begin
     );
   end if;
   select * into v_settings from monitoring.settings as s where s.id;
+  v_epoch := monitoring._current_net_epoch();
 
   for v_delivery in
-    select d.id, d.request_id, d.last_attempt_at
+    select d.id, d.request_id, d.request_epoch, d.idempotency_key, d.last_attempt_at
     from monitoring.deliveries as d
     where d.status = 'sending'
     order by d.id
     for update skip locked
   loop
+    if v_delivery.request_epoch is not null and v_delivery.request_epoch <> v_epoch then
+      -- pg_net's unlogged queue and responses were reset since: the request is gone, its id reused
+      perform monitoring._record_failure(
+        v_delivery.id, p_now, null,
+        format('request %s was lost: pg_net''s unlogged queue and responses were reset (crash or restore) after '
+          || 'it was handed over', v_delivery.request_id),
+        false, false
+      );
+      v_failed := v_failed + 1;
+      continue;
+    end if;
+
     v_rows := 0;
     if v_delivery.request_id is not null then
       -- the created bound guards against a request id reused after a crash reset pg_net's sequence
@@ -895,15 +954,37 @@ begin
           case when v_timed_out then 'timed out' end,
           format('HTTP %s: %s', coalesce(v_status_code::text, 'no status'), coalesce(v_content, ''))
         ),
-        false, false
+        false,
+        -- a client error will not go away by sending the same request again (408 and 429 will)
+        coalesce(v_status_code between 400 and 499 and v_status_code not in (408, 429), false)
       );
       v_failed := v_failed + 1;
     elsif p_now >= v_delivery.last_attempt_at
       + make_interval(secs => v_settings.http_timeout_ms / 1000.0) + v_settings.response_grace then
+      -- still in pg_net's queue (its worker is not running)? withdraw it, so the retry is the only copy
+      v_withdrawn := 0;
+      if v_queue is not null and v_delivery.request_id is not null then
+        begin
+          execute format(
+            'delete from %s as q where q.id = $1 and q.headers ->> ''X-Idempotency-Key'' = $2', v_queue
+          )
+          using v_delivery.request_id, v_delivery.idempotency_key::text;
+          get diagnostics v_withdrawn = row_count;
+        exception when insufficient_privilege then
+          v_withdrawn := 0;
+        end;
+      end if;
       perform monitoring._record_failure(
         v_delivery.id, p_now, null,
-        format('no response for request %s within %s ms plus %s', v_delivery.request_id,
-          v_settings.http_timeout_ms, v_settings.response_grace),
+        case
+          when v_withdrawn > 0 then format(
+            'no response for request %s within %s ms plus %s: pg_net never took it from net.http_request_queue '
+            || '(is its worker running?); withdrawn, so that only the retry goes out',
+            v_delivery.request_id, v_settings.http_timeout_ms, v_settings.response_grace
+          )
+          else format('no response for request %s within %s ms plus %s', v_delivery.request_id,
+            v_settings.http_timeout_ms, v_settings.response_grace)
+        end,
         false, false
       );
       v_failed := v_failed + 1;
@@ -915,9 +996,11 @@ begin
   return jsonb_build_object('delivered', v_delivered, 'failed', v_failed, 'waiting', v_waiting);
 end
 $$;
+
 comment on function monitoring.reconcile_deliveries(timestamptz) is
-'Confirm sent deliveries from net._http_response: 2xx delivered; other status, timeout, error or no response after '
-'timeout plus grace is a failed attempt (retry or dead).';
+'Confirm sent deliveries from net._http_response: 2xx delivered; 4xx other than 408 and 429 dead at once; other '
+'status, timeout, error, no response after timeout plus grace (a request still queued in pg_net is withdrawn) or a '
+'request lost with pg_net''s unlogged tables is a failed attempt (retry or dead).';
 
 create or replace function monitoring.retry_dead_deliveries(
   -- only these deliveries (null: all dead ones)
@@ -944,13 +1027,13 @@ as $$
 
   select count(*)::integer from requeued
 $$;
+
 comment on function monitoring.retry_dead_deliveries(bigint[], text, timestamptz) is
 'Put dead-lettered deliveries back in the queue (same body and idempotency key, attempts reset); returns how many.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Views
 -- ---------------------------------------------------------------------------------------------
-
 create or replace view monitoring.delivery_status
 with (security_invoker = true)
 as
@@ -989,6 +1072,7 @@ select
 from monitoring.channels as c
 full join per_channel as p on c.name = p.channel
 order by channel;
+
 comment on view monitoring.delivery_status is
 'Per channel: how many deliveries are queued, in flight, retrying or dead, how many were delivered in 24 h, the '
 'last delivery and the last error.';
@@ -1012,6 +1096,7 @@ select
 from monitoring.deliveries as d
 where d.status = 'dead'
 order by d.dead_at desc;
+
 comment on view monitoring.dead_letters is
 'Notifications that could not be delivered after max_attempts (or whose channel is gone); requeue with '
 'monitoring.retry_dead_deliveries().';
@@ -1019,47 +1104,125 @@ comment on view monitoring.dead_letters is
 -- ---------------------------------------------------------------------------------------------
 -- Privileges
 -- ---------------------------------------------------------------------------------------------
-
 alter table monitoring.channels enable row level security;
+
 alter table monitoring.deliveries enable row level security;
 
-revoke all on monitoring.channels, monitoring.deliveries, monitoring.delivery_status, monitoring.dead_letters
-from public, anon, authenticated;
-grant select, insert, update, delete on monitoring.channels to service_role;
-grant select, insert, update, delete on monitoring.deliveries to service_role;
-grant select on monitoring.delivery_status, monitoring.dead_letters to service_role;
+-- Three guarantees of the outbox under faults, each proven by tests/test_faults.py:
+--
+-- 1. A crash could mark a lost notification delivered. pg_net's queue, its responses and the
+--    sequence of its request ids are UNLOGGED: after a crash they are reset and ids start again at
+--    1. A delivery whose request was in flight at the crash kept waiting for that id, and the next
+--    request sent after the restart (another notification) got the same id: the reconciler took
+--    that other request's 2xx as its own answer (the created-time guard only helps when the reuse
+--    comes long after the attempt, not right after a crash, when it always happens). The alert was
+--    never sent, and nothing said so. Now every request handed to pg_net is stamped with the epoch
+--    of pg_net's unlogged tables (monitoring._unlogged_epoch, itself unlogged, so a crash or a
+--    restore empties it along with them); a delivery whose request belongs to an older epoch is a
+--    failed attempt at once (retried: its request is gone).
+-- 2. pg_net's worker stopped for a few minutes (it happens on Supabase) multiplied notifications.
+--    A request still waiting in net.http_request_queue after the timeout plus the grace counted as
+--    a failed attempt and the retry queued a second copy behind it, then a third...; when the
+--    worker came back every copy went out (Slack and Discord do not deduplicate), and deliveries
+--    already dead-lettered were sent anyway. Now such a request is withdrawn from the queue when it
+--    is counted as failed, so at most one copy of a notification ever waits in pg_net.
+-- 3. 4xx answers were retried until max_attempts (an hour by default) although resending the same
+--    request cannot fix a bad URL, a rejected signature or a gone endpoint. Like Alertmanager, a 4xx
+--    other than 408 (Request Timeout) and 429 (Too Many Requests) is now dead-lettered at once
+--    (monitoring.dead_letters, health() degraded); fix the channel and requeue it with
+--    monitoring.retry_dead_deliveries(). 5xx, 408, 429, timeouts and connection errors are retried.
+create unlogged table if not exists monitoring._unlogged_epoch (
+  id boolean primary key default true,
+  epoch uuid not null default gen_random_uuid(),
+  started_at timestamptz not null default now(),
+  constraint _unlogged_epoch_id_check check (id)
+);
 
-revoke all on function monitoring.set_secret(text, text, text) from public, anon, authenticated;
-revoke all on function monitoring._get_secret(text) from public, anon, authenticated, service_role;
-revoke all on function monitoring._validate_url(text, text) from public, anon, authenticated;
-revoke all on function monitoring._check_secret(text, text, boolean) from public, anon, authenticated;
-revoke all on function monitoring._validate_channel() from public, anon, authenticated;
-revoke all on function monitoring.set_channel(text, text, text, text, text, text, boolean)
-from public, anon, authenticated;
-revoke all on function monitoring._webhook_payload(monitoring.alerts, monitoring.alert_rules, text, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring._channel_payload(text, jsonb) from public, anon, authenticated;
-revoke all on function monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring.test_channel(text, timestamptz) from public, anon, authenticated;
-revoke all on function monitoring._record_failure(bigint, timestamptz, integer, text, boolean, boolean)
-from public, anon, authenticated;
-revoke all on function monitoring.dispatch_deliveries(timestamptz, integer) from public, anon, authenticated;
-revoke all on function monitoring.reconcile_deliveries(timestamptz) from public, anon, authenticated;
-revoke all on function monitoring.retry_dead_deliveries(bigint[], text, timestamptz) from public, anon, authenticated;
-grant execute on function monitoring.set_secret(text, text, text) to service_role;
-grant execute on function monitoring._validate_url(text, text) to service_role;
-grant execute on function monitoring._check_secret(text, text, boolean) to service_role;
-grant execute on function monitoring._validate_channel() to service_role;
-grant execute on function monitoring.set_channel(text, text, text, text, text, text, boolean) to service_role;
-grant execute on function monitoring._webhook_payload(monitoring.alerts, monitoring.alert_rules, text, timestamptz)
-to service_role;
-grant execute on function monitoring._channel_payload(text, jsonb) to service_role;
-grant execute on function monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz)
-to service_role;
-grant execute on function monitoring.test_channel(text, timestamptz) to service_role;
-grant execute on function monitoring._record_failure(bigint, timestamptz, integer, text, boolean, boolean)
-to service_role;
-grant execute on function monitoring.dispatch_deliveries(timestamptz, integer) to service_role;
-grant execute on function monitoring.reconcile_deliveries(timestamptz) to service_role;
-grant execute on function monitoring.retry_dead_deliveries(bigint[], text, timestamptz) to service_role;
+comment on table monitoring._unlogged_epoch is
+'One row naming the current life of the unlogged tables (pg_net''s queue and responses): UNLOGGED itself, so a crash '
+'or a restore empties it and monitoring._current_net_epoch() starts a new epoch.';
+
+alter table monitoring._unlogged_epoch enable row level security;
+
+comment on column monitoring.deliveries.request_epoch is
+'Epoch of pg_net''s unlogged tables when request_id was handed over; another epoch means the request was lost.';
+
+create or replace function monitoring._current_net_epoch()
+returns uuid
+language plpgsql
+volatile
+security definer -- keeps the owner-only epoch row; callers (the reconciler) may run as service_role
+set search_path = ''
+as $$
+declare
+  v_epoch uuid;
+begin
+  select e.epoch into v_epoch from monitoring._unlogged_epoch as e where e.id;
+  if v_epoch is null then
+    insert into monitoring._unlogged_epoch as e (id) values (true) on conflict (id) do nothing;
+    select e.epoch into v_epoch from monitoring._unlogged_epoch as e where e.id;
+  end if;
+  return v_epoch;
+end
+$$;
+
+comment on function monitoring._current_net_epoch() is
+'Internal: the epoch of the unlogged tables (a new one after a crash or a restore emptied them).';
+
+create or replace function monitoring._stamp_request_epoch()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.request_epoch := monitoring._current_net_epoch();
+  return new;
+end
+$$;
+
+comment on function monitoring._stamp_request_epoch() is
+'Trigger: stamp a delivery handed to pg_net (status sending, new request id) with the current unlogged epoch.';
+
+create or replace trigger deliveries_request_epoch
+before update of status, request_id on monitoring.deliveries
+for each row
+when (new.status = 'sending' and (old.status <> 'sending' or new.request_id is distinct from old.request_id))
+execute function monitoring._stamp_request_epoch();
+
+create or replace function monitoring._validate_delivery_times()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_bad text;
+begin
+  v_bad := case
+    when new.created_at is null or not isfinite(new.created_at) then 'created_at'
+    when not isfinite(new.next_attempt_at) then 'next_attempt_at'
+    when new.next_attempt_at is null and new.status in ('queued', 'retrying') then 'next_attempt_at'
+    when not isfinite(new.last_attempt_at) then 'last_attempt_at'
+    when not isfinite(new.delivered_at) then 'delivered_at'
+    when not isfinite(new.dead_at) then 'dead_at'
+  end;
+  if v_bad is not null then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('deliveries.%s must be a finite time: a p_now argument was null or infinite', v_bad),
+      hint = 'leave p_now out (it defaults to now()) or pass a real time such as now() - interval ''1 hour''';
+  end if;
+  return new;
+end
+$$;
+
+comment on function monitoring._validate_delivery_times() is
+'Trigger: raise when a delivery would get a null or infinite time from a p_now argument (a queued or retrying '
+'delivery needs next_attempt_at, or it is never sent).';
+
+create or replace trigger channels_validate_nulls
+before insert or update on monitoring.channels
+for each row execute function monitoring._validate_not_null();
+
+create or replace trigger deliveries_finite_times
+before insert or update on monitoring.deliveries
+for each row execute function monitoring._validate_delivery_times();

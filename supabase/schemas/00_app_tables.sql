@@ -13,7 +13,6 @@
 -- ---------------------------------------------------------------------------------------------
 -- whatsapp_notifications: one row per message the sender must deliver
 -- ---------------------------------------------------------------------------------------------
-
 create table if not exists public.whatsapp_notifications (
   id uuid primary key default gen_random_uuid(),
   order_id text,
@@ -57,23 +56,28 @@ comment on table public.whatsapp_notifications is
 'WhatsApp messages to send, one row each. Lifecycle: pending -> processing -> sent | failed '
 '(delivered and read follow sent when the provider reports them). Written by the sender; '
 'read by the views in schema monitoring.';
+
 comment on column public.whatsapp_notifications.status is
 'pending (queued), processing (picked by a sender), sent (accepted by WhatsApp), delivered, read, '
 'failed (gave up). The spec''s delivery rate counts only status = ''sent'' as successful.';
+
 comment on column public.whatsapp_notifications.attempts is 'Send attempts so far (0 while queued).';
+
 comment on column public.whatsapp_notifications.processing_started_at is
 'When a sender picked the row up; queue time = processing_started_at - created_at.';
+
 comment on column public.whatsapp_notifications.sent_at is
 'When WhatsApp accepted the message; delivery time = sent_at - created_at.';
-comment on column public.whatsapp_notifications.error_code is 'Last error code from the provider, if any.';
-comment on column public.whatsapp_notifications.error_message is 'Last error text, if any.';
-comment on column public.whatsapp_notifications.updated_at is 'Set by the sender on every change (no trigger).';
 
+comment on column public.whatsapp_notifications.error_code is 'Last error code from the provider, if any.';
+
+comment on column public.whatsapp_notifications.error_message is 'Last error text, if any.';
+
+comment on column public.whatsapp_notifications.updated_at is 'Set by the sender on every change (no trigger).';
 
 -- ---------------------------------------------------------------------------------------------
 -- whatsapp_error_logs: one row per error the sender hit
 -- ---------------------------------------------------------------------------------------------
-
 create table if not exists public.whatsapp_error_logs (
   id uuid primary key default gen_random_uuid(),
   error_type text not null,
@@ -96,17 +100,18 @@ add column if not exists created_at timestamptz not null default now();
 comment on table public.whatsapp_error_logs is
 'Errors raised while sending (connection loss, invalid numbers, rate limits...). Kept 30 days '
 '(the spec''s log retention); read by monitoring.top_errors_24h, error_trends and hourly_stats.';
+
 comment on column public.whatsapp_error_logs.error_type is
 'Short machine-readable class of the error (e.g. connection_lost, invalid_number, rate_limited).';
+
 comment on column public.whatsapp_error_logs.notification_id is
 'The notification being sent when the error happened, if any (no foreign key: logs outlive rows).';
-comment on column public.whatsapp_error_logs.context is 'Free-form details (order id, attempt, provider reply).';
 
+comment on column public.whatsapp_error_logs.context is 'Free-form details (order id, attempt, provider reply).';
 
 -- ---------------------------------------------------------------------------------------------
 -- whatsapp_sessions: the WhatsApp connections the sender holds
 -- ---------------------------------------------------------------------------------------------
-
 create table if not exists public.whatsapp_sessions (
   session_id text primary key,
   phone_number text,
@@ -133,20 +138,22 @@ add column if not exists updated_at timestamptz not null default now();
 comment on table public.whatsapp_sessions is
 'WhatsApp sessions (linked phones). The sender updates connection_state and last_connected_at; '
 'monitoring.active_sessions, connection_status and health() read them.';
+
 comment on column public.whatsapp_sessions.connection_state is
 'connected, connecting, disconnected, qr_required (needs a new QR scan) or logged_out.';
+
 comment on column public.whatsapp_sessions.state_changed_at is
 'When connection_state last changed (set by the sender; monitoring falls back to updated_at).';
+
 comment on column public.whatsapp_sessions.last_connected_at is
 'Last moment the session was known connected: set on connect and on each heartbeat while connected. '
 'A session that is not connected counts as down since this moment.';
-comment on column public.whatsapp_sessions.is_active is 'false for retired sessions; only active ones are monitored.';
 
+comment on column public.whatsapp_sessions.is_active is 'false for retired sessions; only active ones are monitored.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Keys and check constraints, added only when missing
 -- ---------------------------------------------------------------------------------------------
-
 do $$
 declare
   v_check record;
@@ -221,11 +228,9 @@ begin
 end
 $$;
 
-
 -- ---------------------------------------------------------------------------------------------
 -- Indexes for every query the monitoring runs (plain create index: see the file header)
 -- ---------------------------------------------------------------------------------------------
-
 do $$
 declare
   v_ix record;
@@ -271,12 +276,12 @@ begin
 end
 $$;
 
-
 -- ---------------------------------------------------------------------------------------------
 -- Row level security: on, with no policy for anon or authenticated (they see nothing).
 -- service_role bypasses RLS; the monitoring functions run as service_role or postgres.
 -- ---------------------------------------------------------------------------------------------
-
 alter table public.whatsapp_notifications enable row level security;
+
 alter table public.whatsapp_error_logs enable row level security;
+
 alter table public.whatsapp_sessions enable row level security;

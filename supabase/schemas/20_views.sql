@@ -5,7 +5,7 @@
 -- hours' with no upper bound. Every windowed number is read as
 --   raw rows of the partial first minute (created_at > start and < the next whole minute)
 -- + rollup buckets from that whole minute up to the watermark (monitoring.notification_minutes,
---   latency_minutes, error_minutes, error_days: see 20261127010200_monitoring_rollups.sql)
+--   latency_minutes, error_minutes, error_days: see 10_rollups.sql)
 -- + raw rows at or after the watermark (the live tail).
 -- New rows count at once; a status change shows after the next refresh_rollups() run (every
 -- minute) for rows younger than rollup_settings.mutable_window (2 h), after the nightly full
@@ -19,7 +19,6 @@
 -- =============================================================================================
 -- API: Private
 -- =============================================================================================
-
 create or replace function monitoring._rate(
   -- successful rows
   p_ok bigint,
@@ -114,8 +113,12 @@ declare
   v_s timestamptz := p_now - p_length;
   v_c timestamptz := pg_catalog.date_bin('1 minute', p_now - p_length, '2000-01-01 00:00:00+00') + interval '1 minute';
   v_t timestamptz;
+  v_h1 timestamptz;
+  v_h2 timestamptz;
 begin
   v_t := greatest(v_c, v_w);
+  -- whole hours [v_h1, v_h2) from notification_hours, minutes for [v_c, v_h1) and [v_h2, v_w)
+  select h.hours_from, h.hours_to into v_h1, v_h2 from monitoring._hour_span(v_c, v_w) as h;
   return query
   select
     v_s,
@@ -128,15 +131,26 @@ begin
     coalesce(sum(p.read), 0)::bigint
   from (
     select
-      sum(m.total) as total,
-      sum(m.sent) as sent,
-      sum(m.failed) as failed,
-      sum(m.pending) as pending,
-      sum(m.processing) as processing,
-      sum(m.delivered) as delivered,
-      sum(m.read) as read
+      sum(h.total) as total,
+      sum(h.sent) as sent,
+      sum(h.failed) as failed,
+      sum(h.pending) as pending,
+      sum(h.processing) as processing,
+      sum(h.delivered) as delivered,
+      sum(h.read) as read
+    from monitoring.notification_hours as h
+    where h.bucket >= v_h1 and h.bucket < v_h2
+    union all
+    select
+      sum(m.total),
+      sum(m.sent),
+      sum(m.failed),
+      sum(m.pending),
+      sum(m.processing),
+      sum(m.delivered),
+      sum(m.read)
     from monitoring.notification_minutes as m
-    where m.bucket >= v_c and m.bucket < v_w
+    where (m.bucket >= v_c and m.bucket < v_h1) or (m.bucket >= v_h2 and m.bucket < v_w)
     union all
     select
       count(*),
@@ -164,8 +178,8 @@ end
 $$;
 
 comment on function monitoring._delivery_window(timestamptz, interval) is
-'Notification counts by status for rows created in (p_now - p_length, +inf): raw first partial '
-'minute + minute rollups up to the watermark + raw live tail.';
+'Notification counts by status for rows created in (p_now - p_length, +inf): raw first partial minute + minute '
+'rollups to the first whole hour + hour rollups + minute rollups up to the watermark + raw live tail.';
 
 create or replace function monitoring._notification_hist(
   -- the moment the window ends (its start is p_now - p_length)
@@ -333,14 +347,21 @@ declare
   v_s timestamptz := p_now - p_length;
   v_c timestamptz := pg_catalog.date_bin('1 minute', p_now - p_length, '2000-01-01 00:00:00+00') + interval '1 minute';
   v_t timestamptz;
+  v_h1 timestamptz;
+  v_h2 timestamptz;
 begin
   v_t := greatest(v_c, v_w);
+  select h.hours_from, h.hours_to into v_h1, v_h2 from monitoring._hour_span(v_c, v_w) as h;
   return query
   select p.error_type, sum(p.n)::bigint, max(p.last_at)
   from (
-    select m.error_type, m.error_count::bigint as n, m.last_at
+    select h.error_type, h.error_count::bigint as n, h.last_at
+    from monitoring.error_hours as h
+    where h.bucket >= v_h1 and h.bucket < v_h2
+    union all
+    select m.error_type, m.error_count::bigint, m.last_at
     from monitoring.error_minutes as m
-    where m.bucket >= v_c and m.bucket < v_w
+    where (m.bucket >= v_c and m.bucket < v_h1) or (m.bucket >= v_h2 and m.bucket < v_w)
     union all
     select coalesce(e.error_type::text, '(unknown)'), 1::bigint, e.created_at
     from public.whatsapp_error_logs as e
@@ -355,14 +376,12 @@ end
 $$;
 
 comment on function monitoring._error_window(timestamptz, interval) is
-'Errors per type (count, last occurrence) for rows created in (p_now - p_length, +inf): raw '
-'first partial minute + error_minutes up to the watermark + raw live tail.';
-
+'Errors per type (count, last occurrence) for rows created in (p_now - p_length, +inf): raw first partial minute '
+'+ error_minutes to the first whole hour + error_hours + error_minutes up to the watermark + raw live tail.';
 
 -- =============================================================================================
 -- API: Public
 -- =============================================================================================
-
 create or replace function monitoring.mask_phone(
   -- a phone number in any format; E.164 (+CC...) keeps its country code
   p_phone text
@@ -726,20 +745,35 @@ set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_w timestamptz := monitoring._watermark();
-  v_last timestamptz := pg_catalog.date_bin('1 hour', p_now, '2000-01-01 00:00:00+00');
+  -- whole hours before the watermark's hour come from notification_hours
+  v_hw timestamptz;
+  v_last timestamptz;
   v_first timestamptz;
   v_end timestamptz;
   v_t timestamptz;
 begin
+  -- an infinite p_now made generate_series below endless (it filled the disk with a temp file)
+  if p_now is null or not isfinite(p_now) then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('get_hourly_stats: p_now must be a finite time (got %s)', coalesce(p_now::text, 'null')),
+      hint = 'leave p_now out (it defaults to now())';
+  end if;
+  v_last := pg_catalog.date_bin('1 hour', p_now, '2000-01-01 00:00:00+00');
   v_first := v_last - interval '167 hours';
   v_end := v_last + interval '1 hour';
   v_t := greatest(v_first, v_w);
+  v_hw := case when isfinite(v_w) then pg_catalog.date_bin('1 hour', v_w, '2000-01-01 00:00:00+00') else v_w end;
   return query
   with
   by_minute as (
-    select pg_catalog.date_bin('1 hour', m.bucket, '2000-01-01 00:00:00+00') as hour, m.total, m.sent, m.failed, m.errors
+    select h.bucket as hour, h.total, h.sent, h.failed, h.errors
+    from monitoring.notification_hours as h
+    where h.bucket >= v_first and h.bucket < least(v_hw, v_end)
+    union all
+    select pg_catalog.date_bin('1 hour', m.bucket, '2000-01-01 00:00:00+00'), m.total, m.sent, m.failed, m.errors
     from monitoring.notification_minutes as m
-    where m.bucket >= v_first and m.bucket < least(v_w, v_end)
+    where m.bucket >= greatest(v_first, v_hw) and m.bucket < least(v_w, v_end)
     union all
     select
       pg_catalog.date_bin('1 hour', n.created_at, '2000-01-01 00:00:00+00'),
@@ -779,7 +813,8 @@ end
 $$;
 
 comment on function monitoring.get_hourly_stats(timestamptz) is
-'monitoring.hourly_stats as of p_now: per UTC hour for the 168 hours up to p_now''s hour.';
+'monitoring.hourly_stats as of p_now: per UTC hour for the 168 hours up to p_now''s hour (whole hours from '
+'notification_hours, the watermark''s hour from minute rollups, the live tail from raw rows).';
 
 create or replace function monitoring.get_function_stats(
   -- the moment "now" for the windows
@@ -879,11 +914,9 @@ comment on function monitoring.get_slow_queries() is
 'health_thresholds.slow_query_target_ms (100 ms), level ''alert'' from slow_query_alert_ms (500 ms). '
 'Empty where extensions.pg_stat_statements is not installed or not preloaded.';
 
-
 -- =============================================================================================
 -- Views
 -- =============================================================================================
-
 create or replace view monitoring.delivery_stats as
 select * from monitoring.get_delivery_stats();
 
@@ -965,34 +998,3 @@ select * from monitoring.get_slow_queries();
 comment on view monitoring.slow_queries is
 'Statements with mean execution time >= 100 ms (target) from pg_stat_statements, level ''alert'' '
 'from 500 ms; empty where pg_stat_statements is missing. Thresholds in monitoring.health_thresholds.';
-
-
--- =============================================================================================
--- Privileges
--- =============================================================================================
-
-revoke all on all tables in schema monitoring from public, anon, authenticated;
-revoke all on all functions in schema monitoring from public, anon, authenticated;
-
-grant select on monitoring.delivery_stats, monitoring.delivery_stats_24h, monitoring.top_errors_24h,
-monitoring.error_trends, monitoring.active_sessions, monitoring.connection_status,
-monitoring.queue_stats, monitoring.delivery_latency, monitoring.hourly_stats,
-monitoring.function_stats, monitoring.slow_queries to service_role;
-
-grant execute on function monitoring._rate(bigint, bigint) to service_role, postgres;
-grant execute on function monitoring._hist_quantile(bigint[], numeric) to service_role, postgres;
-grant execute on function monitoring._delivery_window(timestamptz, interval) to service_role, postgres;
-grant execute on function monitoring._notification_hist(timestamptz, interval, text) to service_role, postgres;
-grant execute on function monitoring._error_window(timestamptz, interval) to service_role, postgres;
-grant execute on function monitoring.mask_phone(text) to service_role, postgres;
-grant execute on function monitoring.get_delivery_stats(timestamptz) to service_role, postgres;
-grant execute on function monitoring.get_delivery_stats_24h(timestamptz) to service_role, postgres;
-grant execute on function monitoring.get_top_errors_24h(timestamptz) to service_role, postgres;
-grant execute on function monitoring.get_error_trends(timestamptz) to service_role, postgres;
-grant execute on function monitoring.get_active_sessions(timestamptz) to service_role, postgres;
-grant execute on function monitoring.get_connection_status(timestamptz) to service_role, postgres;
-grant execute on function monitoring.get_queue_stats(timestamptz) to service_role, postgres;
-grant execute on function monitoring.get_delivery_latency(timestamptz) to service_role, postgres;
-grant execute on function monitoring.get_hourly_stats(timestamptz) to service_role, postgres;
-grant execute on function monitoring.get_function_stats(timestamptz) to service_role, postgres;
-grant execute on function monitoring.get_slow_queries() to service_role, postgres;

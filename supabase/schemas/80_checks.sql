@@ -1,17 +1,16 @@
--- Alerting, part 5 of 6: the check function of each rule, and the seed rules (the spec's values).
+-- The check function of each rule, and the seed rules (the spec's values).
 --
 -- A check function monitoring._check_<rule>(rule, p_now) returns one row per alert instance:
 -- (labels, value, volume, message). The evaluator compares value with the rule's threshold
 -- (comparator), requires volume > min_volume when one is set, and keeps the lifecycle. Checks
 -- read the monitoring views' functions (monitoring.get_<view>(p_now) and the window helpers
--- behind them, 20261127010300_monitoring_views.sql) so they can be evaluated "as of p_now".
+-- behind them, 20_views.sql) so they can be evaluated "as of p_now".
 --
 -- Seeding is idempotent and never overwrites an edited rule (on conflict do nothing).
 
 -- ---------------------------------------------------------------------------------------------
 -- Helpers
 -- ---------------------------------------------------------------------------------------------
-
 create or replace function monitoring._human_interval(
   -- a window length such as interval '1 hour'
   p_interval interval
@@ -33,6 +32,7 @@ as $$
     else format('the last %s seconds', extract(epoch from p_interval)::bigint)
   end
 $$;
+
 comment on function monitoring._human_interval(interval) is
 'Internal: a window length in words for alert messages ("the last hour", "the last 15 minutes").';
 
@@ -51,6 +51,7 @@ as $$
   select coalesce(sum(e.error_count), 0)::bigint
   from monitoring._error_window(p_now, p_window) as e
 $$;
+
 comment on function monitoring._error_count(timestamptz, interval) is
 'Internal: errors logged in (p_now - p_window, p_now], from the error rollups and their live tail.';
 
@@ -79,13 +80,13 @@ begin
     hint = format('update monitoring.alert_rules set "window" = interval ''5 minutes'' where name = %L', p_rule);
 end
 $$;
+
 comment on function monitoring._function_window(interval, text) is
 'Internal: the monitoring.function_stats window_name (5m or 1h) for a rule window; raises naming the rule otherwise.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Checks
 -- ---------------------------------------------------------------------------------------------
-
 create or replace function monitoring._check_whatsapp_disconnected(
   -- the rule
   p_rule monitoring.alert_rules,
@@ -113,6 +114,7 @@ as $$
   from monitoring.get_connection_status(p_now) as c
   where c.is_active
 $$;
+
 comment on function monitoring._check_whatsapp_disconnected(monitoring.alert_rules, timestamptz) is
 'Check whatsapp_disconnected: per active session, minutes since it was last known connected (0 while connected), '
 'from monitoring.get_connection_status.';
@@ -141,6 +143,7 @@ as $$
     )
   from monitoring._delivery_window(p_now, coalesce(p_rule."window", interval '1 hour')) as d
 $$;
+
 comment on function monitoring._check_low_delivery_rate(monitoring.alert_rules, timestamptz) is
 'Check low_delivery_rate: % of notifications created in the window with status sent (as monitoring.delivery_stats), '
 'volume = messages in the window.';
@@ -167,6 +170,7 @@ as $$
     )
   from (select monitoring._error_count(p_now, coalesce(p_rule."window", interval '1 hour')) as n) as c
 $$;
+
 comment on function monitoring._check_high_error_rate(monitoring.alert_rules, timestamptz) is
 'Check high_error_rate: errors logged in the window (the spec''s monitoring script: more than 20 per hour).';
 
@@ -189,6 +193,7 @@ as $$
     format('High WhatsApp error rate: %s errors in last hour (threshold %s)', c.n, p_rule.threshold)
   from (select monitoring._error_count(p_now, coalesce(p_rule."window", interval '1 hour')) as n) as c
 $$;
+
 comment on function monitoring._check_error_rate_webhook(monitoring.alert_rules, timestamptz) is
 'Check error_rate_webhook: the spec''s check-error-rate count (errors in the last hour); also applied by '
 'monitoring.check_error_rate().';
@@ -233,6 +238,7 @@ as $$
   from hist
   left join backlog on true
 $$;
+
 comment on function monitoring._check_slow_queue(monitoring.alert_rules, timestamptz) is
 'Check slow_queue: the larger of the average queue time (processing_started_at - created_at) in the window and the '
 'age of the oldest pending message, in seconds (a stuck queue counts).';
@@ -260,6 +266,7 @@ as $$
     )
   from monitoring._notification_hist(p_now, coalesce(p_rule."window", interval '1 hour'), 'latency') as h
 $$;
+
 comment on function monitoring._check_slow_delivery(monitoring.alert_rules, timestamptz) is
 'Check slow_delivery: average delivery time (sent_at - created_at) in seconds of messages created in the window (as '
 'monitoring.delivery_latency).';
@@ -285,6 +292,7 @@ as $$
   from monitoring.get_function_stats(p_now) as f
   where f.window_name = monitoring._function_window(p_rule."window", p_rule.name)
 $$;
+
 comment on function monitoring._check_function_errors(monitoring.alert_rules, timestamptz) is
 'Check function_errors: per Edge Function, errors (status >= 500) in the window, from monitoring.get_function_stats.';
 
@@ -309,6 +317,7 @@ as $$
   from monitoring.get_function_stats(p_now) as f
   where f.window_name = monitoring._function_window(p_rule."window", p_rule.name)
 $$;
+
 comment on function monitoring._check_function_latency(monitoring.alert_rules, timestamptz) is
 'Check function_latency: per Edge Function, average duration in ms over the window, from '
 'monitoring.get_function_stats.';
@@ -334,6 +343,7 @@ as $$
   from monitoring.get_function_stats(p_now) as f
   where f.window_name = monitoring._function_window(p_rule."window", p_rule.name)
 $$;
+
 comment on function monitoring._check_function_availability(monitoring.alert_rules, timestamptz) is
 'Check function_availability: per Edge Function, % of invocations answering status >= 500 over the window.';
 
@@ -366,6 +376,7 @@ as $$
     )
   from monitoring.get_slow_queries() as q
 $$;
+
 comment on function monitoring._check_slow_queries(monitoring.alert_rules, timestamptz) is
 'Check slow_queries: the highest mean execution time (ms) in pg_stat_statements (monitoring.get_slow_queries); '
 'cumulative since the last stats reset.';
@@ -390,6 +401,7 @@ as $$
       round(s.hours_since_update, 1))
   from monitoring.get_active_sessions(p_now) as s
 $$;
+
 comment on function monitoring._check_stale_session(monitoring.alert_rules, timestamptz) is
 'Check stale_session: per active session, hours since updated_at (the spec''s hours_since_update), from '
 'monitoring.get_active_sessions.';
@@ -421,7 +433,8 @@ begin
       -- a command that does not log to job_runs: pg_cron's own success counts
       v_last := greatest(v_last, v_cron.last_success_at);
     end if;
-    v_last := coalesce(v_last, v_job.scheduled_at);
+    -- a job scheduled again after a pause counts from then, not from its last success before it
+    v_last := greatest(v_last, v_job.scheduled_at);
     -- never scheduled and never run: not expected to run yet
     continue when v_last is null;
 
@@ -443,15 +456,15 @@ begin
   end loop;
 end
 $$;
+
 comment on function monitoring._check_monitor_stalled(monitoring.alert_rules, timestamptz) is
 'Check monitor_stalled (dead man''s switch): per expected job, time since its last success (job_runs, or '
 'cron.job_run_details for commands that do not log) in multiples of its period; counted from scheduled_at until a '
-'first success.';
+'first success, and from a re-scheduling that came after the last success.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Seed rules (the spec's values; edits are kept on re-run)
 -- ---------------------------------------------------------------------------------------------
-
 insert into monitoring.alert_rules (
   name, description, severity, metric, check_function, comparator, threshold, target, unit, "window",
   min_volume, for_period, repeat_interval, schedule, runbook, labels
@@ -608,49 +621,3 @@ insert into monitoring.alert_rules (
   '{"area": "monitoring"}'
 )
 on conflict (name) do nothing;
-
--- ---------------------------------------------------------------------------------------------
--- Privileges
--- ---------------------------------------------------------------------------------------------
-
-revoke all on function monitoring._error_count(timestamptz, interval) from public, anon, authenticated;
-revoke all on function monitoring._function_window(interval, text) from public, anon, authenticated;
-revoke all on function monitoring._check_whatsapp_disconnected(monitoring.alert_rules, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring._check_low_delivery_rate(monitoring.alert_rules, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring._check_high_error_rate(monitoring.alert_rules, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring._check_error_rate_webhook(monitoring.alert_rules, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring._check_slow_queue(monitoring.alert_rules, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring._check_slow_delivery(monitoring.alert_rules, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring._check_function_errors(monitoring.alert_rules, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring._check_function_latency(monitoring.alert_rules, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring._check_function_availability(monitoring.alert_rules, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring._check_slow_queries(monitoring.alert_rules, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring._check_stale_session(monitoring.alert_rules, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring._check_monitor_stalled(monitoring.alert_rules, timestamptz)
-from public, anon, authenticated;
-
-grant execute on function monitoring._error_count(timestamptz, interval) to service_role;
-grant execute on function monitoring._function_window(interval, text) to service_role;
-grant execute on function monitoring._check_whatsapp_disconnected(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring._check_low_delivery_rate(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring._check_high_error_rate(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring._check_error_rate_webhook(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring._check_slow_queue(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring._check_slow_delivery(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring._check_function_errors(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring._check_function_latency(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring._check_function_availability(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring._check_slow_queries(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring._check_stale_session(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring._check_monitor_stalled(monitoring.alert_rules, timestamptz) to service_role;

@@ -1,4 +1,4 @@
--- Alerting, part 2 of 6: the alert lifecycle (Alertmanager-like), silences and rule evaluation.
+-- The alert lifecycle (Alertmanager-like), silences and rule evaluation.
 --
 -- One alert row per fingerprint (rule + labels). A breach opens an episode: pending while it has
 -- held for less than the rule's for_period, then firing; resolved when it clears or is no longer
@@ -11,7 +11,6 @@
 -- ---------------------------------------------------------------------------------------------
 -- Tables
 -- ---------------------------------------------------------------------------------------------
-
 create table if not exists monitoring.alerts (
   fingerprint text primary key,
   rule_name text not null references monitoring.alert_rules (name) on update cascade on delete cascade,
@@ -30,22 +29,33 @@ create table if not exists monitoring.alerts (
   constraint alerts_state_check check (state in ('pending', 'firing', 'resolved')),
   constraint alerts_severity_check check (severity in ('critical', 'warning', 'info'))
 );
+
 comment on table monitoring.alerts is
 'One row per alert instance (rule + labels fingerprint) with its current lifecycle state: pending, firing or resolved.';
+
 comment on column monitoring.alerts.fingerprint is
 'First 16 hex digits of md5 of the labels (which include alertname).';
+
 comment on column monitoring.alerts.labels is
 'alertname, severity, the rule''s labels and the instance labels from the check.';
+
 comment on column monitoring.alerts.value is 'The metric value at the last evaluation.';
+
 comment on column monitoring.alerts.started_at is
 'When the condition was first seen in the current episode (start of pending).';
+
 comment on column monitoring.alerts.firing_since is
 'When the current episode became firing (startsAt of notifications).';
+
 comment on column monitoring.alerts.resolved_at is 'When the last episode resolved (endsAt of notifications).';
+
 comment on column monitoring.alerts.last_notified_at is
 'When a notification for the current episode was last queued; null while none was (new or silenced).';
+
 comment on column monitoring.alerts.notifications is 'Notifications queued for this alert over its whole life.';
+
 create index if not exists alerts_rule_state_idx on monitoring.alerts (rule_name, state);
+
 create index if not exists alerts_active_idx on monitoring.alerts (state) where state in ('pending', 'firing');
 
 create table if not exists monitoring.alert_history (
@@ -61,13 +71,19 @@ create table if not exists monitoring.alert_history (
   event text,
   silenced_by bigint
 );
+
 comment on table monitoring.alert_history is
 'Every alert state transition (kept 90 days by default, see retention_policies).';
+
 comment on column monitoring.alert_history.from_state is 'State before the transition; null for a new alert.';
+
 comment on column monitoring.alert_history.event is
 'Notification queued with this transition (firing or resolved); null when none was.';
+
 comment on column monitoring.alert_history.silenced_by is 'Id of the silence that suppressed the notification, if any.';
+
 create index if not exists alert_history_occurred_at_idx on monitoring.alert_history (occurred_at);
+
 create index if not exists alert_history_fingerprint_idx on monitoring.alert_history (fingerprint, occurred_at);
 
 create table if not exists monitoring.silences (
@@ -81,12 +97,15 @@ create table if not exists monitoring.silences (
   constraint silences_period_check check (ends_at > starts_at),
   constraint silences_matchers_check check (jsonb_typeof(matchers) = 'array' and jsonb_array_length(matchers) > 0)
 );
+
 comment on table monitoring.silences is
 'Silences: while active (starts_at <= now < ends_at), alerts whose labels match every matcher are not notified; '
 'their state is still tracked.';
+
 comment on column monitoring.silences.matchers is
 'Array of {"name", "value", "isRegex", "isEqual"} label matchers (alertname, severity or any label); an object '
 '{"label": "value"} is accepted and stored as equality matchers.';
+
 create index if not exists silences_ends_at_idx on monitoring.silences (ends_at);
 
 create table if not exists monitoring.rule_state (
@@ -99,10 +118,13 @@ create table if not exists monitoring.rule_state (
   consecutive_errors integer not null default 0,
   last_duration_ms numeric
 );
+
 comment on table monitoring.rule_state is
 'Evaluation bookkeeping per rule: when it was last due, evaluated, succeeded or failed.';
+
 comment on column monitoring.rule_state.last_checked_at is
 'When the scheduled evaluator last looked whether the rule was due.';
+
 comment on column monitoring.rule_state.last_error is
 'Message of the last failed evaluation; null once the rule evaluates again.';
 
@@ -115,13 +137,14 @@ create table if not exists monitoring.rule_errors (
   detail text,
   context text
 );
+
 comment on table monitoring.rule_errors is 'Every failed rule evaluation (the other rules of the run still evaluate).';
+
 create index if not exists rule_errors_occurred_at_idx on monitoring.rule_errors (occurred_at);
 
 -- ---------------------------------------------------------------------------------------------
 -- Helpers
 -- ---------------------------------------------------------------------------------------------
-
 create or replace function monitoring._fingerprint(
   -- the full label set of an alert
   p_labels jsonb
@@ -133,6 +156,7 @@ set search_path = ''
 as $$
   select left(md5(p_labels::text), 16)
 $$;
+
 comment on function monitoring._fingerprint(jsonb) is
 'Internal: the fingerprint of a label set (jsonb text is canonical, so equal labels give equal fingerprints).';
 
@@ -156,6 +180,7 @@ as $$
     when '<=' then p_value <= p_threshold
   end, false)
 $$;
+
 comment on function monitoring._breaches(numeric, text, numeric) is
 'Internal: value compared with threshold; false when value is null.';
 
@@ -179,6 +204,7 @@ as $$
   ), false)
   from jsonb_array_elements(p_matchers) as m (matcher)
 $$;
+
 comment on function monitoring._silence_matches(jsonb, jsonb) is
 'Internal: true when every matcher matches the labels (regex matchers are anchored, as in Alertmanager).';
 
@@ -202,6 +228,7 @@ as $$
   order by s.ends_at desc
   limit 1
 $$;
+
 comment on function monitoring._silence_for(jsonb, timestamptz) is
 'Internal: id of an active silence matching the labels at p_now, or null.';
 
@@ -237,25 +264,36 @@ begin
       or coalesce(jsonb_typeof(v_matcher -> 'isEqual'), 'boolean') <> 'boolean' then
       raise exception using
         errcode = 'check_violation',
-        message = format('silences.matchers: %s is not a matcher', v_matcher),
+        message = format('silences.matchers: %s is not a matcher', left(v_matcher::text, 200)),
         hint = 'a matcher is {"name": "<label>", "value": "<text>"} with optional booleans isRegex and isEqual';
     end if;
     if coalesce((v_matcher ->> 'isRegex')::boolean, false) then
       begin
+        -- alone (so ')|(.*' cannot break out of the group) and exactly as monitoring._silence_matches
+        -- uses it, anchored inside a group (where '(?i)x' and '***=x' are invalid)
         perform '' ~ (v_matcher ->> 'value');
+        perform '' ~ ('^(?:' || (v_matcher ->> 'value') || ')$');
       exception when invalid_regular_expression then
         raise exception using
           errcode = 'check_violation',
-          message = format('silences.matchers: %L is not a valid regular expression', v_matcher ->> 'value'),
-          hint = 'use a POSIX regular expression such as ''low_.*''';
+          message = format('silences.matchers: %L is not a valid regular expression', left(v_matcher ->> 'value', 200)),
+          hint = 'use a POSIX regular expression such as ''low_.*'' (it is anchored; no (?flags) or ***= prefixes)';
       end;
     end if;
   end loop;
-  if new.starts_at is null or new.ends_at is null or new.ends_at <= new.starts_at then
+  if new.starts_at is null or new.ends_at is null or not isfinite(new.starts_at) or not isfinite(new.ends_at)
+    or new.ends_at <= new.starts_at then
     raise exception using
       errcode = 'check_violation',
-      message = format('silences.ends_at (%s) must be after starts_at (%s)', new.ends_at, new.starts_at),
+      message = format('silences.ends_at (%s) must be after starts_at (%s), both finite times',
+        coalesce(new.ends_at::text, 'null'), coalesce(new.starts_at::text, 'null')),
       hint = 'give an end time such as now() + interval ''2 hours''';
+  end if;
+  if new.ends_at - new.starts_at > interval '366 days' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('silences last at most 366 days (got %s)', new.ends_at - new.starts_at),
+      hint = 'disable the rule instead (update monitoring.alert_rules set enabled = false), or silence for less';
   end if;
   if new.comment is null or btrim(new.comment) = '' then
     raise exception using
@@ -272,6 +310,7 @@ begin
   return new;
 end
 $$;
+
 comment on function monitoring._validate_silence() is
 'Trigger: validate and normalize a silence, raising a check_violation whose message names the field.';
 
@@ -282,7 +321,6 @@ for each row execute function monitoring._validate_silence();
 -- ---------------------------------------------------------------------------------------------
 -- API: silences
 -- ---------------------------------------------------------------------------------------------
-
 create or replace function monitoring.create_silence(
   -- label matchers: '{"alertname": "low_delivery_rate"}' or an array of {name, value, isRegex, isEqual}
   p_matchers jsonb,
@@ -296,16 +334,37 @@ create or replace function monitoring.create_silence(
   p_starts_at timestamptz default now()
 )
 returns bigint
-language sql
+language plpgsql
 volatile
 set search_path = ''
 as $$
+declare
+  v_id bigint;
+begin
+  -- a negative duration is left to the silences trigger ("ends_at must be after starts_at"); a huge one
+  -- would overflow the timestamp before the trigger could name it
+  if p_duration is null or p_duration > interval '366 days' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('create_silence: p_duration must be a positive interval of at most 366 days (got %s)',
+        coalesce(p_duration::text, 'null')),
+      hint = 'use an interval such as ''2 hours''';
+  end if;
+  if p_starts_at is null or not isfinite(p_starts_at) then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('create_silence: p_starts_at must be a finite time (got %s)', coalesce(p_starts_at::text, 'null')),
+      hint = 'leave it out to start now, or pass a time such as now() + interval ''1 hour''';
+  end if;
   insert into monitoring.silences (starts_at, ends_at, matchers, comment, created_by)
   values (p_starts_at, p_starts_at + p_duration, p_matchers, p_comment, p_created_by)
-  returning id
+  returning id into v_id;
+  return v_id;
+end
 $$;
+
 comment on function monitoring.create_silence(jsonb, interval, text, text, timestamptz) is
-'Create a silence for p_duration from p_starts_at; returns its id.';
+'Create a silence for p_duration (at most 366 days) from p_starts_at; returns its id.';
 
 create or replace function monitoring.expire_silence(
   -- the silence
@@ -327,13 +386,13 @@ as $$
 
   select exists (select 1 from expired)
 $$;
+
 comment on function monitoring.expire_silence(bigint, timestamptz) is
 'End a silence now; true when it was active or pending.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Lifecycle
 -- ---------------------------------------------------------------------------------------------
-
 create or replace function monitoring._transition(
   -- the rule being evaluated
   p_rule monitoring.alert_rules,
@@ -480,6 +539,7 @@ begin
   );
 end
 $$;
+
 comment on function monitoring._transition(monitoring.alert_rules, text, jsonb, numeric, text, boolean, timestamptz) is
 'Internal: apply one evaluation result to an alert (pending/firing/resolved), write history and queue notifications '
 'unless silenced; returns the change or null.';
@@ -503,6 +563,7 @@ begin
   ) using p_rule, p_now;
 end
 $$;
+
 comment on function monitoring._run_check(monitoring.alert_rules, timestamptz) is
 'Internal: call the rule''s check function monitoring.<check_function>(rule, p_now) and return its rows.';
 
@@ -564,6 +625,7 @@ begin
   return v_changes;
 end
 $$;
+
 comment on function monitoring._evaluate_rule(monitoring.alert_rules, timestamptz) is
 'Internal: run a rule''s check function and apply each reported instance to its alert; instances no longer reported '
 'resolve.';
@@ -571,7 +633,6 @@ comment on function monitoring._evaluate_rule(monitoring.alert_rules, timestampt
 -- ---------------------------------------------------------------------------------------------
 -- API: evaluation
 -- ---------------------------------------------------------------------------------------------
-
 create or replace function monitoring.evaluate_rules(
   -- now (tests pass a fixed time)
   p_now timestamptz default now(),
@@ -617,6 +678,9 @@ begin
     where p_rules is null or r.name = any(p_rules)
     order by r.name
   loop
+    -- the rule's lock before its rule_state row, the order every other evaluator of a rule keeps
+    -- (_evaluate_rule, check_error_rate): row first then lock deadlocked against the watchdog
+    perform pg_advisory_xact_lock(hashtext('monitoring.rule'), hashtext(v_rule.name));
     insert into monitoring.rule_state (rule_name) values (v_rule.name) on conflict (rule_name) do nothing;
     select * into v_state from monitoring.rule_state as s where s.rule_name = v_rule.name;
 
@@ -672,15 +736,16 @@ begin
   );
 end
 $$;
+
 comment on function monitoring.evaluate_rules(timestamptz, text[], boolean) is
 'Evaluate enabled rules (those due by their schedule, or the named ones), each in its own subtransaction: a failing '
-'rule is recorded in rule_errors and the others still run. Returns evaluated names, errors, transitions and the '
-'notification count.';
+'rule is recorded in rule_errors and the others still run. Each rule''s advisory lock is taken before its rule_state '
+'row, in rule name order, so concurrent evaluators wait instead of deadlocking. Returns evaluated names, errors, '
+'transitions and the notification count.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Views
 -- ---------------------------------------------------------------------------------------------
-
 create or replace view monitoring.active_alerts
 with (security_invoker = true)
 as
@@ -702,51 +767,33 @@ from monitoring.alerts as a
 inner join monitoring.alert_rules as r on a.rule_name = r.name
 where a.state in ('pending', 'firing')
 order by monitoring._severity_rank(a.severity) desc, a.started_at;
+
 comment on view monitoring.active_alerts is
 'Which alerts are pending or firing now, since when, whether a silence covers them, and the runbook to follow.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Privileges
 -- ---------------------------------------------------------------------------------------------
-
 alter table monitoring.alerts enable row level security;
+
 alter table monitoring.alert_history enable row level security;
+
 alter table monitoring.silences enable row level security;
+
 alter table monitoring.rule_state enable row level security;
+
 alter table monitoring.rule_errors enable row level security;
 
-revoke all on monitoring.alerts, monitoring.alert_history, monitoring.silences, monitoring.rule_state,
-monitoring.rule_errors, monitoring.active_alerts from public, anon, authenticated;
--- service_role may run the evaluator itself (invoker functions), so it writes the state tables
-grant select, insert, update on monitoring.alerts, monitoring.rule_state to service_role;
-grant select, insert, delete on monitoring.alert_history, monitoring.rule_errors to service_role;
-grant select on monitoring.active_alerts to service_role;
-grant select, insert, update, delete on monitoring.silences to service_role;
+create or replace trigger silences_validate_nulls
+before insert or update on monitoring.silences
+for each row execute function monitoring._validate_not_null();
 
-revoke all on function monitoring._fingerprint(jsonb) from public, anon, authenticated;
-revoke all on function monitoring._breaches(numeric, text, numeric) from public, anon, authenticated;
-revoke all on function monitoring._silence_matches(jsonb, jsonb) from public, anon, authenticated;
-revoke all on function monitoring._silence_for(jsonb, timestamptz) from public, anon, authenticated;
-revoke all on function monitoring._validate_silence() from public, anon, authenticated;
-revoke all on function monitoring.create_silence(jsonb, interval, text, text, timestamptz)
-from public, anon, authenticated;
-revoke all on function monitoring.expire_silence(bigint, timestamptz) from public, anon, authenticated;
-revoke all on function monitoring._transition(
-  monitoring.alert_rules, text, jsonb, numeric, text, boolean, timestamptz
-) from public, anon, authenticated;
-revoke all on function monitoring._run_check(monitoring.alert_rules, timestamptz) from public, anon, authenticated;
-revoke all on function monitoring._evaluate_rule(monitoring.alert_rules, timestamptz) from public, anon, authenticated;
-revoke all on function monitoring.evaluate_rules(timestamptz, text[], boolean) from public, anon, authenticated;
-grant execute on function monitoring._fingerprint(jsonb) to service_role;
-grant execute on function monitoring._breaches(numeric, text, numeric) to service_role;
-grant execute on function monitoring._silence_matches(jsonb, jsonb) to service_role;
-grant execute on function monitoring._silence_for(jsonb, timestamptz) to service_role;
-grant execute on function monitoring._validate_silence() to service_role;
-grant execute on function monitoring.create_silence(jsonb, interval, text, text, timestamptz) to service_role;
-grant execute on function monitoring.expire_silence(bigint, timestamptz) to service_role;
-grant execute on function monitoring._transition(
-  monitoring.alert_rules, text, jsonb, numeric, text, boolean, timestamptz
-) to service_role;
-grant execute on function monitoring._run_check(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring._evaluate_rule(monitoring.alert_rules, timestamptz) to service_role;
-grant execute on function monitoring.evaluate_rules(timestamptz, text[], boolean) to service_role;
+create or replace trigger rule_state_finite_times
+before insert or update on monitoring.rule_state
+for each row execute function monitoring._validate_finite_times(
+  'last_checked_at', 'last_evaluated_at!', 'last_ok_at!', 'last_error_at!'
+);
+
+create or replace trigger rule_errors_finite_times
+before insert on monitoring.rule_errors
+for each row execute function monitoring._validate_finite_times('occurred_at');

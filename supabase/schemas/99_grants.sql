@@ -1,0 +1,197 @@
+-- Grants: who may use what in schema monitoring (and on the app tables), written once, here.
+-- Applied last. Everything starts revoked (also by the default privileges in 05_schema.sql); then
+-- service_role gets exactly what the Edge Functions, pydeploy and pg_cron jobs need. The owner
+-- (postgres, which runs the migrations and pg_cron) keeps its implicit rights. anon and
+-- authenticated get nothing in monitoring, and no truncate/references/trigger on the app tables
+-- (they see no row of them either: RLS is on with no policy, see 00_app_tables.sql).
+
+revoke all on schema monitoring from public, anon, authenticated;
+grant usage on schema monitoring to service_role, postgres;
+
+revoke all on all tables in schema monitoring from public, anon, authenticated, service_role;
+revoke all on all sequences in schema monitoring from public, anon, authenticated, service_role;
+revoke all on all functions in schema monitoring from public, anon, authenticated, service_role;
+revoke all on all procedures in schema monitoring from public, anon, authenticated, service_role;
+
+revoke truncate, references, trigger
+on public.whatsapp_notifications, public.whatsapp_error_logs, public.whatsapp_sessions
+from anon, authenticated;
+
+-- tables
+grant delete, insert, select
+on
+monitoring.alert_history,
+monitoring.job_runs,
+monitoring.rule_errors
+to service_role;
+
+-- tables
+grant delete, insert, select, update
+on
+monitoring.alert_rules,
+monitoring.channels,
+monitoring.deliveries,
+monitoring.silences
+to service_role;
+
+-- tables
+grant insert, select, update
+on
+monitoring.alerts,
+monitoring.rule_state
+to service_role;
+
+-- tables
+grant select
+on
+monitoring.error_days,
+monitoring.error_hours,
+monitoring.error_minutes,
+monitoring.function_invocations,
+monitoring.health_thresholds,
+monitoring.latency_minutes,
+monitoring.notification_hours,
+monitoring.notification_minutes,
+monitoring.rollup_settings,
+monitoring.rollup_state
+to service_role;
+
+-- tables
+grant select, update
+on
+monitoring.jobs,
+monitoring.retention_policies,
+monitoring.settings
+to service_role;
+
+-- views: read-only
+grant select
+on
+monitoring.active_alerts,
+monitoring.active_sessions,
+monitoring.connection_status,
+monitoring.dead_letters,
+monitoring.delivery_latency,
+monitoring.delivery_stats,
+monitoring.delivery_stats_24h,
+monitoring.delivery_status,
+monitoring.error_trends,
+monitoring.expected_jobs,
+monitoring.function_stats,
+monitoring.hourly_stats,
+monitoring.job_status,
+monitoring.queue_stats,
+monitoring.slow_queries,
+monitoring.top_errors_24h
+to service_role;
+
+-- Owner only: monitoring._secrets (the fallback secret store) and monitoring._unlogged_epoch.
+
+-- functions service_role may call (views, health(), the alerting API, the jobs' entry points)
+grant execute on function
+monitoring._breaches(numeric, text, numeric),
+monitoring._channel_payload(text, jsonb),
+monitoring._check_error_rate_webhook(monitoring.alert_rules, timestamptz),
+monitoring._check_function_availability(monitoring.alert_rules, timestamptz),
+monitoring._check_function_errors(monitoring.alert_rules, timestamptz),
+monitoring._check_function_latency(monitoring.alert_rules, timestamptz),
+monitoring._check_high_error_rate(monitoring.alert_rules, timestamptz),
+monitoring._check_low_delivery_rate(monitoring.alert_rules, timestamptz),
+monitoring._check_monitor_stalled(monitoring.alert_rules, timestamptz),
+monitoring._check_secret(text, text, boolean),
+monitoring._check_slow_delivery(monitoring.alert_rules, timestamptz),
+monitoring._check_slow_queries(monitoring.alert_rules, timestamptz),
+monitoring._check_slow_queue(monitoring.alert_rules, timestamptz),
+monitoring._check_stale_session(monitoring.alert_rules, timestamptz),
+monitoring._check_whatsapp_disconnected(monitoring.alert_rules, timestamptz),
+monitoring._cron_due(text, timestamptz, timestamptz),
+monitoring._cron_field(text, integer, integer, text[], text, text),
+monitoring._cron_last_run(text),
+monitoring._cron_parse(text, text),
+monitoring._cron_period(text),
+monitoring._cron_times(text, timestamptz, timestamptz),
+monitoring._cron_value(text, integer, text[]),
+monitoring._current_net_epoch(),
+monitoring._delivery_window(timestamptz, interval),
+monitoring._error_count(timestamptz, interval),
+monitoring._error_window(timestamptz, interval),
+monitoring._evaluate_rule(monitoring.alert_rules, timestamptz),
+monitoring._fingerprint(jsonb),
+monitoring._function_window(interval, text),
+monitoring._health_alerts(timestamptz),
+monitoring._health_compose(timestamptz),
+monitoring._health_database(timestamptz),
+monitoring._health_delivery(timestamptz),
+monitoring._health_functions(timestamptz),
+monitoring._health_scheduler(timestamptz),
+monitoring._health_ts(timestamptz),
+monitoring._health_whatsapp(timestamptz),
+monitoring._hist_quantile(bigint[], numeric),
+monitoring._hour_ceil(timestamptz),
+monitoring._hour_span(timestamptz, timestamptz),
+monitoring._human_interval(interval),
+monitoring._invoke_edge_function(text, jsonb),
+monitoring._iso(timestamptz),
+monitoring._latency_edges_ms(),
+monitoring._notification_hist(timestamptz, interval, text),
+monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz),
+monitoring._rate(bigint, bigint),
+monitoring._record_failure(bigint, timestamptz, integer, text, boolean, boolean),
+monitoring._retention_batch(text, timestamptz, integer),
+monitoring._run_check(monitoring.alert_rules, timestamptz),
+monitoring._severity_rank(text),
+monitoring._silence_for(jsonb, timestamptz),
+monitoring._silence_matches(jsonb, jsonb),
+monitoring._stamp_request_epoch(),
+monitoring._transition(monitoring.alert_rules, text, jsonb, numeric, text, boolean, timestamptz),
+monitoring._validate_alert_rule(),
+monitoring._validate_channel(),
+monitoring._validate_delivery_times(),
+monitoring._validate_finite_times(),
+monitoring._validate_health_thresholds(),
+monitoring._validate_job(),
+monitoring._validate_not_null(),
+monitoring._validate_retention_policy(),
+monitoring._validate_rollup_settings(),
+monitoring._validate_settings(),
+monitoring._validate_silence(),
+monitoring._validate_url(text, text),
+monitoring._watermark(),
+monitoring._webhook_payload(monitoring.alerts, monitoring.alert_rules, text, timestamptz),
+monitoring.check_error_rate(integer, timestamptz),
+monitoring.create_silence(jsonb, interval, text, text, timestamptz),
+monitoring.dispatch_deliveries(timestamptz, integer),
+monitoring.evaluate_rules(timestamptz, text[], boolean),
+monitoring.expire_silence(bigint, timestamptz),
+monitoring.get_active_sessions(timestamptz),
+monitoring.get_connection_status(timestamptz),
+monitoring.get_delivery_latency(timestamptz),
+monitoring.get_delivery_stats(timestamptz),
+monitoring.get_delivery_stats_24h(timestamptz),
+monitoring.get_error_trends(timestamptz),
+monitoring.get_function_stats(timestamptz),
+monitoring.get_hourly_stats(timestamptz),
+monitoring.get_queue_stats(timestamptz),
+monitoring.get_slow_queries(),
+monitoring.get_top_errors_24h(timestamptz),
+monitoring.health(timestamptz),
+monitoring.mask_phone(text),
+monitoring.reconcile_deliveries(timestamptz),
+monitoring.record_invocation(text, integer, numeric, timestamptz),
+monitoring.refresh_rollups(timestamptz, boolean),
+monitoring.retry_dead_deliveries(bigint[], text, timestamptz),
+monitoring.run_job(text),
+monitoring.run_retention(timestamptz),
+monitoring.schedule_jobs(text),
+monitoring.set_channel(text, text, text, text, text, text, boolean),
+monitoring.set_secret(text, text, text),
+monitoring.test_channel(text, timestamptz),
+monitoring.unschedule_jobs()
+to service_role;
+
+grant execute on procedure
+monitoring.run_retention_job(timestamptz)
+to service_role;
+
+-- Owner only: monitoring._get_secret(text) (secrets) and monitoring._refresh_minutes(timestamptz, boolean)
+-- (the rollup writer behind refresh_rollups()).
