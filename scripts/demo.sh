@@ -17,7 +17,6 @@ $PD status
 node_modules/.bin/supabase migration list --db-url "${url}?sslmode=disable" 2>/dev/null | sed -n '/Local/,$p'
 
 step "3. What admins see in the SQL editor"
-psql "$url" -qAt -c "select monitoring.refresh_rollups(p_full => true)" >/dev/null
 for q in "select * from monitoring.delivery_stats" \
          "select * from monitoring.top_errors_24h" \
          "select session_id, phone_number, is_active, round(hours_since_update, 2) as hours_since_update from monitoring.active_sessions" \
@@ -27,6 +26,24 @@ for q in "select * from monitoring.delivery_stats" \
 done
 echo "-- select jsonb_pretty(monitoring.health())"
 psql "$url" -P pager=off -Atc "select jsonb_pretty(monitoring.health())"
+
+step "3b. Exact numbers after a late recovery (docs/views.md): an outage's stuck messages go out hours later"
+SPEC24="SELECT COUNT(*) as total, SUM(CASE WHEN status = 'sent' THEN 1 ELSE 0 END) as successful, SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) as failed, ROUND(100.0 * SUM(CASE WHEN status = 'sent' THEN 1 ELSE 0 END) / COUNT(*), 2) as delivery_rate FROM whatsapp_notifications WHERE created_at > NOW() - INTERVAL '24 hours'"
+psql "$url" -qAt -c "insert into public.whatsapp_notifications (order_id, phone_number, status, created_at)
+  select 'outage-' || i, '+5511988887777', 'pending', now() - interval '1 hour' - i * interval '34 seconds'
+  from generate_series(1, 2000) as i" >/dev/null
+psql "$url" -qAt -c "select monitoring.refresh_rollups()" >/dev/null
+echo "-- 2,000 messages created 1 to 20 hours ago are stuck pending:"
+psql "$url" -P pager=off -c "select * from monitoring.delivery_stats_24h"
+psql "$url" -qAt -c "update public.whatsapp_notifications set status = case when right(order_id, 1) in ('0', '4') then 'failed' else 'sent' end,
+  sent_at = case when right(order_id, 1) in ('0', '4') then null else now() end where order_id like 'outage-%'" >/dev/null
+echo "-- the connection is back: 1,600 go out, 400 fail. After the every-minute job (select monitoring.refresh_rollups()):"
+psql "$url" -qAt -c "select monitoring.refresh_rollups()" >/dev/null
+psql "$url" -P pager=off -c "select * from monitoring.delivery_stats_24h"
+echo "-- the spec's own query on the same rows (it counts only status 'sent'; read receipts are the one difference):"
+psql "$url" -P pager=off -c "$SPEC24"
+echo "-- read receipts are their own figures, never failures:"
+psql "$url" -P pager=off -c "select window_name, total, accepted, delivery_rate, delivered_pct, read_pct, avg_seconds_to_read from monitoring.delivery_stats"
 
 step "4. A webhook receiver on 127.0.0.1:$PORT receives real alerts (signed, through pg_net)"
 mkdir -p .pydeploy

@@ -488,7 +488,7 @@ interval_columns = [
     ("settings", "backoff_base", None), ("settings", "backoff_cap", None), ("settings", "response_grace", None),
     ("alert_rules", "repeat_interval", "name = 'slow_queue'"), ("alert_rules", "for_period", "name = 'slow_queue'"),
     ("alert_rules", "window", "name = 'slow_queue'"), ("retention_policies", "keep_for", "target = 'deliveries'"),
-    ("rollup_settings", "mutable_window", None), ("rollup_settings", "minute_horizon", None),
+    ("rollup_settings", "minute_horizon", None),
     ("rollup_settings", "day_horizon", None), ("health_thresholds", "whatsapp_unhealthy_after", None),
     ("health_thresholds", "rollup_max_lag", None),
 ]

@@ -94,7 +94,7 @@ def traffic(conn: psycopg.Connection) -> psycopg.Connection:
         cur.execute(
             """insert into public.whatsapp_notifications (phone_number, status, created_at)
                select '+5511999999999',
-                 (array['sent', 'sent', 'sent', 'failed', 'pending', 'processing', 'delivered'])[1 + g % 7],
+                 (array['sent', 'sent', 'sent', 'failed', 'pending', 'processing'])[1 + g % 6],
                  now() - g * interval '37 seconds'
                from generate_series(0, 4000) as g"""
         )
@@ -123,6 +123,28 @@ def test_delivery_rate_query_equals_view(traffic: psycopg.Connection, refresh: s
 
 
 @pytest.mark.parametrize("refresh", ["none", "regular", "full"])
+def test_receipts_are_the_one_deliberate_difference(traffic: psycopg.Connection, refresh: str) -> None:
+    """A message WhatsApp accepted stays delivered when its receipts arrive; the spec's query, which
+    counts only status 'sent', would count each receipt as a failed delivery."""
+    traffic.execute(
+        """update public.whatsapp_notifications set status = case when g % 2 = 0 then 'delivered' else 'read' end
+           from (select id, row_number() over (order by created_at) as g from public.whatsapp_notifications
+                 where status = 'sent' and created_at > now() - interval '20 hours' limit 500) as r
+           where whatsapp_notifications.id = r.id"""
+    )
+    if refresh != "none":
+        traffic.execute("select monitoring.refresh_rollups(p_full => %s)", (refresh == "full",))
+    (total, spec_ok, spec_failed, spec_rate), = fetch(traffic, SPEC_DELIVERY_RATE)
+    (v_total, ours_ok, ours_failed, ours_rate), = fetch(
+        traffic, "select total, successful, failed, delivery_rate from monitoring.delivery_stats_24h")
+    assert (v_total, ours_failed) == (total, spec_failed)
+    assert ours_ok == spec_ok + 500, "delivered and read messages still count as delivered"
+    assert ours_rate > spec_rate
+    (receipts,) = fetch(traffic, "select delivered + read from monitoring.delivery_stats where window_name = '24h'")[0]
+    assert receipts == 500
+
+
+@pytest.mark.parametrize("refresh", ["none", "regular", "full"])
 def test_top_errors_query_equals_view(traffic: psycopg.Connection, refresh: str) -> None:
     if refresh != "none":
         traffic.execute("select monitoring.refresh_rollups(p_full => %s)", (refresh == "full",))
@@ -147,7 +169,7 @@ def test_empty_tables_rate_100_where_spec_gives_null(conn: psycopg.Connection) -
     conn.execute("delete from public.whatsapp_notifications")
     assert fetch(conn, SPEC_DELIVERY_RATE) == [(0, None, None, None)]
     assert fetch(conn, "select * from monitoring.delivery_stats_24h") == [(0, 0, 0, 100)]
-    assert [r[-1] for r in fetch(conn, "select * from monitoring.delivery_stats")] == [100, 100, 100]
+    assert [r[0] for r in fetch(conn, "select delivery_rate from monitoring.delivery_stats")] == [100, 100, 100]
 
 
 def test_seed_loads_fast_and_fills_every_view(conn: psycopg.Connection) -> None:

@@ -6,7 +6,9 @@
 -- Check constraints are added `not valid` and then validated; when old rows break a rule the
 -- constraint stays `not valid` (it still guards every new or updated row) and a notice says so.
 --
--- No triggers on these tables: the app's inserts and updates must not pay for monitoring.
+-- The monitoring adds only guarded triggers (10_rollups.sql): their WHEN clause is false for rows
+-- younger than 5 minutes, so the app's usual inserts and status updates never run them; only late
+-- changes (old rows updated, backfilled or deleted) are logged for the rollups.
 -- The sender itself keeps `updated_at`, `state_changed_at` and the per-status timestamps current.
 
 
@@ -59,7 +61,8 @@ comment on table public.whatsapp_notifications is
 
 comment on column public.whatsapp_notifications.status is
 'pending (queued), processing (picked by a sender), sent (accepted by WhatsApp), delivered, read, '
-'failed (gave up). The spec''s delivery rate counts only status = ''sent'' as successful.';
+'failed (gave up). The monitoring counts sent, delivered and read as accepted (delivered successfully); the spec''s '
+'own query counts only status = ''sent''.';
 
 comment on column public.whatsapp_notifications.attempts is 'Send attempts so far (0 while queued).';
 

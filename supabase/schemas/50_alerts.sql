@@ -673,6 +673,15 @@ begin
       hint = 'see select name from monitoring.alert_rules';
   end if;
 
+  -- Rules over a window read the rollups: bring them up to date first, so each value equals the
+  -- raw tables. Before any rule's lock: refresh lock, then rule locks, in every caller.
+  if exists (
+    select 1 from monitoring.alert_rules as r
+    where r."window" is not null and r.enabled and (p_rules is null or r.name = any(p_rules))
+  ) then
+    perform monitoring._refresh_for_evaluation(p_now);
+  end if;
+
   for v_rule in
     select * from monitoring.alert_rules as r
     where p_rules is null or r.name = any(p_rules)

@@ -12,7 +12,7 @@
 --   monitoring-dispatch         * * * * *    reconcile responses, send due deliveries and retries
 --   monitoring-refresh-rollups  * * * * *    monitoring.refresh_rollups()
 --   check-whatsapp-errors       0 * * * *    the spec's hourly check (SQL, or the Edge Function)
---   monitoring-retention        30 3 * * *   batched deletes, then refresh_rollups(p_full => true)
+--   monitoring-retention        30 3 * * *   batched deletes, each committed, then refresh_rollups()
 
 -- ---------------------------------------------------------------------------------------------
 -- Jobs
@@ -116,7 +116,7 @@ insert into monitoring.jobs (name, job, edge_job, schedule, description) values
 (
   'monitoring-retention', 'retention', null, '30 3 * * *',
   'Delete expired rows in batches (monitoring.retention_policies), each batch committed on its own, then '
-  || 'refresh_rollups(p_full => true): call monitoring.run_retention_job().'
+  || 'refresh_rollups(): call monitoring.run_retention_job().'
 )
 on conflict (name) do nothing;
 
@@ -243,6 +243,7 @@ begin
   select * into v_rule from monitoring.alert_rules as r where r.name = 'error_rate_webhook';
 
   -- the spec's query: errors with created_at >= now - 1 hour
+  perform monitoring._refresh_for_evaluation(p_now);
   v_count := monitoring._error_count(p_now, coalesce(v_rule."window", interval '1 hour'));
 
   if v_rule.name is not null and v_rule.enabled then
@@ -374,6 +375,7 @@ begin
         v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
       when 'refresh-rollups' then
         v_result := monitoring.refresh_rollups();
+        v_result := v_result || jsonb_build_object('statementTexts', monitoring._cache_statement_texts());
       when 'check-whatsapp-errors' then
         select r.threshold into v_threshold from monitoring.alert_rules as r where r.name = 'error_rate_webhook';
         v_result := monitoring.check_error_rate(coalesce(floor(v_threshold)::integer, 50), now());

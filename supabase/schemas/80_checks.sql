@@ -133,20 +133,20 @@ set jit = off
 as $$
   select
     '{}'::jsonb,
-    monitoring._rate(d.sent, d.total),
+    monitoring._rate(d.accepted, d.total),
     d.total::numeric,
     format(
-      'Low delivery rate: %s%% over %s (%s of %s sent, %s failed)',
-      round(monitoring._rate(d.sent, d.total), 1),
+      'Low delivery rate: %s%% over %s (%s of %s accepted by WhatsApp, %s failed, %s pending)',
+      round(monitoring._rate(d.accepted, d.total), 1),
       monitoring._human_interval(coalesce(p_rule."window", interval '1 hour')),
-      d.sent, d.total, d.failed
+      d.accepted, d.total, d.failed, d.pending + d.processing
     )
   from monitoring._delivery_window(p_now, coalesce(p_rule."window", interval '1 hour')) as d
 $$;
 
 comment on function monitoring._check_low_delivery_rate(monitoring.alert_rules, timestamptz) is
-'Check low_delivery_rate: % of notifications created in the window with status sent (as monitoring.delivery_stats), '
-'volume = messages in the window.';
+'Check low_delivery_rate: % of notifications created in the window that WhatsApp accepted (status sent, delivered '
+'or read, as monitoring.delivery_stats), volume = messages in the window.';
 
 create or replace function monitoring._check_high_error_rate(
   -- the rule

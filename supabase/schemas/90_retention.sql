@@ -129,16 +129,18 @@ begin
     v_deleted := v_deleted || jsonb_build_object(v_policy.target, v_total);
   end loop;
 
-  -- rollups must forget deleted error logs; this is also the nightly full refresh
-  v_refresh := monitoring.refresh_rollups(p_now => p_now, p_full => true);
+  -- a regular refresh: the app-table triggers skip rows past the 30-day horizon error_trends reads,
+  -- so nothing deleted here was in a view, and no full refresh (a long read of the app tables) is
+  -- needed
+  v_refresh := monitoring.refresh_rollups(p_now => p_now);
 
   return jsonb_build_object('deleted', v_deleted, 'refresh', v_refresh);
 end
 $$;
 
 comment on function monitoring.run_retention(timestamptz) is
-'One-shot retention in ONE transaction: delete rows older than each policy''s keep_for in batches, then '
-'refresh_rollups(p_full => true); returns rows deleted per target. The scheduled job uses the procedure '
+'One-shot retention in ONE transaction: delete rows older than each policy''s keep_for in batches, then a '
+'regular refresh_rollups(); returns rows deleted per target. The scheduled job uses the procedure '
 'run_retention_job(), which commits per batch.';
 
 alter table monitoring.retention_policies enable row level security;
@@ -150,12 +152,11 @@ for each row execute function monitoring._validate_not_null();
 -- Retention that commits per batch.
 --
 -- monitoring.run_retention() is a function, so everything it does is one transaction: at 10 M rows
--- the nightly job held its row locks on whatsapp_error_logs for ~12 s (the deletes plus the full
--- rollup refresh) and kept back vacuum's horizon for as long. The scheduled job now calls the
--- procedure monitoring.run_retention_job(), which commits after every batch (each holds its locks
--- for tens of milliseconds), then runs refresh_rollups(p_full => true) in a transaction of its own
--- (AccessShareLock only on the app tables: it blocks no insert, update or delete), and logs the run
--- in job_runs like run_job does. run_retention() stays for a one-shot manual run in one transaction.
+-- that held row locks on whatsapp_error_logs for ~12 s and kept back vacuum's horizon as long. The
+-- scheduled job calls the procedure monitoring.run_retention_job(), which commits after every batch
+-- (each holds its locks for tens of milliseconds), then runs a regular refresh_rollups() in a
+-- transaction of its own, and logs the run in job_runs like run_job does. run_retention() stays
+-- for a one-shot manual run in one transaction.
 
 -- one batch of one retention policy: the shared body of run_retention() and run_retention_job()
 create or replace function monitoring._retention_batch(
@@ -299,12 +300,11 @@ begin
     v_deleted := v_deleted || jsonb_build_object(v_policy.target, v_total);
   end loop;
 
-  -- rollups must forget deleted error logs; this is also the nightly full refresh, in a
-  -- transaction of its own that only reads the app tables
+  -- a regular refresh in a transaction of its own (see run_retention: no full refresh is needed)
   if v_message is null then
     v_batch_started := pg_catalog.clock_timestamp();
     begin
-      v_refresh := monitoring.refresh_rollups(p_now => v_now, p_full => true);
+      v_refresh := monitoring.refresh_rollups(p_now => v_now);
     exception when others then
       get stacked diagnostics v_message = message_text, v_context = pg_exception_context;
     end;
@@ -332,6 +332,6 @@ end
 $$;
 
 comment on procedure monitoring.run_retention_job(timestamptz) is -- noqa: LT01
-'The scheduled retention job (call monitoring.run_retention_job()): batched deletes committed one by one, then '
-'refresh_rollups(p_full => true) in its own transaction; logs the run in job_runs (detail: deleted per target, '
+'The scheduled retention job (call monitoring.run_retention_job()): batched deletes committed one by one, then a '
+'regular refresh_rollups() in its own transaction; logs the run in job_runs (detail: deleted per target, '
 'longestBatchMs). Call it outside a transaction block; an overlapping run skips.';

@@ -49,6 +49,7 @@ monitoring.error_hours,
 monitoring.error_minutes,
 monitoring.function_invocations,
 monitoring.health_thresholds,
+monitoring.latency_hours,
 monitoring.latency_minutes,
 monitoring.notification_hours,
 monitoring.notification_minutes,
@@ -85,11 +86,15 @@ monitoring.slow_queries,
 monitoring.top_errors_24h
 to service_role;
 
--- Owner only: monitoring._secrets (the fallback secret store) and monitoring._unlogged_epoch.
+-- Owner only: monitoring._secrets (the fallback secret store), monitoring._unlogged_epoch,
+-- monitoring._statement_texts (read through get_slow_queries), and the rollups'
+-- change logs (_notification_changes, _error_changes, _refresh_marks: written by the app-table triggers and
+-- refresh_rollups(), both security definer).
 
 -- functions service_role may call (views, health(), the alerting API, the jobs' entry points)
 grant execute on function
 monitoring._breaches(numeric, text, numeric),
+monitoring._cache_statement_texts(),
 monitoring._channel_payload(text, jsonb),
 monitoring._check_error_rate_webhook(monitoring.alert_rules, timestamptz),
 monitoring._check_function_availability(monitoring.alert_rules, timestamptz),
@@ -157,6 +162,7 @@ monitoring._validate_settings(),
 monitoring._validate_silence(),
 monitoring._validate_url(text, text),
 monitoring._watermark(),
+monitoring._refresh_for_evaluation(timestamptz),
 monitoring._webhook_payload(monitoring.alerts, monitoring.alert_rules, text, timestamptz),
 monitoring.check_error_rate(integer, timestamptz),
 monitoring.create_silence(jsonb, interval, text, text, timestamptz),
@@ -193,5 +199,7 @@ grant execute on procedure
 monitoring.run_retention_job(timestamptz)
 to service_role;
 
--- Owner only: monitoring._get_secret(text) (secrets) and monitoring._refresh_minutes(timestamptz, boolean)
--- (the rollup writer behind refresh_rollups()).
+-- Owner only: monitoring._get_secret(text) (secrets), the refresh stages behind refresh_rollups()
+-- (_refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days) and the app-table trigger functions
+-- (_log_notification_change, _log_error_change, _install_rollup_triggers), and the constants behind them
+-- (_change_lag, _change_horizon, _error_change_horizon).

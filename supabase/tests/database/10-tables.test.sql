@@ -45,17 +45,21 @@ select has_index('public', 'whatsapp_notifications', 'whatsapp_notifications_cre
 select has_index('public', 'whatsapp_notifications', 'whatsapp_notifications_backlog_idx', 'backlog partial index');
 select has_index('public', 'whatsapp_error_logs', 'whatsapp_error_logs_created_at_idx', 'error created_at index');
 
--- no triggers on the app tables: monitoring costs the app's writes nothing
-select is(
-  (
-    select count(*)::integer from pg_trigger
+-- the only triggers on the app tables are the rollups' change capture, each guarded by a WHEN
+-- clause (rows younger than the change lag skip it: the app's usual writes never run it)
+select set_eq(
+  $$select tgrelid::regclass::text, tgname, tgqual is not null from pg_trigger
     where tgrelid in (
       'public.whatsapp_notifications'::regclass, 'public.whatsapp_error_logs'::regclass,
       'public.whatsapp_sessions'::regclass
-    ) and not tgisinternal
-  ),
-  0,
-  'no triggers on the app tables'
+    ) and not tgisinternal$$,
+  $$values ('whatsapp_notifications', 'monitoring_rollups_insert', true),
+           ('whatsapp_notifications', 'monitoring_rollups_update', true),
+           ('whatsapp_notifications', 'monitoring_rollups_delete', true),
+           ('whatsapp_error_logs', 'monitoring_rollups_insert', true),
+           ('whatsapp_error_logs', 'monitoring_rollups_update', true),
+           ('whatsapp_error_logs', 'monitoring_rollups_delete', true)$$,
+  'the app tables carry only the guarded change-capture triggers'
 );
 
 -- RLS: anon and authenticated see nothing, service_role sees everything

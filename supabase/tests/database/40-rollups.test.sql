@@ -1,23 +1,26 @@
--- Test: refresh_rollups(): the watermark, rollups equal to the raw tables, status changes inside
--- the mutable window shown by the next refresh, older ones by the full refresh, retention deletes
--- reconciled by p_full, the horizon, the histogram buckets, and the advisory lock.
+-- Test: refresh_rollups(): the watermark, rollups equal to the raw tables, every later change (young
+-- rows, rows days old, backfills, deletes) shown by the next regular refresh, the horizon, the
+-- histogram bins, and the advisory lock.
 begin;
 set local client_min_messages = warning;
 create extension if not exists pgtap with schema extensions;
 set local search_path = extensions, public;
 select plan(18);
--- the crafted data changes statuses up to 2 hours back: the window a regular refresh covers
-update monitoring.rollup_settings set mutable_window = interval '2 hours';
-
 delete from public.whatsapp_notifications;
 delete from public.whatsapp_error_logs;
+delete from monitoring._notification_changes;
+delete from monitoring._error_changes;
 delete from monitoring.notification_minutes;
+delete from monitoring.notification_hours;
 delete from monitoring.latency_minutes;
+delete from monitoring.latency_hours;
 delete from monitoring.error_minutes;
+delete from monitoring.error_hours;
 delete from monitoring.error_days;
-update monitoring.rollup_state set watermark = '-infinity', last_full_at = null;
+update monitoring.rollup_state set watermark = '-infinity', changes_from = '-infinity', last_full_at = null;
+-- the app-table triggers log changes by the wall clock, so the data is laid out around now
 create temporary table t (p_now timestamptz) on commit drop;
-insert into t values ('2026-06-15 12:00:30+00');
+insert into t values (date_bin('1 minute', now(), '2000-01-01 00:00:00+00') + interval '30 seconds');
 
 -- 1 row every 7 minutes for 9 days, statuses cycling, latencies spread over the buckets
 insert into public.whatsapp_notifications (phone_number, status, created_at, processing_started_at, sent_at)
@@ -54,7 +57,10 @@ select is(
   (monitoring.refresh_rollups((select p_now from t))) ->> 'full', 'true',
   'the first refresh is a full one (no watermark yet)'
 );
-select is(monitoring._watermark(), '2026-06-15 12:00:00+00'::timestamptz, 'watermark = p_now truncated to the minute');
+select is(
+  monitoring._watermark(), (select date_bin('1 minute', p_now, '2000-01-01 00:00:00+00') from t),
+  'watermark = p_now truncated to the minute'
+);
 select set_eq(
   $$select bucket, total, sent, failed, pending, latency_count, latency_sum_ms
     from monitoring.notification_minutes where total > 0$$,
@@ -71,19 +77,17 @@ select is(
 );
 select is(
   (
-    select
-      sum(
-        lat_b01 + lat_b02 + lat_b03 + lat_b04 + lat_b05 + lat_b06 + lat_b07 + lat_b08 + lat_b09 + lat_b10
-        + lat_b11 + lat_b12 + lat_b13 + lat_b14 + lat_b15 + lat_b16 + lat_b17 + lat_b18 + lat_b19 + lat_b20 + lat_b21
-        + lat_b22 + lat_b23
-      )::integer
-    from monitoring.latency_minutes
+    select sum(n)::integer from monitoring.latency_minutes
+    where kind = 'latency'
   ),
   (select sum(latency_count)::integer from monitoring.notification_minutes),
-  'every delivery time falls in exactly one histogram bucket'
+  'every delivery time falls in exactly one histogram bin'
 );
 select is(
-  (select sum(lat_b09)::integer from monitoring.latency_minutes),
+  (
+    select sum(n)::integer from monitoring.latency_minutes
+    where kind = 'latency' and bin = 9
+  ),
   (
     select count(*)::integer from raw_minutes as r
     cross join
@@ -95,7 +99,7 @@ select is(
       ) as x
     where x.n > 0
   ),
-  'bucket 9 holds delivery times in [4 s, 5 s)'
+  'bin 9 holds delivery times in [4 s, 5 s)'
 );
 select set_eq(
   'select bucket, error_type, error_count from monitoring.error_minutes',
@@ -121,7 +125,7 @@ select set_eq(
   'error_days equal the raw rows for 31 days (older days from raw rows, recent from minutes)'
 );
 
--- a status change inside the mutable window shows after the next regular refresh
+-- a status change to rows under an hour old shows after the next regular refresh
 update public.whatsapp_notifications as n set status = 'failed'
 from t
 where n.status = 'sent' and n.created_at > t.p_now - interval '1 hour';
@@ -133,22 +137,15 @@ select set_eq(
   $$select m.bucket, m.total, m.sent, m.failed, m.pending, m.latency_count, m.latency_sum_ms
     from monitoring.notification_minutes as m, t where m.bucket >= t.p_now - interval '1 hour' and m.total > 0$$,
   'select r.* from raw_minutes as r, t where r.bucket >= t.p_now - interval ''1 hour''',
-  'status changes in the mutable window are in the rollups after one refresh'
+  'status changes of the last hour are in the rollups after one refresh'
 );
 
--- a change older than the mutable window waits for the full refresh
+-- a change 2 to 3 days back (a late send, a receipt) is logged and shown by the next regular refresh
 update public.whatsapp_notifications as n set status = 'failed'
 from t
 where n.status = 'sent' and n.created_at between t.p_now - interval '3 days' and t.p_now - interval '2 days';
-select ok(monitoring.refresh_rollups((select p_now from t) + interval '2 minutes') is not null, 'regular refresh');
-select isnt(
-  (select sum(failed) from monitoring.notification_minutes),
-  (select sum(failed) from raw_minutes),
-  'a status change 2 days back is not in the rollups after a regular refresh (by design)'
-);
-select ok(
-  (monitoring.refresh_rollups((select p_now from t) + interval '2 minutes', p_full => true)) ->> 'full' = 'true',
-  'full refresh'
+select is(
+  (monitoring.refresh_rollups((select p_now from t) + interval '2 minutes')) ->> 'full', 'false', 'regular refresh'
 );
 select is(
   (
@@ -156,20 +153,44 @@ select is(
     where m.bucket < date_bin('1 minute', t.p_now, '2000-01-01 00:00:00+00')
   ),
   (select sum(failed) from raw_minutes),
-  'the full refresh reconciles it'
+  'a status change 2 days back is in the rollups after a regular refresh'
 );
 
--- retention delete, then p_full
+-- a backfill of old rows and a delete of others, then a regular refresh
+insert into public.whatsapp_notifications (phone_number, status, created_at, sent_at)
+select
+  '+5511999999999' as phone_number,
+  'sent' as status,
+  t.p_now - interval '5 days' + g * interval '1 second' as created_at,
+  t.p_now - interval '5 days' + g * interval '1 second' + interval '3 seconds' as sent_at
+from t, generate_series(1, 300) as g;
+insert into public.whatsapp_error_logs (error_type, created_at)
+select
+  'backfilled' as error_type,
+  t.p_now - interval '6 days' + g * interval '1 second' as created_at
+from t, generate_series(1, 50) as g;
 delete from public.whatsapp_notifications as n using t
-where n.created_at < t.p_now - interval '3 days';
+where n.created_at < t.p_now - interval '7 days';
 select ok(
-  monitoring.refresh_rollups((select p_now from t), p_full => true) is not null, 'full refresh after retention'
+  monitoring.refresh_rollups((select p_now from t) + interval '3 minutes') ->> 'full' = 'false',
+  'regular refresh after a backfill and a delete'
 );
 select set_eq(
   $$select bucket, total, sent, failed, pending, latency_count, latency_sum_ms
     from monitoring.notification_minutes where total > 0$$,
   'select * from raw_minutes',
-  'after a retention delete and a full refresh the rollups equal the raw rows again'
+  'after a backfill and a delete the rollups equal the raw rows again'
+);
+select set_eq(
+  'select day, error_type, error_count, last_at from monitoring.error_days where error_type = ''backfilled''',
+  $$select (created_at at time zone 'UTC')::date, error_type, count(*)::integer, max(created_at)
+    from public.whatsapp_error_logs where error_type = 'backfilled' group by 1, 2$$,
+  'backfilled error logs are in error_days after a regular refresh'
+);
+select is(
+  (select count(*)::integer from monitoring._notification_changes),
+  0,
+  'the refresh consumed the change log'
 );
 
 select ok(
