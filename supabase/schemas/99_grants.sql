@@ -48,6 +48,7 @@ monitoring.error_days,
 monitoring.error_hours,
 monitoring.error_minutes,
 monitoring.function_invocations,
+monitoring._limits,
 monitoring.health_thresholds,
 monitoring.latency_minutes,
 monitoring.notification_hours,
@@ -150,10 +151,12 @@ monitoring._validate_delivery_times(),
 monitoring._validate_finite_times(),
 monitoring._validate_health_thresholds(),
 monitoring._validate_job(),
+monitoring._validate_limits(),
 monitoring._validate_not_null(),
 monitoring._validate_retention_policy(),
 monitoring._validate_rollup_settings(),
 monitoring._validate_settings(),
+monitoring._validate_single_row(),
 monitoring._validate_silence(),
 monitoring._validate_url(text, text),
 monitoring._watermark(),
@@ -192,6 +195,8 @@ to service_role;
 grant execute on procedure
 monitoring.run_retention_job(timestamptz)
 to service_role;
+
+-- Owner only: monitoring._validate_limit() (checks rows of monitoring._limits, which only migrations write).
 
 -- Owner only: monitoring._get_secret(text) (secrets) and monitoring._refresh_minutes(timestamptz, boolean)
 -- (the rollup writer behind refresh_rollups()).
