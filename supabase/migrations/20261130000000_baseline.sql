@@ -5228,7 +5228,7 @@ create table if not exists monitoring.jobs (
   description text not null,
   enabled boolean not null default true,
   scheduled_at timestamptz,
-  constraint jobs_job_check check (job ~ '^[a-z][a-z0-9-]*$'),
+  -- derived from schedule by monitoring._validate_job (a safeguard of the derivation, not a user limit)
   constraint jobs_period_check check (period > interval '0')
 );
 
@@ -6439,17 +6439,15 @@ on conflict (name) do nothing;
 -- reason; and the thresholds it uses (one row). The health Edge Function is a thin face over it.
 
 create table if not exists monitoring.health_thresholds (
-  id boolean primary key default true check (id),
-  whatsapp_unhealthy_after interval not null default interval '5 minutes'
-  check (whatsapp_unhealthy_after > interval '0'),
-  function_max_errors integer not null default 10 check (function_max_errors >= 0),
-  function_max_error_rate numeric not null default 5 check (function_max_error_rate between 0 and 100),
-  function_max_avg_ms numeric not null default 5000 check (function_max_avg_ms > 0),
-  rollup_max_lag interval not null default interval '5 minutes' check (rollup_max_lag > interval '0'),
-  slow_query_target_ms numeric not null default 100 check (slow_query_target_ms > 0),
-  slow_query_alert_ms numeric not null default 500 check (slow_query_alert_ms > 0),
-  updated_at timestamptz not null default now(),
-  constraint health_thresholds_slow_query_order check (slow_query_alert_ms >= slow_query_target_ms)
+  id boolean primary key default true,
+  whatsapp_unhealthy_after interval not null default interval '5 minutes',
+  function_max_errors integer not null default 10,
+  function_max_error_rate numeric not null default 5,
+  function_max_avg_ms numeric not null default 5000,
+  rollup_max_lag interval not null default interval '5 minutes',
+  slow_query_target_ms numeric not null default 100,
+  slow_query_alert_ms numeric not null default 500,
+  updated_at timestamptz not null default now()
 );
 
 comment on table monitoring.health_thresholds is
@@ -7012,70 +7010,33 @@ comment on function monitoring.health(timestamptz) is
 --   delivery: outbox counts (queued, sending, retrying, dead), last delivery, pg_net presence.
 --             degraded when a notification was dead-lettered in the last 24 hours, when pg_net is
 --             missing while notifications wait, or when a due notification waited over 10 minutes.
+-- The limits of health_thresholds (enforced by monitoring._validate_limits, see 05_schema.sql)
+insert into monitoring._limits (table_name, column_name, min_value, min_exclusive, max_value, hint) values
+(
+  'health_thresholds', 'whatsapp_unhealthy_after', '1 second', false, '7 days',
+  'use an interval such as ''5 minutes'' (the spec''s value)'
+),
+('health_thresholds', 'function_max_errors', '0', false, null, 'use a count such as 10 (the spec''s value)'),
+('health_thresholds', 'function_max_error_rate', '0', false, '100', 'use a percentage such as 5 (the spec''s value)'),
+('health_thresholds', 'function_max_avg_ms', '0', true, null, 'use milliseconds such as 5000 (the spec''s value)'),
+('health_thresholds', 'rollup_max_lag', '1 second', false, '7 days', 'use an interval such as ''5 minutes'''),
+('health_thresholds', 'slow_query_target_ms', '0', true, null, 'use milliseconds such as 100 (the spec''s target)'),
+('health_thresholds', 'slow_query_alert_ms', '0', true, null, 'use milliseconds such as 500 (the spec''s alert level)')
+on conflict (table_name, column_name) do nothing;
+
 create or replace function monitoring._validate_health_thresholds()
 returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  if new.id is distinct from true then
-    raise exception using
-      errcode = 'check_violation',
-      message = 'health_thresholds.id must be true: the table holds exactly one row',
-      hint = 'update the row: update monitoring.health_thresholds set ... where id';
-  end if;
-  if new.whatsapp_unhealthy_after is null
-    or new.whatsapp_unhealthy_after not between interval '1 second' and interval '7 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.whatsapp_unhealthy_after must be between 1 second and 7 days (got %s)',
-        coalesce(new.whatsapp_unhealthy_after::text, 'null')),
-      hint = 'use an interval such as ''5 minutes'' (the spec''s value)';
-  end if;
-  if new.function_max_errors is null or new.function_max_errors < 0 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.function_max_errors must be >= 0 (got %s)',
-        coalesce(new.function_max_errors::text, 'null')),
-      hint = 'use a count such as 10 (the spec''s value)';
-  end if;
-  if new.function_max_error_rate is null or new.function_max_error_rate = 'NaN'
-    or new.function_max_error_rate not between 0 and 100 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.function_max_error_rate must be a percentage between 0 and 100 (got %s)',
-        coalesce(new.function_max_error_rate::text, 'null')),
-      hint = 'use a percentage such as 5 (the spec''s value)';
-  end if;
-  if new.function_max_avg_ms is null or new.function_max_avg_ms in ('NaN', 'Infinity')
-    or new.function_max_avg_ms <= 0 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.function_max_avg_ms must be a positive number of ms (got %s)',
-        coalesce(new.function_max_avg_ms::text, 'null')),
-      hint = 'use milliseconds such as 5000 (the spec''s value)';
-  end if;
-  if new.rollup_max_lag is null or new.rollup_max_lag not between interval '1 second' and interval '7 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.rollup_max_lag must be between 1 second and 7 days (got %s)',
-        coalesce(new.rollup_max_lag::text, 'null')),
-      hint = 'use an interval such as ''5 minutes''';
-  end if;
-  if new.slow_query_target_ms is null or new.slow_query_target_ms in ('NaN', 'Infinity')
-    or new.slow_query_target_ms <= 0 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.slow_query_target_ms must be a positive number of ms (got %s)',
-        coalesce(new.slow_query_target_ms::text, 'null')),
-      hint = 'use milliseconds such as 100 (the spec''s target)';
-  end if;
-  if new.slow_query_alert_ms is null or new.slow_query_alert_ms in ('NaN', 'Infinity')
-    or new.slow_query_alert_ms < new.slow_query_target_ms then
+  -- each is bounded by its limit (health_thresholds_limits, which run first); the alert level is
+  -- also at least the target
+  if new.slow_query_alert_ms < new.slow_query_target_ms then
     raise exception using
       errcode = 'check_violation',
       message = format('health_thresholds.slow_query_alert_ms must be a number of ms >= slow_query_target_ms (%s) '
-        || '(got %s)', new.slow_query_target_ms, coalesce(new.slow_query_alert_ms::text, 'null')),
+        || '(got %s)', new.slow_query_target_ms, new.slow_query_alert_ms),
       hint = 'use milliseconds such as 500 (the spec''s alert level)';
   end if;
   return new;
@@ -7083,8 +7044,16 @@ end
 $$;
 
 comment on function monitoring._validate_health_thresholds() is
-'Trigger: validate the health_thresholds row, raising a check_violation whose message names the field and whose '
-'hint gives the spec''s value.';
+'Trigger: refuse a slow_query_alert_ms below slow_query_target_ms, naming the field (the other bounds of '
+'health_thresholds are limits in monitoring._limits).';
+
+create or replace trigger health_thresholds_limits
+before insert or update on monitoring.health_thresholds
+for each row execute function monitoring._validate_limits();
+
+create or replace trigger health_thresholds_single_row
+before insert or update on monitoring.health_thresholds
+for each row execute function monitoring._validate_single_row();
 
 create or replace trigger health_thresholds_validate_nulls
 before insert or update on monitoring.health_thresholds
@@ -7112,13 +7081,7 @@ create table if not exists monitoring.retention_policies (
   batch_size integer not null default 10000,
   max_batches integer not null default 100,
   enabled boolean not null default true,
-  description text,
-  constraint retention_policies_target_check check (
-    target in ('whatsapp_error_logs', 'alert_history', 'deliveries', 'cron_job_run_details', 'job_runs', 'rule_errors')
-  ),
-  constraint retention_policies_keep_for_check check (keep_for >= interval '1 day'),
-  constraint retention_policies_batch_size_check check (batch_size between 100 and 100000),
-  constraint retention_policies_max_batches_check check (max_batches between 1 and 10000)
+  description text
 );
 
 comment on table monitoring.retention_policies is
@@ -7134,6 +7097,16 @@ comment on column monitoring.retention_policies.keep_for is 'Rows older than thi
 comment on column monitoring.retention_policies.max_batches is
 'Batches per run at most; a larger backlog continues at the next run.';
 
+-- The limits of retention_policies (enforced by monitoring._validate_limits, see 05_schema.sql)
+insert into monitoring._limits (table_name, column_name, min_value, max_value, hint) values
+(
+  'retention_policies', 'keep_for', '1 day', '3660 days',
+  'use an interval such as ''30 days''; to keep rows forever set enabled = false'
+),
+('retention_policies', 'batch_size', '100', '100000', 'use 10000'),
+('retention_policies', 'max_batches', '1', '10000', 'use 100')
+on conflict (table_name, column_name) do nothing;
+
 create or replace function monitoring._validate_retention_policy()
 returns trigger
 language plpgsql
@@ -7148,35 +7121,17 @@ begin
       message = format('retention_policies.target %L is not a table run_retention knows', left(new.target, 200)),
       hint = 'use whatsapp_error_logs, alert_history, deliveries, cron_job_run_details, job_runs or rule_errors';
   end if;
-  if new.keep_for is null or new.keep_for not between interval '1 day' and interval '3660 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format(
-        'retention_policies.keep_for must be at least 1 day and at most 3660 days (got %s)',
-        coalesce(new.keep_for::text, 'null')
-      ),
-      hint = 'use an interval such as ''30 days''; to keep rows forever set enabled = false';
-  end if;
-  if new.batch_size is null or new.batch_size not between 100 and 100000 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('retention_policies.batch_size must be between 100 and 100000 (got %s)',
-        coalesce(new.batch_size::text, 'null')),
-      hint = 'use 10000';
-  end if;
-  if new.max_batches is null or new.max_batches not between 1 and 10000 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('retention_policies.max_batches must be between 1 and 10000 (got %s)',
-        coalesce(new.max_batches::text, 'null')),
-      hint = 'use 100';
-  end if;
   return new;
 end
 $$;
 
 comment on function monitoring._validate_retention_policy() is
-'Trigger: validate a retention policy, raising a check_violation whose message names the field.';
+'Trigger: refuse a retention policy for a table run_retention does not know, naming the field (keep_for, '
+'batch_size and max_batches are limits in monitoring._limits).';
+
+create or replace trigger retention_policies_limits
+before insert or update on monitoring.retention_policies
+for each row execute function monitoring._validate_limits();
 
 create or replace trigger retention_policies_validate
 before insert or update on monitoring.retention_policies
