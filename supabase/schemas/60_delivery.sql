@@ -1186,10 +1186,16 @@ create or replace trigger channels_validate_nulls
 before insert or update on monitoring.channels
 for each row execute function monitoring._validate_not_null();
 
--- a delivery never gets a null or infinite time from a p_now argument
+-- A delivery never gets a null or infinite time from a p_now argument. The when clause keeps the
+-- function (which names the column) off the dispatcher's path: it runs only for a bad row.
 create or replace trigger deliveries_finite_times
 before insert or update on monitoring.deliveries
-for each row execute function monitoring._validate_finite_times(
+for each row when (
+  new.created_at is null
+  or not isfinite(greatest(new.created_at, new.next_attempt_at, new.last_attempt_at, new.delivered_at, new.dead_at))
+  or not isfinite(least(new.created_at, new.next_attempt_at, new.last_attempt_at, new.delivered_at, new.dead_at))
+)
+execute function monitoring._validate_finite_times(
   'created_at', 'next_attempt_at', 'last_attempt_at', 'delivered_at', 'dead_at'
 );
 
