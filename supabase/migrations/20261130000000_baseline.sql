@@ -368,7 +368,19 @@ comment on function monitoring._iso(timestamptz) is
 --     (refused by get_hourly_stats);
 --   * null in a not-null column of a configuration table gave a raw "null value in column ...";
 --   * health_thresholds and rollup_settings only had CHECK constraints (no hint, NaN accepted);
---   * URLs with a port above 65535 were accepted.
+--   * URLs with a port above 65535 were accepted;
+--   * each limit was written twice, as a CHECK and again in a trigger, and the two disagreed
+--     (backoff_base: "> 0" in the CHECK, "at most 1 day" in the trigger).
+--
+-- Where each rule lives, stated once:
+--   * a bound or a list of allowed values of a configuration column: a row of monitoring._limits,
+--     next to its table in that table's domain file, enforced by monitoring._validate_limits()
+--     (trigger <table>_limits); no CHECK constraint repeats it;
+--   * one row only (settings, health_thresholds, rollup_settings): trigger <table>_single_row;
+--   * a not-null column without a limit: monitoring._validate_not_null() (<table>_validate_nulls);
+--   * times the jobs write from p_now: monitoring._validate_finite_times() (<table>_finite_times);
+--   * rules that are logic (names, cron expressions, URLs, regexes, secrets, one field against
+--     another): the table's own monitoring._validate_<table>() trigger, each rule written once.
 
 
 -- =============================================================================================
@@ -426,17 +438,26 @@ declare
   v_arg text;
   v_column text;
   v_value text;
-  v_not_null boolean;
+  v_not_null text[];
 begin
-  -- tg_argv: the timestamptz columns to check; a trailing ! marks one that, once set, stays set
+  -- tg_argv: the timestamptz columns to check; a trailing ! marks one that, once set, stays set, a
+  -- trailing + one that must be set (a trigger's when clause says when)
   foreach v_arg in array tg_argv loop
-    v_column := rtrim(v_arg, '!');
+    v_column := rtrim(v_arg, '!+');
     v_value := v_row ->> v_column;
-    select a.attnotnull into v_not_null
-    from pg_catalog.pg_attribute as a
-    where a.attrelid = tg_relid and a.attname = v_column;
+    if v_value is null and v_not_null is null then
+      -- the table's not-null columns, looked up once and only when a value is null
+      select coalesce(array_agg(a.attname::text), '{}') into v_not_null
+      from pg_catalog.pg_attribute as a
+      where a.attrelid = tg_relid and a.attnum > 0 and not a.attisdropped and a.attnotnull;
+    end if;
     if v_value in ('infinity', '-infinity')
-      or (v_value is null and (v_not_null or (v_arg like '%!' and v_old ->> v_column is not null))) then
+      or (
+        v_value is null and (
+          v_column = any(v_not_null) or v_arg like '%+'
+          or (v_arg like '%!' and v_old ->> v_column is not null)
+        )
+      ) then
       raise exception using
         errcode = 'invalid_parameter_value',
         message = format('%s.%s must be a finite time, not %s: a p_now argument was null or infinite',
@@ -449,9 +470,209 @@ end
 $$;
 
 comment on function monitoring._validate_finite_times() is
-'Trigger: raise when a time column named in the trigger arguments is infinite, or null where it is not nullable or '
-'(argument ending in !) was set before, so a p_now => null or ''infinity'' never reaches rule_state, rule_errors '
-'or rollup_state.';
+'Trigger: raise when a time column named in the trigger arguments is infinite, or null where it is not nullable, '
+'was set before (argument ending in !) or must be set (argument ending in +), so a p_now => null or ''infinity'' '
+'never reaches rule_state, rule_errors, rollup_state, jobs or deliveries.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Limits of the configuration tables: one row per column, read by one validator
+-- ---------------------------------------------------------------------------------------------
+create table if not exists monitoring._limits (
+  table_name text not null,
+  column_name text not null,
+  min_value text,
+  min_exclusive boolean not null default false,
+  max_value text,
+  allowed text[],
+  hint text not null,
+  primary key (table_name, column_name),
+  constraint _limits_one_kind check (
+    allowed is null or (min_value is null and max_value is null and not min_exclusive)
+  )
+);
+
+comment on table monitoring._limits is
+'The limits of the configuration tables, each stated once: a bound (min_value, max_value) or a list of allowed '
+'values per column, with the hint shown when a write breaks it. Enforced by monitoring._validate_limits() (trigger '
+'<table>_limits); numbers must also be finite (no NaN or Infinity). Add a limit with an insert here plus a '
+'migration doing the same insert.';
+
+comment on column monitoring._limits.table_name is
+'A table of schema monitoring (its trigger <table>_limits enforces the limit).';
+
+comment on column monitoring._limits.column_name is
+'The column limited: numeric, integer or interval for bounds, text for allowed.';
+
+comment on column monitoring._limits.min_value is
+'Lowest value allowed, written in the column''s type as the message shows it (''1 minute'', ''0''); null: no '
+'lower bound.';
+
+comment on column monitoring._limits.min_exclusive is
+'Whether min_value itself is refused (a positive value: min_value 0, exclusive).';
+
+comment on column monitoring._limits.max_value is 'Highest value allowed (inclusive); null: no upper bound.';
+
+comment on column monitoring._limits.allowed is
+'The only values allowed, in the order the message lists them; null: any.';
+
+comment on column monitoring._limits.hint is
+'The fix, shown as the error''s hint, such as ''use an interval such as ''''4 hours''''''.';
+
+create or replace function monitoring._validate_limit()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_type regtype;
+begin
+  select a.atttypid::regtype into v_type
+  from pg_catalog.pg_attribute as a
+  where
+    a.attrelid = to_regclass(format('monitoring.%I', new.table_name))
+    and a.attname = new.column_name and a.attnum > 0 and not a.attisdropped;
+  if v_type is null then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('_limits: monitoring.%s has no column %s', new.table_name, new.column_name),
+      hint = 'create the table first, then state its limits';
+  end if;
+  if new.allowed is not null and v_type <> 'text'::regtype then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('_limits: allowed values are for text columns; %s.%s is %s', new.table_name, new.column_name,
+        v_type),
+      hint = 'give min_value and max_value instead';
+  end if;
+  if new.allowed is null and v_type not in ('numeric'::regtype, 'integer'::regtype, 'interval'::regtype) then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('_limits: bounds are for numeric, integer or interval columns; %s.%s is %s', new.table_name,
+        new.column_name, v_type),
+      hint = 'give allowed values, or check it in the table''s own validator';
+  end if;
+  -- each bound must read as a value of the column's type (a typo fails here, at migration time)
+  execute format('select $1::%1$s, $2::%1$s', v_type) using new.min_value, new.max_value;
+  return new;
+end
+$$;
+
+comment on function monitoring._validate_limit() is
+'Trigger: refuse a monitoring._limits row whose column does not exist or whose bounds do not read as the '
+'column''s type, so a mistyped limit fails the migration instead of being ignored.';
+
+create or replace trigger _limits_validate
+before insert or update on monitoring._limits
+for each row execute function monitoring._validate_limit();
+
+create or replace function monitoring._validate_limits()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_row jsonb := to_jsonb(new);
+  v_limit record;
+  v_value text;
+  v_bad boolean;
+begin
+  for v_limit in
+    select
+      l.column_name,
+      l.hint,
+      l.allowed,
+      a.attnotnull as not_null,
+      a.atttypid = 'interval'::regtype as is_interval,
+      l.min_value,
+      l.max_value,
+      l.min_exclusive,
+      -- what the message says the value must be, from the bounds themselves
+      case
+        when l.allowed is not null and cardinality(l.allowed) = 2 then l.allowed[1] || ' or ' || l.allowed[2]
+        when l.allowed is not null then 'one of ' || array_to_string(l.allowed, ', ')
+        when l.min_value is null and l.max_value is null then 'a finite number'
+        when a.atttypid <> 'interval'::regtype and l.min_value is not null and l.max_value is not null
+          and not l.min_exclusive then format('between %s and %s', l.min_value, l.max_value)
+        else concat_ws(
+          ' ',
+          case
+            when l.min_value is null then null
+            when a.atttypid = 'interval'::regtype and l.min_exclusive and l.min_value::interval = interval '0'
+              then 'a positive interval'
+            when l.min_exclusive then '> ' || l.min_value
+            when a.atttypid = 'interval'::regtype and l.min_value::interval <> interval '0'
+              then 'at least ' || l.min_value
+            else '>= ' || l.min_value
+          end,
+          case
+            when l.max_value is null then null
+            when l.min_value is null then 'at most ' || l.max_value
+            when a.atttypid = 'interval'::regtype and l.min_exclusive and l.min_value::interval = interval '0'
+              then 'of at most ' || l.max_value
+            else 'and at most ' || l.max_value
+          end
+        )
+      end as must_be
+    from monitoring._limits as l
+    inner join pg_catalog.pg_attribute as a
+      on a.attrelid = tg_relid and l.column_name = a.attname and a.attnum > 0 and not a.attisdropped
+    where l.table_name = tg_table_name
+    order by a.attnum
+  loop
+    v_value := v_row ->> v_limit.column_name;
+    v_bad := case
+      when v_value is null then v_limit.not_null
+      when v_limit.allowed is not null then v_value <> all(v_limit.allowed)
+      when v_limit.is_interval then
+        v_value::interval < v_limit.min_value::interval
+        or (v_limit.min_exclusive and v_value::interval = v_limit.min_value::interval)
+        or v_value::interval > v_limit.max_value::interval
+      -- NaN sorts above every number in Postgres, so a bound alone lets it (and Infinity) through
+      else
+        v_value in ('NaN', 'Infinity', '-Infinity')
+        or v_value::numeric < v_limit.min_value::numeric
+        or (v_limit.min_exclusive and v_value::numeric = v_limit.min_value::numeric)
+        or v_value::numeric > v_limit.max_value::numeric
+    end;
+    if coalesce(v_bad, false) then
+      raise exception using
+        errcode = 'check_violation',
+        message = format('%s.%s must be %s (got %s)', tg_table_name, v_limit.column_name, v_limit.must_be,
+          case when v_limit.allowed is not null then quote_nullable(left(v_value, 200)) else coalesce(v_value, 'null') end),
+        hint = v_limit.hint;
+    end if;
+  end loop;
+  return new;
+end
+$$;
+
+comment on function monitoring._validate_limits() is
+'Trigger (<table>_limits, first of a table''s validators): refuse a write that breaks a limit of monitoring._limits '
+'with a check_violation naming table.column, what it must be and the value given, and the limit''s hint.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Tables of one row (settings, health_thresholds, rollup_settings)
+-- ---------------------------------------------------------------------------------------------
+create or replace function monitoring._validate_single_row()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.id is distinct from true then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s.id must be true: the table holds exactly one row (trigger %s)', tg_table_name, tg_name),
+      hint = format('update the row: update monitoring.%s set ... where id', tg_table_name);
+  end if;
+  return new;
+end
+$$;
+
+comment on function monitoring._validate_single_row() is
+'Trigger (<table>_single_row): keep a one-row table at one row, whose boolean primary key id is always true.';
+
+alter table monitoring._limits enable row level security;
 
 
 -- =============================================================================================
@@ -495,11 +716,9 @@ comment on function monitoring._validate_finite_times() is
 -- Settings (one row; edit with update)
 -- =============================================================================================
 create table if not exists monitoring.rollup_settings (
-  id boolean primary key default true check (id),
-  minute_horizon interval not null default interval '8 days'
-  check (minute_horizon >= interval '8 days'),
-  day_horizon interval not null default interval '31 days'
-  check (day_horizon >= interval '31 days'),
+  id boolean primary key default true,
+  minute_horizon interval not null default interval '8 days',
+  day_horizon interval not null default interval '31 days',
   updated_at timestamptz not null default now()
 );
 
@@ -1502,46 +1721,23 @@ comment on function monitoring.record_invocation(text, integer, numeric, timesta
 'Log one Edge Function invocation (name, HTTP status, duration ms) for monitoring.function_stats. '
 'Returns the new row id; bad arguments raise naming the argument.';
 
-create or replace function monitoring._validate_rollup_settings()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  if new.id is distinct from true then
-    raise exception using
-      errcode = 'check_violation',
-      message = 'rollup_settings.id must be true: the table holds exactly one row',
-      hint = 'update the row: update monitoring.rollup_settings set ... where id';
-  end if;
-  if new.minute_horizon is null or new.minute_horizon not between interval '8 days' and interval '366 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('rollup_settings.minute_horizon must be between 8 days and 366 days (got %s)',
-        coalesce(new.minute_horizon::text, 'null')),
-      hint = 'use ''8 days'': the views read 7 days of minute rollups';
-  end if;
-  if new.day_horizon is null or new.day_horizon not between interval '31 days' and interval '3660 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('rollup_settings.day_horizon must be between 31 days and 3660 days (got %s)',
-        coalesce(new.day_horizon::text, 'null')),
-      hint = 'use ''31 days'': error_trends reads 30 days';
-  end if;
-  return new;
-end
-$$;
+-- The limits of rollup_settings (enforced by monitoring._validate_limits, see 05_schema.sql)
+insert into monitoring._limits (table_name, column_name, min_value, max_value, hint) values
+('rollup_settings', 'minute_horizon', '8 days', '366 days', 'use ''8 days'': the views read 7 days of minute rollups'),
+('rollup_settings', 'day_horizon', '31 days', '3660 days', 'use ''31 days'': error_trends reads 30 days')
+on conflict (table_name, column_name) do nothing;
 
-comment on function monitoring._validate_rollup_settings() is
-'Trigger: validate the rollup_settings row, raising a check_violation whose message names the field.';
+create or replace trigger rollup_settings_limits
+before insert or update on monitoring.rollup_settings
+for each row execute function monitoring._validate_limits();
+
+create or replace trigger rollup_settings_single_row
+before insert or update on monitoring.rollup_settings
+for each row execute function monitoring._validate_single_row();
 
 create or replace trigger rollup_settings_validate_nulls
 before insert or update on monitoring.rollup_settings
 for each row execute function monitoring._validate_not_null();
-
-create or replace trigger rollup_settings_validate
-before insert or update on monitoring.rollup_settings
-for each row execute function monitoring._validate_rollup_settings();
 
 create or replace trigger rollup_state_finite_times
 before update on monitoring.rollup_state
@@ -2632,16 +2828,7 @@ create table if not exists monitoring.settings (
   job_mode text not null default 'db',
   project_url_secret text not null default 'project_url',
   service_key_secret text not null default 'service_role_key',
-  updated_at timestamptz not null default now(),
-  constraint settings_single_row check (id),
-  constraint settings_backoff_check check (
-    backoff_base > interval '0' and backoff_cap >= backoff_base
-  ),
-  constraint settings_max_attempts_check check (max_attempts between 1 and 100),
-  constraint settings_http_timeout_ms_check check (http_timeout_ms between 100 and 300000),
-  constraint settings_response_grace_check check (response_grace >= interval '0'),
-  constraint settings_dispatch_batch_check check (dispatch_batch between 1 and 10000),
-  constraint settings_job_mode_check check (job_mode in ('db', 'edge'))
+  updated_at timestamptz not null default now()
 );
 
 comment on table monitoring.settings is
@@ -3055,17 +3242,7 @@ create table if not exists monitoring.alert_rules (
   runbook text[] not null,
   labels jsonb not null default '{}'::jsonb,
   created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now(),
-  constraint alert_rules_name_check check (name ~ '^[a-z][a-z0-9_]{0,62}$'),
-  constraint alert_rules_severity_check check (severity in ('critical', 'warning', 'info')),
-  constraint alert_rules_comparator_check check (comparator in ('>', '>=', '<', '<=')),
-  constraint alert_rules_threshold_check check (threshold > 0),
-  constraint alert_rules_window_check check ("window" is null or "window" > interval '0'),
-  constraint alert_rules_min_volume_check check (min_volume is null or min_volume >= 0),
-  constraint alert_rules_for_period_check check (for_period >= interval '0'),
-  constraint alert_rules_repeat_interval_check check (repeat_interval >= interval '1 minute'),
-  constraint alert_rules_runbook_check check (cardinality(runbook) >= 1),
-  constraint alert_rules_labels_check check (jsonb_typeof(labels) = 'object')
+  updated_at timestamptz not null default now()
 );
 
 comment on table monitoring.alert_rules is
@@ -3123,6 +3300,31 @@ comment on type monitoring.check_result is
 'One alert instance reported by a rule''s check function: labels (JSON object of strings), value compared with the '
 'threshold, volume compared with min_volume, message.';
 
+-- The limits of alert_rules and settings (enforced by monitoring._validate_limits, see 05_schema.sql)
+insert into monitoring._limits (table_name, column_name, min_value, min_exclusive, max_value, allowed, hint) values
+('alert_rules', 'severity', null, false, null, '{critical,warning,info}', 'use critical, warning or info'),
+('alert_rules', 'comparator', null, false, null, '{>,>=,<,<=}', 'use > for "more than" and < for "less than"'),
+('alert_rules', 'threshold', '0', true, null, null, 'use a positive number such as 50'),
+('alert_rules', 'target', null, false, null, null, 'use the healthy value from the spec, such as 95, or null'),
+('alert_rules', 'window', '0', true, '31 days', null, 'use an interval such as ''1 hour'''),
+('alert_rules', 'min_volume', '0', false, null, null, 'use 0 or a positive count such as 10, or null for no minimum'),
+(
+  'alert_rules', 'for_period', '0', false, '366 days', null,
+  'use ''0'' to fire at once or an interval such as ''5 minutes'''
+),
+('alert_rules', 'repeat_interval', '1 minute', false, '366 days', null, 'use an interval such as ''4 hours'''),
+('settings', 'backoff_base', '0', true, '1 day', null, 'use an interval such as ''30 seconds'''),
+('settings', 'backoff_cap', null, false, '7 days', null, 'use an interval such as ''30 minutes'''),
+('settings', 'max_attempts', '1', false, '100', null, 'use a count such as 8'),
+('settings', 'http_timeout_ms', '100', false, '300000', null, 'use milliseconds such as 5000'),
+('settings', 'response_grace', '0', false, '1 day', null, 'use an interval such as ''1 minute'''),
+('settings', 'dispatch_batch', '1', false, '10000', null, 'use a count such as 100'),
+(
+  'settings', 'job_mode', null, false, null, '{db,edge}',
+  'call monitoring.schedule_jobs(''db'') or monitoring.schedule_jobs(''edge'')'
+)
+on conflict (table_name, column_name) do nothing;
+
 create or replace function monitoring._validate_alert_rule()
 returns trigger
 language plpgsql
@@ -3141,31 +3343,13 @@ begin
       message = format('alert_rules.description of %s must not be empty', new.name),
       hint = 'say in one line what the rule detects';
   end if;
-  if new.severity is null or new.severity not in ('critical', 'warning', 'info') then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.severity must be one of critical, warning, info (got %L)', left(new.severity, 200)),
-      hint = 'use critical, warning or info';
-  end if;
   if new.metric is null or btrim(new.metric) = '' then
     raise exception using
       errcode = 'check_violation',
       message = format('alert_rules.metric of %s must not be empty', new.name),
       hint = 'name the metric as the webhook payload shows it, such as delivery_rate';
   end if;
-  if new.comparator is null or new.comparator not in ('>', '>=', '<', '<=') then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.comparator must be one of >, >=, <, <= (got %L)', left(new.comparator, 200)),
-      hint = 'use > for "more than" and < for "less than"';
-  end if;
-  -- NaN sorts above every number in Postgres, so "> 0" alone lets it (and Infinity) through
-  if new.threshold is null or new.threshold in ('NaN', 'Infinity') or new.threshold <= 0 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.threshold must be > 0 (got %s)', coalesce(new.threshold::text, 'null')),
-      hint = 'use a positive number such as 50';
-  end if;
+  -- threshold is > 0 and finite by its limit (alert_rules_limits); a percentage is also <= 100
   if new.unit = '%' and new.threshold > 100 then
     raise exception using
       errcode = 'check_violation',
@@ -3173,39 +3357,6 @@ begin
         'alert_rules.threshold of %s is a percentage and must be <= 100 (got %s)', new.name, new.threshold
       ),
       hint = 'use a percentage such as 90';
-  end if;
-  if new.target in ('NaN', 'Infinity', '-Infinity') then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.target must be a finite number or null (got %s)', new.target),
-      hint = 'use the healthy value from the spec, such as 95, or null';
-  end if;
-  if new."window" is not null and (new."window" <= interval '0' or new."window" > interval '31 days') then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.window must be a positive interval of at most 31 days (got %s)', new."window"),
-      hint = 'use an interval such as ''1 hour''';
-  end if;
-  if new.min_volume is not null and (new.min_volume in ('NaN', 'Infinity') or new.min_volume < 0) then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.min_volume must be >= 0 (got %s)', new.min_volume),
-      hint = 'use 0 or a positive count such as 10, or null for no minimum';
-  end if;
-  if new.for_period is null or new.for_period < interval '0' or new.for_period > interval '366 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.for_period must be >= 0 and at most 366 days (got %s)',
-        coalesce(new.for_period::text, 'null')),
-      hint = 'use ''0'' to fire at once or an interval such as ''5 minutes''';
-  end if;
-  if new.repeat_interval is null or new.repeat_interval < interval '1 minute'
-    or new.repeat_interval > interval '366 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.repeat_interval must be at least 1 minute and at most 366 days (got %s)',
-        coalesce(new.repeat_interval::text, 'null')),
-      hint = 'use an interval such as ''4 hours''';
   end if;
   perform monitoring._cron_parse(new.schedule, 'alert_rules.schedule');
   if new.runbook is null or cardinality(new.runbook) < 1
@@ -3244,8 +3395,8 @@ end
 $$;
 
 comment on function monitoring._validate_alert_rule() is
-'Trigger: validate an alert rule, raising a check_violation whose message names the field and whose hint gives the '
-'fix.';
+'Trigger: validate what an alert rule''s limits (monitoring._limits) cannot say: name, texts, percentage threshold, '
+'schedule, runbook, labels and check function, raising a check_violation naming the field with the fix as hint.';
 
 create or replace trigger alert_rules_validate
 before insert or update on monitoring.alert_rules
@@ -3257,12 +3408,6 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  if new.id is distinct from true then
-    raise exception using
-      errcode = 'check_violation',
-      message = 'settings.id must be true: the table holds exactly one row (constraint settings_single_row)',
-      hint = 'update the row: update monitoring.settings set ... where id';
-  end if;
   if new.service_name is null or btrim(new.service_name) = '' or char_length(new.service_name) > 200 then
     raise exception using
       errcode = 'check_violation',
@@ -3270,58 +3415,12 @@ begin
         coalesce(char_length(btrim(new.service_name))::text, 'null')),
       hint = 'use a name such as ''WhatsApp Notifications''';
   end if;
-  if new.backoff_base is null or new.backoff_base not between interval '1 microsecond' and interval '1 day' then
+  -- both are bounded by their limits (settings_limits, which run first); the cap also by the base
+  if new.backoff_cap < new.backoff_base then
     raise exception using
       errcode = 'check_violation',
-      message = format(
-        'settings.backoff_base must be a positive interval of at most 1 day (got %s)',
-        coalesce(new.backoff_base::text, 'null')
-      ),
-      hint = 'use an interval such as ''30 seconds''';
-  end if;
-  if new.backoff_cap is null or new.backoff_cap < new.backoff_base or new.backoff_cap > interval '7 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format(
-        'settings.backoff_cap must be >= backoff_base and at most 7 days (got %s)',
-        coalesce(new.backoff_cap::text, 'null')
-      ),
+      message = format('settings.backoff_cap must be >= backoff_base (got %s < %s)', new.backoff_cap, new.backoff_base),
       hint = 'use an interval such as ''30 minutes''';
-  end if;
-  if new.max_attempts is null or new.max_attempts not between 1 and 100 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format(
-        'settings.max_attempts must be between 1 and 100 (got %s)', coalesce(new.max_attempts::text, 'null')
-      ),
-      hint = 'use a count such as 8';
-  end if;
-  if new.http_timeout_ms is null or new.http_timeout_ms not between 100 and 300000 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('settings.http_timeout_ms must be between 100 and 300000 (got %s)',
-        coalesce(new.http_timeout_ms::text, 'null')),
-      hint = 'use milliseconds such as 5000';
-  end if;
-  if new.response_grace is null or new.response_grace not between interval '0' and interval '1 day' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('settings.response_grace must be between 0 and 1 day (got %s)',
-        coalesce(new.response_grace::text, 'null')),
-      hint = 'use an interval such as ''1 minute''';
-  end if;
-  if new.dispatch_batch is null or new.dispatch_batch not between 1 and 10000 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('settings.dispatch_batch must be between 1 and 10000 (got %s)',
-        coalesce(new.dispatch_batch::text, 'null')),
-      hint = 'use a count such as 100';
-  end if;
-  if new.job_mode is null or new.job_mode not in ('db', 'edge') then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('settings.job_mode must be db or edge (got %L)', left(new.job_mode, 200)),
-      hint = 'call monitoring.schedule_jobs(''db'') or monitoring.schedule_jobs(''edge'')';
   end if;
   if coalesce(new.project_url_secret, '') !~ '^[A-Za-z0-9_.:-]{1,200}$'
     or coalesce(new.service_key_secret, '') !~ '^[A-Za-z0-9_.:-]{1,200}$' then
@@ -3337,7 +3436,8 @@ end
 $$;
 
 comment on function monitoring._validate_settings() is
-'Trigger: validate the settings row, raising a check_violation whose message names the field.';
+'Trigger: validate what the settings'' limits (monitoring._limits) cannot say: service name, backoff_cap against '
+'backoff_base, secret names, raising a check_violation whose message names the field.';
 
 create or replace trigger settings_validate
 before insert or update on monitoring.settings
@@ -3368,7 +3468,20 @@ alter table monitoring.alert_rules enable row level security;
 -- Triggers
 -- =============================================================================================
 
--- named <table>_validate_nulls so they fire after <table>_validate (triggers fire in name order)
+-- triggers fire in name order: <table>_limits, <table>_single_row, <table>_validate, then
+-- <table>_validate_nulls (a not-null column neither of the others names)
+create or replace trigger settings_limits
+before insert or update on monitoring.settings
+for each row execute function monitoring._validate_limits();
+
+create or replace trigger settings_single_row
+before insert or update on monitoring.settings
+for each row execute function monitoring._validate_single_row();
+
+create or replace trigger alert_rules_limits
+before insert or update on monitoring.alert_rules
+for each row execute function monitoring._validate_limits();
+
 create or replace trigger settings_validate_nulls
 before insert or update on monitoring.settings
 for each row execute function monitoring._validate_not_null();
@@ -3477,9 +3590,7 @@ create table if not exists monitoring.silences (
   matchers jsonb not null,
   comment text not null,
   created_by text not null default current_user,
-  created_at timestamptz not null default now(),
-  constraint silences_period_check check (ends_at > starts_at),
-  constraint silences_matchers_check check (jsonb_typeof(matchers) = 'array' and jsonb_array_length(matchers) > 0)
+  created_at timestamptz not null default now()
 );
 
 comment on table monitoring.silences is
@@ -4430,13 +4541,7 @@ create table if not exists monitoring.channels (
   send_resolved boolean not null default true,
   description text,
   created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now(),
-  constraint channels_name_check check (name ~ '^[a-z][a-z0-9_-]{0,62}$'),
-  constraint channels_kind_check check (kind in ('webhook', 'slack', 'discord', 'edge_function')),
-  constraint channels_min_severity_check check (min_severity in ('critical', 'warning', 'info')),
-  constraint channels_target_check check (
-    url_secret is not null or (kind = 'edge_function' and function_name is not null)
-  )
+  updated_at timestamptz not null default now()
 );
 
 comment on table monitoring.channels is
@@ -4457,6 +4562,12 @@ comment on column monitoring.channels.function_name is 'Edge Function called by 
 
 comment on column monitoring.channels.send_resolved is 'Whether resolved notifications are sent.';
 
+-- The limits of channels (enforced by monitoring._validate_limits, see 05_schema.sql)
+insert into monitoring._limits (table_name, column_name, allowed, hint) values
+('channels', 'kind', '{webhook,slack,discord,edge_function}', 'use webhook for the spec''s JSON payload'),
+('channels', 'min_severity', '{critical,warning,info}', 'use warning to receive warning and critical alerts')
+on conflict (table_name, column_name) do nothing;
+
 create or replace function monitoring._validate_channel()
 returns trigger
 language plpgsql
@@ -4471,18 +4582,7 @@ begin
       message = format('channels.name %L must be lower-case letters, digits, _ or - (at most 63)', left(new.name, 200)),
       hint = 'use a name such as ops-slack';
   end if;
-  if new.kind is null or new.kind not in ('webhook', 'slack', 'discord', 'edge_function') then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('channels.kind must be one of webhook, slack, discord, edge_function (got %L)', left(new.kind, 200)),
-      hint = 'use webhook for the spec''s JSON payload';
-  end if;
-  if new.min_severity is null or new.min_severity not in ('critical', 'warning', 'info') then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('channels.min_severity must be one of critical, warning, info (got %L)', left(new.min_severity, 200)),
-      hint = 'use warning to receive warning and critical alerts';
-  end if;
+  -- kind and min_severity are checked by their limits (channels_limits, which run first)
   if new.url_secret is null and not (new.kind = 'edge_function' and new.function_name is not null) then
     raise exception using
       errcode = 'check_violation',
@@ -4519,8 +4619,8 @@ end
 $$;
 
 comment on function monitoring._validate_channel() is
-'Trigger: validate a channel (kind, severity, and that its secrets resolve to valid URLs), raising a '
-'check_violation naming the field.';
+'Trigger: validate what a channel''s limits (monitoring._limits) cannot say: name, target, function name, and that '
+'its secrets resolve to valid URLs, raising a check_violation naming the field.';
 
 create or replace trigger channels_validate
 before insert or update on monitoring.channels
@@ -5387,43 +5487,32 @@ for each row
 when (new.status = 'sending' and (old.status <> 'sending' or new.request_id is distinct from old.request_id))
 execute function monitoring._stamp_request_epoch();
 
-create or replace function monitoring._validate_delivery_times()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-declare
-  v_bad text;
-begin
-  v_bad := case
-    when new.created_at is null or not isfinite(new.created_at) then 'created_at'
-    when not isfinite(new.next_attempt_at) then 'next_attempt_at'
-    when new.next_attempt_at is null and new.status in ('queued', 'retrying') then 'next_attempt_at'
-    when not isfinite(new.last_attempt_at) then 'last_attempt_at'
-    when not isfinite(new.delivered_at) then 'delivered_at'
-    when not isfinite(new.dead_at) then 'dead_at'
-  end;
-  if v_bad is not null then
-    raise exception using
-      errcode = 'invalid_parameter_value',
-      message = format('deliveries.%s must be a finite time: a p_now argument was null or infinite', v_bad),
-      hint = 'leave p_now out (it defaults to now()) or pass a real time such as now() - interval ''1 hour''';
-  end if;
-  return new;
-end
-$$;
-
-comment on function monitoring._validate_delivery_times() is
-'Trigger: raise when a delivery would get a null or infinite time from a p_now argument (a queued or retrying '
-'delivery needs next_attempt_at, or it is never sent).';
+create or replace trigger channels_limits
+before insert or update on monitoring.channels
+for each row execute function monitoring._validate_limits();
 
 create or replace trigger channels_validate_nulls
 before insert or update on monitoring.channels
 for each row execute function monitoring._validate_not_null();
 
+-- A delivery never gets a null or infinite time from a p_now argument. The when clause keeps the
+-- function (which names the column) off the dispatcher's path: it runs only for a bad row.
 create or replace trigger deliveries_finite_times
 before insert or update on monitoring.deliveries
-for each row execute function monitoring._validate_delivery_times();
+for each row when (
+  new.created_at is null
+  or not isfinite(greatest(new.created_at, new.next_attempt_at, new.last_attempt_at, new.delivered_at, new.dead_at))
+  or not isfinite(least(new.created_at, new.next_attempt_at, new.last_attempt_at, new.delivered_at, new.dead_at))
+)
+execute function monitoring._validate_finite_times(
+  'created_at', 'next_attempt_at', 'last_attempt_at', 'delivered_at', 'dead_at'
+);
+
+-- a queued or retrying delivery is sent at next_attempt_at, so it needs one
+create or replace trigger deliveries_due_time
+before insert or update on monitoring.deliveries
+for each row when (new.status in ('queued', 'retrying') and new.next_attempt_at is null)
+execute function monitoring._validate_finite_times('next_attempt_at+');
 
 
 -- =============================================================================================
@@ -5458,7 +5547,7 @@ create table if not exists monitoring.jobs (
   description text not null,
   enabled boolean not null default true,
   scheduled_at timestamptz,
-  constraint jobs_job_check check (job ~ '^[a-z][a-z0-9-]*$'),
+  -- derived from schedule by monitoring._validate_job (a safeguard of the derivation, not a user limit)
   constraint jobs_period_check check (period > interval '0')
 );
 
@@ -6671,17 +6760,15 @@ on conflict (name) do nothing;
 -- reason; and the thresholds it uses (one row). The health Edge Function is a thin face over it.
 
 create table if not exists monitoring.health_thresholds (
-  id boolean primary key default true check (id),
-  whatsapp_unhealthy_after interval not null default interval '5 minutes'
-  check (whatsapp_unhealthy_after > interval '0'),
-  function_max_errors integer not null default 10 check (function_max_errors >= 0),
-  function_max_error_rate numeric not null default 5 check (function_max_error_rate between 0 and 100),
-  function_max_avg_ms numeric not null default 5000 check (function_max_avg_ms > 0),
-  rollup_max_lag interval not null default interval '5 minutes' check (rollup_max_lag > interval '0'),
-  slow_query_target_ms numeric not null default 100 check (slow_query_target_ms > 0),
-  slow_query_alert_ms numeric not null default 500 check (slow_query_alert_ms > 0),
-  updated_at timestamptz not null default now(),
-  constraint health_thresholds_slow_query_order check (slow_query_alert_ms >= slow_query_target_ms)
+  id boolean primary key default true,
+  whatsapp_unhealthy_after interval not null default interval '5 minutes',
+  function_max_errors integer not null default 10,
+  function_max_error_rate numeric not null default 5,
+  function_max_avg_ms numeric not null default 5000,
+  rollup_max_lag interval not null default interval '5 minutes',
+  slow_query_target_ms numeric not null default 100,
+  slow_query_alert_ms numeric not null default 500,
+  updated_at timestamptz not null default now()
 );
 
 comment on table monitoring.health_thresholds is
@@ -7244,70 +7331,33 @@ comment on function monitoring.health(timestamptz) is
 --   delivery: outbox counts (queued, sending, retrying, dead), last delivery, pg_net presence.
 --             degraded when a notification was dead-lettered in the last 24 hours, when pg_net is
 --             missing while notifications wait, or when a due notification waited over 10 minutes.
+-- The limits of health_thresholds (enforced by monitoring._validate_limits, see 05_schema.sql)
+insert into monitoring._limits (table_name, column_name, min_value, min_exclusive, max_value, hint) values
+(
+  'health_thresholds', 'whatsapp_unhealthy_after', '1 second', false, '7 days',
+  'use an interval such as ''5 minutes'' (the spec''s value)'
+),
+('health_thresholds', 'function_max_errors', '0', false, null, 'use a count such as 10 (the spec''s value)'),
+('health_thresholds', 'function_max_error_rate', '0', false, '100', 'use a percentage such as 5 (the spec''s value)'),
+('health_thresholds', 'function_max_avg_ms', '0', true, null, 'use milliseconds such as 5000 (the spec''s value)'),
+('health_thresholds', 'rollup_max_lag', '1 second', false, '7 days', 'use an interval such as ''5 minutes'''),
+('health_thresholds', 'slow_query_target_ms', '0', true, null, 'use milliseconds such as 100 (the spec''s target)'),
+('health_thresholds', 'slow_query_alert_ms', '0', true, null, 'use milliseconds such as 500 (the spec''s alert level)')
+on conflict (table_name, column_name) do nothing;
+
 create or replace function monitoring._validate_health_thresholds()
 returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  if new.id is distinct from true then
-    raise exception using
-      errcode = 'check_violation',
-      message = 'health_thresholds.id must be true: the table holds exactly one row',
-      hint = 'update the row: update monitoring.health_thresholds set ... where id';
-  end if;
-  if new.whatsapp_unhealthy_after is null
-    or new.whatsapp_unhealthy_after not between interval '1 second' and interval '7 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.whatsapp_unhealthy_after must be between 1 second and 7 days (got %s)',
-        coalesce(new.whatsapp_unhealthy_after::text, 'null')),
-      hint = 'use an interval such as ''5 minutes'' (the spec''s value)';
-  end if;
-  if new.function_max_errors is null or new.function_max_errors < 0 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.function_max_errors must be >= 0 (got %s)',
-        coalesce(new.function_max_errors::text, 'null')),
-      hint = 'use a count such as 10 (the spec''s value)';
-  end if;
-  if new.function_max_error_rate is null or new.function_max_error_rate = 'NaN'
-    or new.function_max_error_rate not between 0 and 100 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.function_max_error_rate must be a percentage between 0 and 100 (got %s)',
-        coalesce(new.function_max_error_rate::text, 'null')),
-      hint = 'use a percentage such as 5 (the spec''s value)';
-  end if;
-  if new.function_max_avg_ms is null or new.function_max_avg_ms in ('NaN', 'Infinity')
-    or new.function_max_avg_ms <= 0 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.function_max_avg_ms must be a positive number of ms (got %s)',
-        coalesce(new.function_max_avg_ms::text, 'null')),
-      hint = 'use milliseconds such as 5000 (the spec''s value)';
-  end if;
-  if new.rollup_max_lag is null or new.rollup_max_lag not between interval '1 second' and interval '7 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.rollup_max_lag must be between 1 second and 7 days (got %s)',
-        coalesce(new.rollup_max_lag::text, 'null')),
-      hint = 'use an interval such as ''5 minutes''';
-  end if;
-  if new.slow_query_target_ms is null or new.slow_query_target_ms in ('NaN', 'Infinity')
-    or new.slow_query_target_ms <= 0 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.slow_query_target_ms must be a positive number of ms (got %s)',
-        coalesce(new.slow_query_target_ms::text, 'null')),
-      hint = 'use milliseconds such as 100 (the spec''s target)';
-  end if;
-  if new.slow_query_alert_ms is null or new.slow_query_alert_ms in ('NaN', 'Infinity')
-    or new.slow_query_alert_ms < new.slow_query_target_ms then
+  -- each is bounded by its limit (health_thresholds_limits, which run first); the alert level is
+  -- also at least the target
+  if new.slow_query_alert_ms < new.slow_query_target_ms then
     raise exception using
       errcode = 'check_violation',
       message = format('health_thresholds.slow_query_alert_ms must be a number of ms >= slow_query_target_ms (%s) '
-        || '(got %s)', new.slow_query_target_ms, coalesce(new.slow_query_alert_ms::text, 'null')),
+        || '(got %s)', new.slow_query_target_ms, new.slow_query_alert_ms),
       hint = 'use milliseconds such as 500 (the spec''s alert level)';
   end if;
   return new;
@@ -7315,8 +7365,16 @@ end
 $$;
 
 comment on function monitoring._validate_health_thresholds() is
-'Trigger: validate the health_thresholds row, raising a check_violation whose message names the field and whose '
-'hint gives the spec''s value.';
+'Trigger: refuse a slow_query_alert_ms below slow_query_target_ms, naming the field (the other bounds of '
+'health_thresholds are limits in monitoring._limits).';
+
+create or replace trigger health_thresholds_limits
+before insert or update on monitoring.health_thresholds
+for each row execute function monitoring._validate_limits();
+
+create or replace trigger health_thresholds_single_row
+before insert or update on monitoring.health_thresholds
+for each row execute function monitoring._validate_single_row();
 
 create or replace trigger health_thresholds_validate_nulls
 before insert or update on monitoring.health_thresholds
@@ -7344,13 +7402,7 @@ create table if not exists monitoring.retention_policies (
   batch_size integer not null default 10000,
   max_batches integer not null default 100,
   enabled boolean not null default true,
-  description text,
-  constraint retention_policies_target_check check (
-    target in ('whatsapp_error_logs', 'alert_history', 'deliveries', 'cron_job_run_details', 'job_runs', 'rule_errors')
-  ),
-  constraint retention_policies_keep_for_check check (keep_for >= interval '1 day'),
-  constraint retention_policies_batch_size_check check (batch_size between 100 and 100000),
-  constraint retention_policies_max_batches_check check (max_batches between 1 and 10000)
+  description text
 );
 
 comment on table monitoring.retention_policies is
@@ -7366,6 +7418,16 @@ comment on column monitoring.retention_policies.keep_for is 'Rows older than thi
 comment on column monitoring.retention_policies.max_batches is
 'Batches per run at most; a larger backlog continues at the next run.';
 
+-- The limits of retention_policies (enforced by monitoring._validate_limits, see 05_schema.sql)
+insert into monitoring._limits (table_name, column_name, min_value, max_value, hint) values
+(
+  'retention_policies', 'keep_for', '1 day', '3660 days',
+  'use an interval such as ''30 days''; to keep rows forever set enabled = false'
+),
+('retention_policies', 'batch_size', '100', '100000', 'use 10000'),
+('retention_policies', 'max_batches', '1', '10000', 'use 100')
+on conflict (table_name, column_name) do nothing;
+
 create or replace function monitoring._validate_retention_policy()
 returns trigger
 language plpgsql
@@ -7380,35 +7442,17 @@ begin
       message = format('retention_policies.target %L is not a table run_retention knows', left(new.target, 200)),
       hint = 'use whatsapp_error_logs, alert_history, deliveries, cron_job_run_details, job_runs or rule_errors';
   end if;
-  if new.keep_for is null or new.keep_for not between interval '1 day' and interval '3660 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format(
-        'retention_policies.keep_for must be at least 1 day and at most 3660 days (got %s)',
-        coalesce(new.keep_for::text, 'null')
-      ),
-      hint = 'use an interval such as ''30 days''; to keep rows forever set enabled = false';
-  end if;
-  if new.batch_size is null or new.batch_size not between 100 and 100000 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('retention_policies.batch_size must be between 100 and 100000 (got %s)',
-        coalesce(new.batch_size::text, 'null')),
-      hint = 'use 10000';
-  end if;
-  if new.max_batches is null or new.max_batches not between 1 and 10000 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('retention_policies.max_batches must be between 1 and 10000 (got %s)',
-        coalesce(new.max_batches::text, 'null')),
-      hint = 'use 100';
-  end if;
   return new;
 end
 $$;
 
 comment on function monitoring._validate_retention_policy() is
-'Trigger: validate a retention policy, raising a check_violation whose message names the field.';
+'Trigger: refuse a retention policy for a table run_retention does not know, naming the field (keep_for, '
+'batch_size and max_batches are limits in monitoring._limits).';
+
+create or replace trigger retention_policies_limits
+before insert or update on monitoring.retention_policies
+for each row execute function monitoring._validate_limits();
 
 create or replace trigger retention_policies_validate
 before insert or update on monitoring.retention_policies
@@ -7724,6 +7768,7 @@ monitoring.error_days,
 monitoring.error_hours,
 monitoring.error_minutes,
 monitoring.function_invocations,
+monitoring._limits,
 monitoring.health_thresholds,
 monitoring.latency_hours,
 monitoring.latency_minutes,
@@ -7827,14 +7872,14 @@ monitoring._stamp_request_epoch(),
 monitoring._transition(monitoring.alert_rules, text, jsonb, numeric, text, boolean, timestamptz),
 monitoring._validate_alert_rule(),
 monitoring._validate_channel(),
-monitoring._validate_delivery_times(),
 monitoring._validate_finite_times(),
 monitoring._validate_health_thresholds(),
 monitoring._validate_job(),
+monitoring._validate_limits(),
 monitoring._validate_not_null(),
 monitoring._validate_retention_policy(),
-monitoring._validate_rollup_settings(),
 monitoring._validate_settings(),
+monitoring._validate_single_row(),
 monitoring._validate_silence(),
 monitoring._validate_url(text, text),
 monitoring._watermark(),
@@ -7874,6 +7919,8 @@ to service_role;
 grant execute on procedure
 monitoring.run_retention_job(timestamptz)
 to service_role;
+
+-- Owner only: monitoring._validate_limit() (checks rows of monitoring._limits, which only migrations write).
 
 -- Owner only: monitoring._get_secret(text) (secrets), the refresh stages behind refresh_rollups()
 -- (_refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days) and the app-table trigger functions

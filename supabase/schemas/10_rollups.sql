@@ -35,11 +35,9 @@
 -- Settings (one row; edit with update)
 -- =============================================================================================
 create table if not exists monitoring.rollup_settings (
-  id boolean primary key default true check (id),
-  minute_horizon interval not null default interval '8 days'
-  check (minute_horizon >= interval '8 days'),
-  day_horizon interval not null default interval '31 days'
-  check (day_horizon >= interval '31 days'),
+  id boolean primary key default true,
+  minute_horizon interval not null default interval '8 days',
+  day_horizon interval not null default interval '31 days',
   updated_at timestamptz not null default now()
 );
 
@@ -1042,46 +1040,23 @@ comment on function monitoring.record_invocation(text, integer, numeric, timesta
 'Log one Edge Function invocation (name, HTTP status, duration ms) for monitoring.function_stats. '
 'Returns the new row id; bad arguments raise naming the argument.';
 
-create or replace function monitoring._validate_rollup_settings()
-returns trigger
-language plpgsql
-set search_path = ''
-as $$
-begin
-  if new.id is distinct from true then
-    raise exception using
-      errcode = 'check_violation',
-      message = 'rollup_settings.id must be true: the table holds exactly one row',
-      hint = 'update the row: update monitoring.rollup_settings set ... where id';
-  end if;
-  if new.minute_horizon is null or new.minute_horizon not between interval '8 days' and interval '366 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('rollup_settings.minute_horizon must be between 8 days and 366 days (got %s)',
-        coalesce(new.minute_horizon::text, 'null')),
-      hint = 'use ''8 days'': the views read 7 days of minute rollups';
-  end if;
-  if new.day_horizon is null or new.day_horizon not between interval '31 days' and interval '3660 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('rollup_settings.day_horizon must be between 31 days and 3660 days (got %s)',
-        coalesce(new.day_horizon::text, 'null')),
-      hint = 'use ''31 days'': error_trends reads 30 days';
-  end if;
-  return new;
-end
-$$;
+-- The limits of rollup_settings (enforced by monitoring._validate_limits, see 05_schema.sql)
+insert into monitoring._limits (table_name, column_name, min_value, max_value, hint) values
+('rollup_settings', 'minute_horizon', '8 days', '366 days', 'use ''8 days'': the views read 7 days of minute rollups'),
+('rollup_settings', 'day_horizon', '31 days', '3660 days', 'use ''31 days'': error_trends reads 30 days')
+on conflict (table_name, column_name) do nothing;
 
-comment on function monitoring._validate_rollup_settings() is
-'Trigger: validate the rollup_settings row, raising a check_violation whose message names the field.';
+create or replace trigger rollup_settings_limits
+before insert or update on monitoring.rollup_settings
+for each row execute function monitoring._validate_limits();
+
+create or replace trigger rollup_settings_single_row
+before insert or update on monitoring.rollup_settings
+for each row execute function monitoring._validate_single_row();
 
 create or replace trigger rollup_settings_validate_nulls
 before insert or update on monitoring.rollup_settings
 for each row execute function monitoring._validate_not_null();
-
-create or replace trigger rollup_settings_validate
-before insert or update on monitoring.rollup_settings
-for each row execute function monitoring._validate_rollup_settings();
 
 create or replace trigger rollup_state_finite_times
 before update on monitoring.rollup_state

@@ -18,16 +18,7 @@ create table if not exists monitoring.settings (
   job_mode text not null default 'db',
   project_url_secret text not null default 'project_url',
   service_key_secret text not null default 'service_role_key',
-  updated_at timestamptz not null default now(),
-  constraint settings_single_row check (id),
-  constraint settings_backoff_check check (
-    backoff_base > interval '0' and backoff_cap >= backoff_base
-  ),
-  constraint settings_max_attempts_check check (max_attempts between 1 and 100),
-  constraint settings_http_timeout_ms_check check (http_timeout_ms between 100 and 300000),
-  constraint settings_response_grace_check check (response_grace >= interval '0'),
-  constraint settings_dispatch_batch_check check (dispatch_batch between 1 and 10000),
-  constraint settings_job_mode_check check (job_mode in ('db', 'edge'))
+  updated_at timestamptz not null default now()
 );
 
 comment on table monitoring.settings is
@@ -441,17 +432,7 @@ create table if not exists monitoring.alert_rules (
   runbook text[] not null,
   labels jsonb not null default '{}'::jsonb,
   created_at timestamptz not null default now(),
-  updated_at timestamptz not null default now(),
-  constraint alert_rules_name_check check (name ~ '^[a-z][a-z0-9_]{0,62}$'),
-  constraint alert_rules_severity_check check (severity in ('critical', 'warning', 'info')),
-  constraint alert_rules_comparator_check check (comparator in ('>', '>=', '<', '<=')),
-  constraint alert_rules_threshold_check check (threshold > 0),
-  constraint alert_rules_window_check check ("window" is null or "window" > interval '0'),
-  constraint alert_rules_min_volume_check check (min_volume is null or min_volume >= 0),
-  constraint alert_rules_for_period_check check (for_period >= interval '0'),
-  constraint alert_rules_repeat_interval_check check (repeat_interval >= interval '1 minute'),
-  constraint alert_rules_runbook_check check (cardinality(runbook) >= 1),
-  constraint alert_rules_labels_check check (jsonb_typeof(labels) = 'object')
+  updated_at timestamptz not null default now()
 );
 
 comment on table monitoring.alert_rules is
@@ -509,6 +490,31 @@ comment on type monitoring.check_result is
 'One alert instance reported by a rule''s check function: labels (JSON object of strings), value compared with the '
 'threshold, volume compared with min_volume, message.';
 
+-- The limits of alert_rules and settings (enforced by monitoring._validate_limits, see 05_schema.sql)
+insert into monitoring._limits (table_name, column_name, min_value, min_exclusive, max_value, allowed, hint) values
+('alert_rules', 'severity', null, false, null, '{critical,warning,info}', 'use critical, warning or info'),
+('alert_rules', 'comparator', null, false, null, '{>,>=,<,<=}', 'use > for "more than" and < for "less than"'),
+('alert_rules', 'threshold', '0', true, null, null, 'use a positive number such as 50'),
+('alert_rules', 'target', null, false, null, null, 'use the healthy value from the spec, such as 95, or null'),
+('alert_rules', 'window', '0', true, '31 days', null, 'use an interval such as ''1 hour'''),
+('alert_rules', 'min_volume', '0', false, null, null, 'use 0 or a positive count such as 10, or null for no minimum'),
+(
+  'alert_rules', 'for_period', '0', false, '366 days', null,
+  'use ''0'' to fire at once or an interval such as ''5 minutes'''
+),
+('alert_rules', 'repeat_interval', '1 minute', false, '366 days', null, 'use an interval such as ''4 hours'''),
+('settings', 'backoff_base', '0', true, '1 day', null, 'use an interval such as ''30 seconds'''),
+('settings', 'backoff_cap', null, false, '7 days', null, 'use an interval such as ''30 minutes'''),
+('settings', 'max_attempts', '1', false, '100', null, 'use a count such as 8'),
+('settings', 'http_timeout_ms', '100', false, '300000', null, 'use milliseconds such as 5000'),
+('settings', 'response_grace', '0', false, '1 day', null, 'use an interval such as ''1 minute'''),
+('settings', 'dispatch_batch', '1', false, '10000', null, 'use a count such as 100'),
+(
+  'settings', 'job_mode', null, false, null, '{db,edge}',
+  'call monitoring.schedule_jobs(''db'') or monitoring.schedule_jobs(''edge'')'
+)
+on conflict (table_name, column_name) do nothing;
+
 create or replace function monitoring._validate_alert_rule()
 returns trigger
 language plpgsql
@@ -527,31 +533,13 @@ begin
       message = format('alert_rules.description of %s must not be empty', new.name),
       hint = 'say in one line what the rule detects';
   end if;
-  if new.severity is null or new.severity not in ('critical', 'warning', 'info') then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.severity must be one of critical, warning, info (got %L)', left(new.severity, 200)),
-      hint = 'use critical, warning or info';
-  end if;
   if new.metric is null or btrim(new.metric) = '' then
     raise exception using
       errcode = 'check_violation',
       message = format('alert_rules.metric of %s must not be empty', new.name),
       hint = 'name the metric as the webhook payload shows it, such as delivery_rate';
   end if;
-  if new.comparator is null or new.comparator not in ('>', '>=', '<', '<=') then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.comparator must be one of >, >=, <, <= (got %L)', left(new.comparator, 200)),
-      hint = 'use > for "more than" and < for "less than"';
-  end if;
-  -- NaN sorts above every number in Postgres, so "> 0" alone lets it (and Infinity) through
-  if new.threshold is null or new.threshold in ('NaN', 'Infinity') or new.threshold <= 0 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.threshold must be > 0 (got %s)', coalesce(new.threshold::text, 'null')),
-      hint = 'use a positive number such as 50';
-  end if;
+  -- threshold is > 0 and finite by its limit (alert_rules_limits); a percentage is also <= 100
   if new.unit = '%' and new.threshold > 100 then
     raise exception using
       errcode = 'check_violation',
@@ -559,39 +547,6 @@ begin
         'alert_rules.threshold of %s is a percentage and must be <= 100 (got %s)', new.name, new.threshold
       ),
       hint = 'use a percentage such as 90';
-  end if;
-  if new.target in ('NaN', 'Infinity', '-Infinity') then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.target must be a finite number or null (got %s)', new.target),
-      hint = 'use the healthy value from the spec, such as 95, or null';
-  end if;
-  if new."window" is not null and (new."window" <= interval '0' or new."window" > interval '31 days') then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.window must be a positive interval of at most 31 days (got %s)', new."window"),
-      hint = 'use an interval such as ''1 hour''';
-  end if;
-  if new.min_volume is not null and (new.min_volume in ('NaN', 'Infinity') or new.min_volume < 0) then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.min_volume must be >= 0 (got %s)', new.min_volume),
-      hint = 'use 0 or a positive count such as 10, or null for no minimum';
-  end if;
-  if new.for_period is null or new.for_period < interval '0' or new.for_period > interval '366 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.for_period must be >= 0 and at most 366 days (got %s)',
-        coalesce(new.for_period::text, 'null')),
-      hint = 'use ''0'' to fire at once or an interval such as ''5 minutes''';
-  end if;
-  if new.repeat_interval is null or new.repeat_interval < interval '1 minute'
-    or new.repeat_interval > interval '366 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('alert_rules.repeat_interval must be at least 1 minute and at most 366 days (got %s)',
-        coalesce(new.repeat_interval::text, 'null')),
-      hint = 'use an interval such as ''4 hours''';
   end if;
   perform monitoring._cron_parse(new.schedule, 'alert_rules.schedule');
   if new.runbook is null or cardinality(new.runbook) < 1
@@ -630,8 +585,8 @@ end
 $$;
 
 comment on function monitoring._validate_alert_rule() is
-'Trigger: validate an alert rule, raising a check_violation whose message names the field and whose hint gives the '
-'fix.';
+'Trigger: validate what an alert rule''s limits (monitoring._limits) cannot say: name, texts, percentage threshold, '
+'schedule, runbook, labels and check function, raising a check_violation naming the field with the fix as hint.';
 
 create or replace trigger alert_rules_validate
 before insert or update on monitoring.alert_rules
@@ -643,12 +598,6 @@ language plpgsql
 set search_path = ''
 as $$
 begin
-  if new.id is distinct from true then
-    raise exception using
-      errcode = 'check_violation',
-      message = 'settings.id must be true: the table holds exactly one row (constraint settings_single_row)',
-      hint = 'update the row: update monitoring.settings set ... where id';
-  end if;
   if new.service_name is null or btrim(new.service_name) = '' or char_length(new.service_name) > 200 then
     raise exception using
       errcode = 'check_violation',
@@ -656,58 +605,12 @@ begin
         coalesce(char_length(btrim(new.service_name))::text, 'null')),
       hint = 'use a name such as ''WhatsApp Notifications''';
   end if;
-  if new.backoff_base is null or new.backoff_base not between interval '1 microsecond' and interval '1 day' then
+  -- both are bounded by their limits (settings_limits, which run first); the cap also by the base
+  if new.backoff_cap < new.backoff_base then
     raise exception using
       errcode = 'check_violation',
-      message = format(
-        'settings.backoff_base must be a positive interval of at most 1 day (got %s)',
-        coalesce(new.backoff_base::text, 'null')
-      ),
-      hint = 'use an interval such as ''30 seconds''';
-  end if;
-  if new.backoff_cap is null or new.backoff_cap < new.backoff_base or new.backoff_cap > interval '7 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format(
-        'settings.backoff_cap must be >= backoff_base and at most 7 days (got %s)',
-        coalesce(new.backoff_cap::text, 'null')
-      ),
+      message = format('settings.backoff_cap must be >= backoff_base (got %s < %s)', new.backoff_cap, new.backoff_base),
       hint = 'use an interval such as ''30 minutes''';
-  end if;
-  if new.max_attempts is null or new.max_attempts not between 1 and 100 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format(
-        'settings.max_attempts must be between 1 and 100 (got %s)', coalesce(new.max_attempts::text, 'null')
-      ),
-      hint = 'use a count such as 8';
-  end if;
-  if new.http_timeout_ms is null or new.http_timeout_ms not between 100 and 300000 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('settings.http_timeout_ms must be between 100 and 300000 (got %s)',
-        coalesce(new.http_timeout_ms::text, 'null')),
-      hint = 'use milliseconds such as 5000';
-  end if;
-  if new.response_grace is null or new.response_grace not between interval '0' and interval '1 day' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('settings.response_grace must be between 0 and 1 day (got %s)',
-        coalesce(new.response_grace::text, 'null')),
-      hint = 'use an interval such as ''1 minute''';
-  end if;
-  if new.dispatch_batch is null or new.dispatch_batch not between 1 and 10000 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('settings.dispatch_batch must be between 1 and 10000 (got %s)',
-        coalesce(new.dispatch_batch::text, 'null')),
-      hint = 'use a count such as 100';
-  end if;
-  if new.job_mode is null or new.job_mode not in ('db', 'edge') then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('settings.job_mode must be db or edge (got %L)', left(new.job_mode, 200)),
-      hint = 'call monitoring.schedule_jobs(''db'') or monitoring.schedule_jobs(''edge'')';
   end if;
   if coalesce(new.project_url_secret, '') !~ '^[A-Za-z0-9_.:-]{1,200}$'
     or coalesce(new.service_key_secret, '') !~ '^[A-Za-z0-9_.:-]{1,200}$' then
@@ -723,7 +626,8 @@ end
 $$;
 
 comment on function monitoring._validate_settings() is
-'Trigger: validate the settings row, raising a check_violation whose message names the field.';
+'Trigger: validate what the settings'' limits (monitoring._limits) cannot say: service name, backoff_cap against '
+'backoff_base, secret names, raising a check_violation whose message names the field.';
 
 create or replace trigger settings_validate
 before insert or update on monitoring.settings
@@ -754,7 +658,20 @@ alter table monitoring.alert_rules enable row level security;
 -- Triggers
 -- =============================================================================================
 
--- named <table>_validate_nulls so they fire after <table>_validate (triggers fire in name order)
+-- triggers fire in name order: <table>_limits, <table>_single_row, <table>_validate, then
+-- <table>_validate_nulls (a not-null column neither of the others names)
+create or replace trigger settings_limits
+before insert or update on monitoring.settings
+for each row execute function monitoring._validate_limits();
+
+create or replace trigger settings_single_row
+before insert or update on monitoring.settings
+for each row execute function monitoring._validate_single_row();
+
+create or replace trigger alert_rules_limits
+before insert or update on monitoring.alert_rules
+for each row execute function monitoring._validate_limits();
+
 create or replace trigger settings_validate_nulls
 before insert or update on monitoring.settings
 for each row execute function monitoring._validate_not_null();

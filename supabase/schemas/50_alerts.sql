@@ -93,9 +93,7 @@ create table if not exists monitoring.silences (
   matchers jsonb not null,
   comment text not null,
   created_by text not null default current_user,
-  created_at timestamptz not null default now(),
-  constraint silences_period_check check (ends_at > starts_at),
-  constraint silences_matchers_check check (jsonb_typeof(matchers) = 'array' and jsonb_array_length(matchers) > 0)
+  created_at timestamptz not null default now()
 );
 
 comment on table monitoring.silences is

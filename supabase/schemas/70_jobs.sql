@@ -26,7 +26,7 @@ create table if not exists monitoring.jobs (
   description text not null,
   enabled boolean not null default true,
   scheduled_at timestamptz,
-  constraint jobs_job_check check (job ~ '^[a-z][a-z0-9-]*$'),
+  -- derived from schedule by monitoring._validate_job (a safeguard of the derivation, not a user limit)
   constraint jobs_period_check check (period > interval '0')
 );
 

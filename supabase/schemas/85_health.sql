@@ -3,17 +3,15 @@
 -- reason; and the thresholds it uses (one row). The health Edge Function is a thin face over it.
 
 create table if not exists monitoring.health_thresholds (
-  id boolean primary key default true check (id),
-  whatsapp_unhealthy_after interval not null default interval '5 minutes'
-  check (whatsapp_unhealthy_after > interval '0'),
-  function_max_errors integer not null default 10 check (function_max_errors >= 0),
-  function_max_error_rate numeric not null default 5 check (function_max_error_rate between 0 and 100),
-  function_max_avg_ms numeric not null default 5000 check (function_max_avg_ms > 0),
-  rollup_max_lag interval not null default interval '5 minutes' check (rollup_max_lag > interval '0'),
-  slow_query_target_ms numeric not null default 100 check (slow_query_target_ms > 0),
-  slow_query_alert_ms numeric not null default 500 check (slow_query_alert_ms > 0),
-  updated_at timestamptz not null default now(),
-  constraint health_thresholds_slow_query_order check (slow_query_alert_ms >= slow_query_target_ms)
+  id boolean primary key default true,
+  whatsapp_unhealthy_after interval not null default interval '5 minutes',
+  function_max_errors integer not null default 10,
+  function_max_error_rate numeric not null default 5,
+  function_max_avg_ms numeric not null default 5000,
+  rollup_max_lag interval not null default interval '5 minutes',
+  slow_query_target_ms numeric not null default 100,
+  slow_query_alert_ms numeric not null default 500,
+  updated_at timestamptz not null default now()
 );
 
 comment on table monitoring.health_thresholds is
@@ -576,70 +574,33 @@ comment on function monitoring.health(timestamptz) is
 --   delivery: outbox counts (queued, sending, retrying, dead), last delivery, pg_net presence.
 --             degraded when a notification was dead-lettered in the last 24 hours, when pg_net is
 --             missing while notifications wait, or when a due notification waited over 10 minutes.
+-- The limits of health_thresholds (enforced by monitoring._validate_limits, see 05_schema.sql)
+insert into monitoring._limits (table_name, column_name, min_value, min_exclusive, max_value, hint) values
+(
+  'health_thresholds', 'whatsapp_unhealthy_after', '1 second', false, '7 days',
+  'use an interval such as ''5 minutes'' (the spec''s value)'
+),
+('health_thresholds', 'function_max_errors', '0', false, null, 'use a count such as 10 (the spec''s value)'),
+('health_thresholds', 'function_max_error_rate', '0', false, '100', 'use a percentage such as 5 (the spec''s value)'),
+('health_thresholds', 'function_max_avg_ms', '0', true, null, 'use milliseconds such as 5000 (the spec''s value)'),
+('health_thresholds', 'rollup_max_lag', '1 second', false, '7 days', 'use an interval such as ''5 minutes'''),
+('health_thresholds', 'slow_query_target_ms', '0', true, null, 'use milliseconds such as 100 (the spec''s target)'),
+('health_thresholds', 'slow_query_alert_ms', '0', true, null, 'use milliseconds such as 500 (the spec''s alert level)')
+on conflict (table_name, column_name) do nothing;
+
 create or replace function monitoring._validate_health_thresholds()
 returns trigger
 language plpgsql
 set search_path = ''
 as $$
 begin
-  if new.id is distinct from true then
-    raise exception using
-      errcode = 'check_violation',
-      message = 'health_thresholds.id must be true: the table holds exactly one row',
-      hint = 'update the row: update monitoring.health_thresholds set ... where id';
-  end if;
-  if new.whatsapp_unhealthy_after is null
-    or new.whatsapp_unhealthy_after not between interval '1 second' and interval '7 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.whatsapp_unhealthy_after must be between 1 second and 7 days (got %s)',
-        coalesce(new.whatsapp_unhealthy_after::text, 'null')),
-      hint = 'use an interval such as ''5 minutes'' (the spec''s value)';
-  end if;
-  if new.function_max_errors is null or new.function_max_errors < 0 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.function_max_errors must be >= 0 (got %s)',
-        coalesce(new.function_max_errors::text, 'null')),
-      hint = 'use a count such as 10 (the spec''s value)';
-  end if;
-  if new.function_max_error_rate is null or new.function_max_error_rate = 'NaN'
-    or new.function_max_error_rate not between 0 and 100 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.function_max_error_rate must be a percentage between 0 and 100 (got %s)',
-        coalesce(new.function_max_error_rate::text, 'null')),
-      hint = 'use a percentage such as 5 (the spec''s value)';
-  end if;
-  if new.function_max_avg_ms is null or new.function_max_avg_ms in ('NaN', 'Infinity')
-    or new.function_max_avg_ms <= 0 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.function_max_avg_ms must be a positive number of ms (got %s)',
-        coalesce(new.function_max_avg_ms::text, 'null')),
-      hint = 'use milliseconds such as 5000 (the spec''s value)';
-  end if;
-  if new.rollup_max_lag is null or new.rollup_max_lag not between interval '1 second' and interval '7 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.rollup_max_lag must be between 1 second and 7 days (got %s)',
-        coalesce(new.rollup_max_lag::text, 'null')),
-      hint = 'use an interval such as ''5 minutes''';
-  end if;
-  if new.slow_query_target_ms is null or new.slow_query_target_ms in ('NaN', 'Infinity')
-    or new.slow_query_target_ms <= 0 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('health_thresholds.slow_query_target_ms must be a positive number of ms (got %s)',
-        coalesce(new.slow_query_target_ms::text, 'null')),
-      hint = 'use milliseconds such as 100 (the spec''s target)';
-  end if;
-  if new.slow_query_alert_ms is null or new.slow_query_alert_ms in ('NaN', 'Infinity')
-    or new.slow_query_alert_ms < new.slow_query_target_ms then
+  -- each is bounded by its limit (health_thresholds_limits, which run first); the alert level is
+  -- also at least the target
+  if new.slow_query_alert_ms < new.slow_query_target_ms then
     raise exception using
       errcode = 'check_violation',
       message = format('health_thresholds.slow_query_alert_ms must be a number of ms >= slow_query_target_ms (%s) '
-        || '(got %s)', new.slow_query_target_ms, coalesce(new.slow_query_alert_ms::text, 'null')),
+        || '(got %s)', new.slow_query_target_ms, new.slow_query_alert_ms),
       hint = 'use milliseconds such as 500 (the spec''s alert level)';
   end if;
   return new;
@@ -647,8 +608,16 @@ end
 $$;
 
 comment on function monitoring._validate_health_thresholds() is
-'Trigger: validate the health_thresholds row, raising a check_violation whose message names the field and whose '
-'hint gives the spec''s value.';
+'Trigger: refuse a slow_query_alert_ms below slow_query_target_ms, naming the field (the other bounds of '
+'health_thresholds are limits in monitoring._limits).';
+
+create or replace trigger health_thresholds_limits
+before insert or update on monitoring.health_thresholds
+for each row execute function monitoring._validate_limits();
+
+create or replace trigger health_thresholds_single_row
+before insert or update on monitoring.health_thresholds
+for each row execute function monitoring._validate_single_row();
 
 create or replace trigger health_thresholds_validate_nulls
 before insert or update on monitoring.health_thresholds

@@ -11,13 +11,7 @@ create table if not exists monitoring.retention_policies (
   batch_size integer not null default 10000,
   max_batches integer not null default 100,
   enabled boolean not null default true,
-  description text,
-  constraint retention_policies_target_check check (
-    target in ('whatsapp_error_logs', 'alert_history', 'deliveries', 'cron_job_run_details', 'job_runs', 'rule_errors')
-  ),
-  constraint retention_policies_keep_for_check check (keep_for >= interval '1 day'),
-  constraint retention_policies_batch_size_check check (batch_size between 100 and 100000),
-  constraint retention_policies_max_batches_check check (max_batches between 1 and 10000)
+  description text
 );
 
 comment on table monitoring.retention_policies is
@@ -33,6 +27,16 @@ comment on column monitoring.retention_policies.keep_for is 'Rows older than thi
 comment on column monitoring.retention_policies.max_batches is
 'Batches per run at most; a larger backlog continues at the next run.';
 
+-- The limits of retention_policies (enforced by monitoring._validate_limits, see 05_schema.sql)
+insert into monitoring._limits (table_name, column_name, min_value, max_value, hint) values
+(
+  'retention_policies', 'keep_for', '1 day', '3660 days',
+  'use an interval such as ''30 days''; to keep rows forever set enabled = false'
+),
+('retention_policies', 'batch_size', '100', '100000', 'use 10000'),
+('retention_policies', 'max_batches', '1', '10000', 'use 100')
+on conflict (table_name, column_name) do nothing;
+
 create or replace function monitoring._validate_retention_policy()
 returns trigger
 language plpgsql
@@ -47,35 +51,17 @@ begin
       message = format('retention_policies.target %L is not a table run_retention knows', left(new.target, 200)),
       hint = 'use whatsapp_error_logs, alert_history, deliveries, cron_job_run_details, job_runs or rule_errors';
   end if;
-  if new.keep_for is null or new.keep_for not between interval '1 day' and interval '3660 days' then
-    raise exception using
-      errcode = 'check_violation',
-      message = format(
-        'retention_policies.keep_for must be at least 1 day and at most 3660 days (got %s)',
-        coalesce(new.keep_for::text, 'null')
-      ),
-      hint = 'use an interval such as ''30 days''; to keep rows forever set enabled = false';
-  end if;
-  if new.batch_size is null or new.batch_size not between 100 and 100000 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('retention_policies.batch_size must be between 100 and 100000 (got %s)',
-        coalesce(new.batch_size::text, 'null')),
-      hint = 'use 10000';
-  end if;
-  if new.max_batches is null or new.max_batches not between 1 and 10000 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('retention_policies.max_batches must be between 1 and 10000 (got %s)',
-        coalesce(new.max_batches::text, 'null')),
-      hint = 'use 100';
-  end if;
   return new;
 end
 $$;
 
 comment on function monitoring._validate_retention_policy() is
-'Trigger: validate a retention policy, raising a check_violation whose message names the field.';
+'Trigger: refuse a retention policy for a table run_retention does not know, naming the field (keep_for, '
+'batch_size and max_batches are limits in monitoring._limits).';
+
+create or replace trigger retention_policies_limits
+before insert or update on monitoring.retention_policies
+for each row execute function monitoring._validate_limits();
 
 create or replace trigger retention_policies_validate
 before insert or update on monitoring.retention_policies

@@ -48,6 +48,7 @@ monitoring.error_days,
 monitoring.error_hours,
 monitoring.error_minutes,
 monitoring.function_invocations,
+monitoring._limits,
 monitoring.health_thresholds,
 monitoring.latency_hours,
 monitoring.latency_minutes,
@@ -151,14 +152,14 @@ monitoring._stamp_request_epoch(),
 monitoring._transition(monitoring.alert_rules, text, jsonb, numeric, text, boolean, timestamptz),
 monitoring._validate_alert_rule(),
 monitoring._validate_channel(),
-monitoring._validate_delivery_times(),
 monitoring._validate_finite_times(),
 monitoring._validate_health_thresholds(),
 monitoring._validate_job(),
+monitoring._validate_limits(),
 monitoring._validate_not_null(),
 monitoring._validate_retention_policy(),
-monitoring._validate_rollup_settings(),
 monitoring._validate_settings(),
+monitoring._validate_single_row(),
 monitoring._validate_silence(),
 monitoring._validate_url(text, text),
 monitoring._watermark(),
@@ -198,6 +199,8 @@ to service_role;
 grant execute on procedure
 monitoring.run_retention_job(timestamptz)
 to service_role;
+
+-- Owner only: monitoring._validate_limit() (checks rows of monitoring._limits, which only migrations write).
 
 -- Owner only: monitoring._get_secret(text) (secrets), the refresh stages behind refresh_rollups()
 -- (_refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days) and the app-table trigger functions
