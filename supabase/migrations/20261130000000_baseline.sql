@@ -7716,19 +7716,21 @@ comment on function monitoring.exporter_outbox() is
 '(dead letters, as in monitoring.dead_letters).';
 
 create or replace function monitoring.exporter_jobs()
-returns table (job text, last_success_at timestamptz, stalled boolean, runs_24h bigint, failures_24h bigint)
+returns table (
+  job text, period interval, last_success_at timestamptz, stalled boolean, runs_24h bigint, failures_24h bigint
+)
 language sql
 stable
 security definer -- the exporter role may read these figures, not the tables behind them
 set search_path = ''
 as $$
-  select j.name, j.last_ok_at, j.stalled, j.runs_24h, j.failures_24h
+  select j.name, j.period, j.last_ok_at, j.stalled, j.runs_24h, j.failures_24h
   from monitoring.job_status as j
 $$;
 
 comment on function monitoring.exporter_jobs() is
-'For postgres_exporter: per expected job of monitoring.job_status its last success, whether it is stalled, runs and '
-'failures in 24 h.';
+'For postgres_exporter: per expected job of monitoring.job_status its period, last success, whether it is stalled, '
+'runs and failures in 24 h.';
 
 create or replace function monitoring.exporter_slow_queries()
 returns table (statements bigint, max_mean_ms numeric)
