@@ -35,10 +35,10 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 
-from pydeploy import bench_data, engine, migrations, sql_split
+from pydeploy import bench_data, engine, exporter_queries, migrations, sql_split
 from pydeploy.bench_data import Scale
 from pydeploy.errors import ConfigError, PydeployError
-from pydeploy.paths import migrations_dir
+from pydeploy.paths import migrations_dir, project_dir
 
 PLAIN = "bench_plain"
 MONITORED = "bench_monitored"
@@ -400,6 +400,11 @@ class Bench:
         self.report.add(summarize("views", "health()", repeat_timed(c, "select monitoring.health()", self.opts.repeat),
                                   target="< 10 ms", check=lambda m: m < 10))
         self.bar("views", total, total)
+        # one postgres_exporter scrape: every query of prometheus/postgres_exporter_queries.yaml, as its role
+        queries = exporter_queries.load(project_dir() / exporter_queries.QUERIES_FILE)
+        samples = [exporter_queries.scrape_ms(c, queries) for _ in range(self.opts.repeat + 1)][1:]
+        self.report.add(summarize("views", f"postgres_exporter scrape ({len(queries)} queries)", samples,
+                                  target="< 20 ms", check=lambda m: m < 20))
 
     def bench_checks(self, c: psycopg.Connection) -> None:
         rules = c.execute("select name, check_function from monitoring.alert_rules order by name").fetchall()

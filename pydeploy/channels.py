@@ -8,7 +8,7 @@ from typing import Any
 
 import psycopg
 
-from pydeploy import validate
+from pydeploy import alertmanager, validate
 from pydeploy.db import friendly_errors, one, rows
 from pydeploy.errors import ConfigError, PydeployError
 
@@ -33,7 +33,9 @@ class ChannelSpec:
         elif not self.url:
             raise ConfigError(f"--url is required for a {self.kind} channel",
                               "give the receiver's URL, e.g. --url https://hooks.slack.com/services/…")
-        if self.url:
+        if self.url and self.kind == "alertmanager":
+            alertmanager.url(self.url)
+        elif self.url:
             validate.url(self.url, "--url")
         if self.signing_secret is not None:
             validate.secret(self.signing_secret, "--signing-secret")

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from pydeploy import alertmanager as am
 from pydeploy import channels as chan
 from pydeploy import dsn as dsnmod
 from pydeploy import monitor as monmod
@@ -48,7 +49,7 @@ def _table(title: str, data: list[dict[str, Any]], cols: list[str]) -> Table:
 # -- channel ---------------------------------------------------------------------------------
 @click.group()
 def channel() -> None:
-    """Where alerts go: webhook, Slack, Discord or an Edge Function.
+    """Where alerts go: webhook, Slack, Discord, an Edge Function or Alertmanager.
 
     URLs and signing keys are stored as secrets (Vault where the database has it, else the
     locked-down monitoring._secrets table) and are never printed.
@@ -56,34 +57,53 @@ def channel() -> None:
     \b
     Example:
       pydeploy channel add ops --kind slack --url https://hooks.slack.com/services/T/B/X
+      pydeploy channel add am --kind alertmanager --url http://alertmanager:9093
       pydeploy channel test ops
     """
 
 
 @channel.command("add")
 @click.argument("name")
-@click.option("--kind", required=True, help="webhook, slack, discord or edge_function.")
-@click.option("--url", default=None, help="Receiver URL (https; http only for loopback).")
+@click.option("--kind", required=True, help="webhook, slack, discord, edge_function or alertmanager.")
+@click.option("--url", default=None, help="Receiver URL (https; http only for loopback; alertmanager: "
+              "Alertmanager's base URL, http or https to any host).")
 @click.option("--signing-secret", default=None,
               help="HMAC key for X-Signature (or set $PYDEPLOY_SIGNING_SECRET to keep it out of shell history).")
 @click.option("--min-severity", default="warning", show_default=True, help="critical, warning or info.")
 @click.option("--function", "function_name", default=None, help="Edge Function name (kind edge_function).")
 @click.option("--disabled", is_flag=True, help="Create it disabled.")
+@click.option("--auth-scheme", type=click.Choice(am.AUTH_SCHEMES), default=None,
+              help=f"Send Authorization: Basic/Bearer; credentials from ${am.CREDENTIALS_ENV} "
+                   "(user:password or the token), stored as a secret.")
+@click.option("--resend-interval", type=int, default=None,
+              help="alertmanager: re-send firing alerts every N minutes (1-59, default 1), below resolve_timeout.")
 @db_url_option
 def channel_add(name: str, kind: str, url: str | None, signing_secret: str | None, min_severity: str,
-                function_name: str | None, disabled: bool, db_url: str | None) -> None:
+                function_name: str | None, disabled: bool, auth_scheme: str | None, resend_interval: int | None,
+                db_url: str | None) -> None:
     """Add or update a channel (validated before anything is written).
 
     \b
     Example:
       PYDEPLOY_SIGNING_SECRET=$(openssl rand -hex 32) \\
         pydeploy channel add oncall --kind webhook --url https://alerts.example.com/hook
+      PYDEPLOY_CHANNEL_CREDENTIALS=am:secret pydeploy channel add am --kind alertmanager \\
+        --url http://alertmanager:9093 --auth-scheme basic --min-severity info
     """
     secret = signing_secret if signing_secret is not None else os.environ.get("PYDEPLOY_SIGNING_SECRET")
     spec = chan.ChannelSpec(name, kind, url, secret, min_severity, function_name, not disabled)
     spec.check()
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn:
+    auth = am.Auth(auth_scheme, os.environ.get(am.CREDENTIALS_ENV, "")) if auth_scheme else None
+    if auth:
+        auth.check()
+    if resend_interval is not None and kind != "alertmanager":
+        raise ConfigError("--resend-interval applies to alertmanager channels only", "leave it out")
+    with dsnmod.connect(dsnmod.resolve(db_url)) as conn, conn.transaction():
         chan.add(conn, spec)
+        if auth:
+            am.set_auth(conn, name, auth)
+        if resend_interval is not None:
+            am.set_resend(conn, name, resend_interval)
     click.echo(f"channel {name} ({kind}) saved" + (", signed" if secret else ""), err=True)
 
 

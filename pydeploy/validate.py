@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from pydeploy.errors import ConfigError
 
-CHANNEL_KINDS = ("webhook", "slack", "discord", "edge_function")
+CHANNEL_KINDS = ("webhook", "slack", "discord", "edge_function", "alertmanager")
 SEVERITIES = ("critical", "warning", "info")
 LOOPBACK_HOSTS = ("localhost",)
 

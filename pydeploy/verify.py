@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 
 import psycopg
 
+from pydeploy import heartbeat, validate
 from pydeploy import migrations as mig
-from pydeploy import validate
 from pydeploy.db import one, rows
 
 
@@ -265,6 +265,7 @@ def run(conn: psycopg.Connection, dsn: str, migrations_folder: Path) -> list[Che
     checks += _security(conn)
     checks.append(_rule_to_outbox(conn))
     checks.append(_delivery(conn, dsn))
+    checks.append(heartbeat.check(conn))
     health = one(conn, "select monitoring.health() ->> 'status'")
     checks.append(Check("health()", True, f"monitoring.health() answers: {health}"))
     return checks

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Install what the project needs, idempotently and fast when everything is present:
-# Debian packages (PostgreSQL 15, pg_cron, pgTAP, plpgsql_check, pg_prove), the pinned Supabase
+# Debian packages (PostgreSQL 15, pg_cron, pgTAP, plpgsql_check, pg_prove, Prometheus,
+# Alertmanager and postgres_exporter for the integration tests), the pinned Supabase
 # CLI and Deno from npm into ./node_modules, and a .venv with pydeploy installed editable.
 # As root it installs what is missing; otherwise it stops with the exact command to run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PKGS=(postgresql-15 postgresql-15-cron postgresql-15-pgtap postgresql-15-plpgsql-check
-          libtap-parser-sourcehandler-pgtap-perl nodejs npm python3-venv make)
+          libtap-parser-sourcehandler-pgtap-perl nodejs npm python3-venv make
+          prometheus prometheus-alertmanager prometheus-postgres-exporter)
 is_root() { [ "$(id -u)" = 0 ]; }
 
 missing=()

@@ -4539,6 +4539,8 @@ create table if not exists monitoring.channels (
   signing_secret text,
   function_name text,
   send_resolved boolean not null default true,
+  auth_secret text,
+  resend_interval interval not null default interval '1 minute',
   description text,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
@@ -4548,7 +4550,8 @@ comment on table monitoring.channels is
 'Where notifications go: webhook (the spec''s payload), slack, discord or edge_function; URLs and signing keys are '
 'named secrets, never stored here.';
 
-comment on column monitoring.channels.kind is 'webhook, slack, discord (incoming-webhook formats) or edge_function.';
+comment on column monitoring.channels.kind is
+'webhook, slack, discord (incoming-webhook formats), edge_function or alertmanager (POST /api/v2/alerts).';
 
 comment on column monitoring.channels.min_severity is 'Lowest severity sent to this channel.';
 
@@ -4564,9 +4567,17 @@ comment on column monitoring.channels.send_resolved is 'Whether resolved notific
 
 -- The limits of channels (enforced by monitoring._validate_limits, see 05_schema.sql)
 insert into monitoring._limits (table_name, column_name, allowed, hint) values
-('channels', 'kind', '{webhook,slack,discord,edge_function}', 'use webhook for the spec''s JSON payload'),
+('channels', 'kind', '{webhook,slack,discord,edge_function,alertmanager}', 'use webhook for the spec''s JSON payload'),
 ('channels', 'min_severity', '{critical,warning,info}', 'use warning to receive warning and critical alerts')
 on conflict (table_name, column_name) do nothing;
+
+comment on column monitoring.channels.auth_secret is
+'Name of the secret holding the Authorization header value (Basic ... or Bearer ...); set with '
+'monitoring.set_channel_auth().';
+
+comment on column monitoring.channels.resend_interval is
+'alertmanager channels: firing alerts are sent again this often (whole minutes, 1-59), shorter than Alertmanager''s '
+'resolve_timeout (5m by default), so Alertmanager does not resolve them while they still fire.';
 
 create or replace function monitoring._validate_channel()
 returns trigger
@@ -4597,9 +4608,29 @@ begin
       hint = 'use the function''s folder name, such as alert-receiver';
   end if;
 
+  if new.resend_interval is null or new.resend_interval not between interval '1 minute' and interval '59 minutes'
+    or extract(second from new.resend_interval) <> 0 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('channels.resend_interval must be whole minutes from 1 to 59 (got %s): the jobs run once a '
+        || 'minute', coalesce(new.resend_interval::text, 'null')),
+      hint = 'use interval ''1 minute'', shorter than Alertmanager''s resolve_timeout (5m by default)';
+  end if;
+  if new.auth_secret is not null and new.kind = 'edge_function' then
+    raise exception using
+      errcode = 'check_violation',
+      message = 'channels.auth_secret cannot be set on an edge_function channel: it sends the service role key',
+      hint = 'use a webhook or alertmanager channel for a receiver with its own credentials';
+  end if;
+
   if new.enabled then
-    if new.url_secret is not null then
+    if new.url_secret is not null and new.kind = 'alertmanager' then
+      perform monitoring._check_alertmanager_url_secret(new.url_secret, 'channels.url_secret');
+    elsif new.url_secret is not null then
       perform monitoring._check_secret(new.url_secret, 'channels.url_secret', true);
+    end if;
+    if new.auth_secret is not null then
+      perform monitoring._check_auth_secret(new.auth_secret, 'channels.auth_secret');
     end if;
     if new.signing_secret is not null then
       perform monitoring._check_secret(new.signing_secret, 'channels.signing_secret', false);
@@ -4629,7 +4660,7 @@ for each row execute function monitoring._validate_channel();
 create or replace function monitoring.set_channel(
   -- channel name, such as ops-slack
   p_name text,
-  -- webhook, slack, discord or edge_function
+  -- webhook, slack, discord, edge_function or alertmanager
   p_kind text,
   -- the URL, stored as secret alerting_<name>_url (null: keep the current one)
   p_url text default null,
@@ -4657,7 +4688,11 @@ begin
       message = format('channels.name %L must be lower-case letters, digits, _ or - (at most 63)', p_name),
       hint = 'use a name such as ops-slack';
   end if;
-  if p_url is not null then
+  if p_url is not null and p_kind = 'alertmanager' then
+    perform monitoring._validate_alertmanager_url(p_url, 'channels.url');
+    v_url_secret := format('alerting_%s_url', p_name);
+    perform monitoring.set_secret(v_url_secret, p_url, format('URL of alert channel %s', p_name));
+  elsif p_url is not null then
     perform monitoring._validate_url(p_url, 'channels.url');
     v_url_secret := format('alerting_%s_url', p_name);
     perform monitoring.set_secret(v_url_secret, p_url, format('URL of alert channel %s', p_name));
@@ -4824,6 +4859,9 @@ begin
   if p_kind in ('webhook', 'edge_function') then
     return p_webhook;
   end if;
+  if p_kind = 'alertmanager' then
+    return monitoring._alertmanager_payload(p_webhook);
+  end if;
 
   v_label := case p_webhook ->> 'event'
     when 'firing' then 'FIRING'
@@ -4890,13 +4928,340 @@ begin
   raise exception using
     errcode = 'invalid_parameter_value',
     message = format('channels.kind %L has no payload format', p_kind),
-    hint = 'use webhook, slack, discord or edge_function';
+    hint = 'use webhook, slack, discord, edge_function or alertmanager';
 end
 $$;
 
 comment on function monitoring._channel_payload(text, jsonb) is
 'Internal: turn the webhook payload into the channel''s format: as is for webhook and edge_function, {text, blocks} '
-'for slack, {content, embeds} for discord; all carry the runbook.';
+'for slack, {content, embeds} for discord, an Alertmanager alert list for alertmanager; all carry the runbook.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Alertmanager (channel kind alertmanager: POST /api/v2/alerts as Prometheus does)
+-- ---------------------------------------------------------------------------------------------
+create or replace function monitoring._prometheus_label_name(
+  -- a label name as our rules and checks write it
+  p_name text
+)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  -- Prometheus label names are [a-zA-Z_][a-zA-Z0-9_]*: any other character becomes _, and a name
+  -- starting with a digit gets a leading _ (team-name -> team_name, 2fa -> _2fa)
+  select case
+    when m.mapped ~ '^[0-9]' then '_' || m.mapped
+    else m.mapped
+  end
+  from (select regexp_replace(coalesce(p_name, ''), '[^A-Za-z0-9_]', '_', 'g') as mapped) as m
+$$;
+
+comment on function monitoring._prometheus_label_name(text) is
+'Internal: map a label name to a valid Prometheus label name: characters outside [A-Za-z0-9_] become _, a leading '
+'digit gets a _ prefix.';
+
+create or replace function monitoring._validate_alertmanager_url(
+  -- the Alertmanager URL
+  p_url text,
+  -- the field named in the error, such as channels.url
+  p_field text
+)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_match text[];
+  v_port text;
+begin
+  v_match := regexp_match(coalesce(p_url, ''), '^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#\s]+)([/?#]\S*)?$');
+  if v_match is null then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s is not a URL (got %L)', p_field, left(p_url, 200)),
+      hint = 'give Alertmanager''s base URL, such as http://alertmanager:9093';
+  end if;
+  if lower(v_match[1]) not in ('http', 'https') then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s must be an http or https URL for an alertmanager channel (got %s://)', p_field,
+        left(v_match[1], 50)),
+      hint = 'give Alertmanager''s base URL, such as http://alertmanager:9093 or https://alertmanager.example.com';
+  end if;
+  if position('@' in v_match[2]) > 0 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s must not carry credentials before the host', p_field),
+      hint = 'store them with monitoring.set_channel_auth(channel, ''basic'', ''user:password'')';
+  end if;
+  v_port := substring(v_match[2] from ':([^:\]]*)$');
+  if v_port is not null and (v_port !~ '^[0-9]{1,5}$' or v_port::integer not between 1 and 65535) then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s has port %L, which is not a port number (1-65535)', p_field, left(v_port, 20)),
+      hint = 'use a URL such as http://alertmanager:9093';
+  end if;
+  if v_match[3] ~ '[?#]' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s must not have a query or fragment: /api/v2/alerts is appended to it', p_field),
+      hint = 'give Alertmanager''s base URL (with its --web.route-prefix path, if any), such as http://alertmanager:9093';
+  end if;
+end
+$$;
+
+comment on function monitoring._validate_alertmanager_url(text, text) is
+'Internal: raise a check_violation naming p_field unless p_url is an http(s) base URL of Alertmanager (no '
+'credentials, query or fragment; valid port). Plain http is allowed to any host: Alertmanager usually listens on '
+'an internal network.';
+
+create or replace function monitoring._alertmanager_endpoint(
+  -- Alertmanager's base URL (or its full /api/v2/alerts URL)
+  p_url text
+)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select case
+    when rtrim(p_url, '/') ~ '/api/v2/alerts$' then rtrim(p_url, '/')
+    else rtrim(p_url, '/') || '/api/v2/alerts'
+  end
+$$;
+
+comment on function monitoring._alertmanager_endpoint(text) is
+'Internal: the POST URL of Alertmanager''s alerts API: the base URL plus /api/v2/alerts (kept when already there).';
+
+create or replace function monitoring._check_alertmanager_url_secret(
+  -- secret name
+  p_name text,
+  -- the field that names the secret, for the message
+  p_field text
+)
+returns void
+language plpgsql
+stable
+security definer -- checks that a secret resolves to an Alertmanager URL without revealing its value
+set search_path = ''
+as $$
+begin
+  perform monitoring._check_secret(p_name, p_field, false);
+  perform monitoring._validate_alertmanager_url(monitoring._get_secret(p_name), p_field);
+end
+$$;
+
+comment on function monitoring._check_alertmanager_url_secret(text, text) is
+'Internal: raise a check_violation naming p_field when the secret does not resolve to an http(s) Alertmanager URL.';
+
+create or replace function monitoring._check_auth_secret(
+  -- secret name
+  p_name text,
+  -- the field that names the secret, for the message
+  p_field text
+)
+returns void
+language plpgsql
+stable
+security definer -- checks that a secret holds an Authorization value without revealing it
+set search_path = ''
+as $$
+begin
+  perform monitoring._check_secret(p_name, p_field, false);
+  if monitoring._get_secret(p_name) !~ '^(Basic|Bearer) [^\s]+$' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s: secret %L must hold an Authorization value, "Basic <base64>" or "Bearer <token>"',
+        p_field, p_name),
+      hint = 'set it with monitoring.set_channel_auth(channel, ''basic'', ''user:password'') or '
+        || '(channel, ''bearer'', ''<token>'')';
+  end if;
+end
+$$;
+
+comment on function monitoring._check_auth_secret(text, text) is
+'Internal: raise a check_violation naming p_field unless the secret holds "Basic <base64>" or "Bearer <token>".';
+
+create or replace function monitoring.set_channel_auth(
+  -- the channel
+  p_name text,
+  -- basic, bearer, or null to send no Authorization header
+  p_scheme text,
+  -- basic: user:password; bearer: the token; stored as secret alerting_<name>_auth
+  p_credentials text default null
+)
+returns text
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_value text;
+  v_secret text := format('alerting_%s_auth', p_name);
+begin
+  if not exists (select 1 from monitoring.channels as c where c.name = p_name) then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('set_channel_auth: channel %L does not exist', p_name),
+      hint = 'create it first with monitoring.set_channel(name, ''alertmanager'', url)';
+  end if;
+  if p_scheme is null then
+    update monitoring.channels as c set auth_secret = null where c.name = p_name;
+    return p_name;
+  end if;
+  if p_scheme not in ('basic', 'bearer') then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('set_channel_auth: p_scheme must be basic, bearer or null (got %L)', left(p_scheme, 50)),
+      hint = 'use basic with ''user:password'' or bearer with a token';
+  end if;
+  if p_credentials is null or p_credentials ~ '[\s]' or p_credentials = ''
+    or (p_scheme = 'basic' and p_credentials !~ '^[^:]+:.+$') then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('set_channel_auth: p_credentials must be %s without white space',
+        case when p_scheme = 'basic' then 'user:password' else 'a token' end),
+      hint = 'the value is stored as secret ' || v_secret || ', never in a table or a log';
+  end if;
+  v_value := case
+    when p_scheme = 'basic' then 'Basic ' || translate(encode(convert_to(p_credentials, 'UTF8'), 'base64'), E'\n', '')
+    else 'Bearer ' || p_credentials
+  end;
+  perform monitoring.set_secret(v_secret, v_value, format('Authorization header of alert channel %s', p_name));
+  update monitoring.channels as c set auth_secret = v_secret where c.name = p_name;
+  return p_name;
+end
+$$;
+
+comment on function monitoring.set_channel_auth(text, text, text) is
+'Send "Authorization: Basic|Bearer ..." with every request of a channel (Alertmanager behind a proxy): stores the '
+'header value as secret alerting_<name>_auth (Vault where it exists); p_scheme null removes it.';
+
+create or replace function monitoring._alertmanager_payload(
+  -- the webhook payload (from monitoring._webhook_payload or test_channel)
+  p_webhook jsonb
+)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_alert jsonb := p_webhook -> 'alerts' -> 0;
+  v_labels jsonb;
+  v_annotations jsonb;
+  v_event text := p_webhook ->> 'event';
+  v_out jsonb;
+begin
+  -- labels: the alert's (alertname, severity, the rule's and the instance's) plus service, as
+  -- strings under valid Prometheus names
+  select coalesce(jsonb_object_agg(monitoring._prometheus_label_name(l.key), l.value), '{}'::jsonb)
+  into v_labels
+  from (
+    select l0.key, case when jsonb_typeof(l0.value) = 'string' then l0.value #>> '{}' else l0.value::text end as value
+    from jsonb_each(coalesce(v_alert -> 'labels', '{}'::jsonb)) as l0
+    where l0.value is not null and jsonb_typeof(l0.value) <> 'null'
+    order by l0.key
+  ) as l;
+  v_labels := v_labels || jsonb_build_object(
+    'alertname', coalesce(v_alert ->> 'rule', v_labels ->> 'alertname'),
+    'severity', v_alert ->> 'severity',
+    'service', p_webhook ->> 'service'
+  );
+  v_annotations := jsonb_strip_nulls(jsonb_build_object(
+    'summary', v_alert ->> 'message',
+    'description', v_alert ->> 'description',
+    'runbook', (
+      select string_agg(format('%s. %s', r.ord, r.step), E'\n' order by r.ord)
+      from jsonb_array_elements_text(coalesce(v_alert -> 'runbook', '[]'::jsonb)) with ordinality as r (step, ord)
+    ),
+    'value', v_alert ->> 'value',
+    'threshold', v_alert ->> 'threshold',
+    'unit', v_alert ->> 'unit',
+    'fingerprint', v_alert ->> 'fingerprint'
+  ));
+  v_out := jsonb_build_object(
+    'labels', v_labels,
+    'annotations', v_annotations,
+    'startsAt', coalesce(v_alert ->> 'startsAt', p_webhook ->> 'timestamp'),
+    'generatorURL', 'https://supabase.com/dashboard/project/_/sql/new?content='
+    || 'select%20*%20from%20monitoring.active_alerts%20where%20rule_name%20%3D%20%27'
+    || coalesce(v_alert ->> 'rule', '') || '%27'
+  );
+  if v_event = 'resolved' then
+    v_out := v_out || jsonb_build_object('endsAt', coalesce(v_alert ->> 'endsAt', p_webhook ->> 'timestamp'));
+  elsif v_event = 'test' then
+    -- a test alert ends on its own after 5 minutes
+    v_out := v_out || jsonb_build_object(
+      'endsAt', monitoring._iso((p_webhook ->> 'timestamp')::timestamptz + interval '5 minutes')
+    );
+  end if;
+  return jsonb_build_array(v_out);
+end
+$$;
+
+comment on function monitoring._alertmanager_payload(jsonb) is
+'Internal: the webhook payload as Alertmanager''s POST /api/v2/alerts body: [{labels (alertname, severity, service, '
+'the rule''s and instance''s, names mapped to valid Prometheus label names), annotations (summary, description, '
+'runbook, value, threshold, unit, fingerprint), startsAt, endsAt (resolved; test alerts end after 5 min), '
+'generatorURL}].';
+
+create or replace function monitoring.resend_alertmanager(
+  -- now
+  p_now timestamptz default now()
+)
+returns integer
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_channel monitoring.channels;
+  v_payload jsonb;
+  v_count integer := 0;
+begin
+  for v_channel in
+    select c.* from monitoring.channels as c
+    where c.kind = 'alertmanager' and c.enabled
+    order by c.name
+  loop
+    -- one resend at a time: none while an earlier delivery of this channel waits (Alertmanager down)
+    continue when exists (
+      select 1 from monitoring.deliveries as d
+      where d.channel = v_channel.name and d.status in ('queued', 'sending', 'retrying')
+    );
+    continue when exists (
+      select 1 from monitoring.deliveries as d
+      where
+        d.fingerprint is null and d.channel = v_channel.name and d.event = 'repeat'
+        and d.created_at > p_now - v_channel.resend_interval + interval '10 seconds'
+    );
+    select jsonb_agg(e.alert order by a.fingerprint)
+    into v_payload
+    from monitoring.alerts as a
+    inner join monitoring.alert_rules as r on a.rule_name = r.name
+    cross join lateral jsonb_array_elements(
+      monitoring._channel_payload('alertmanager', monitoring._webhook_payload(a, r, 'repeat', p_now))
+    ) as e (alert)
+    where
+      a.state = 'firing'
+      and a.last_notified_at is not null
+      and monitoring._severity_rank(a.severity) >= monitoring._severity_rank(v_channel.min_severity);
+    continue when v_payload is null;
+    insert into monitoring.deliveries (channel, event, payload, body, status, next_attempt_at, created_at)
+    values (v_channel.name, 'repeat', v_payload, v_payload::text, 'queued', p_now, p_now);
+    v_count := v_count + 1;
+  end loop;
+  return v_count;
+end
+$$;
+
+comment on function monitoring.resend_alertmanager(timestamptz) is
+'Queue, per alertmanager channel whose resend_interval has passed, one delivery re-sending every firing notified '
+'alert (as Prometheus re-sends), so Alertmanager does not resolve them after its resolve_timeout; none while an '
+'earlier delivery of the channel is still waiting. Run by job monitoring-dispatch; returns how many were queued.';
 
 create or replace function monitoring._notify(
   -- the alert
@@ -5089,11 +5454,22 @@ begin
   select * into v_settings from monitoring.settings as s where s.id;
 
   for v_delivery in
-    select * from monitoring.deliveries as d
-    where d.status in ('queued', 'retrying') and d.next_attempt_at <= p_now
+    select d.* from monitoring.deliveries as d
+    where
+      d.status in ('queued', 'retrying') and d.next_attempt_at <= p_now
+      -- Alertmanager keeps the last state it was told: its deliveries go out in order, so a firing
+      -- retried late can never reopen an alert resolved after it
+      and not exists (
+        select 1
+        from monitoring.channels as c
+        inner join monitoring.deliveries as e on e.channel = c.name
+        where
+          c.name = d.channel and c.kind = 'alertmanager'
+          and e.id < d.id and e.status in ('sending', 'retrying')
+      )
     order by d.next_attempt_at, d.id
     limit coalesce(p_limit, v_settings.dispatch_batch)
-    for update skip locked
+    for update of d skip locked
   loop
     select * into v_channel from monitoring.channels as c where c.name = v_delivery.channel;
     if not found or not v_channel.enabled then
@@ -5117,7 +5493,12 @@ begin
       elsif v_url is null then
         raise exception 'channels.url_secret: secret % does not resolve', v_channel.url_secret;
       end if;
-      perform monitoring._validate_url(v_url, 'channels.url_secret');
+      if v_channel.kind = 'alertmanager' then
+        perform monitoring._validate_alertmanager_url(v_url, 'channels.url_secret');
+        v_url := monitoring._alertmanager_endpoint(v_url);
+      else
+        perform monitoring._validate_url(v_url, 'channels.url_secret');
+      end if;
 
       v_headers := jsonb_build_object(
         'Content-Type', 'application/json',
@@ -5142,6 +5523,13 @@ begin
           raise exception 'settings.service_key_secret: secret % does not resolve', v_settings.service_key_secret;
         end if;
         v_headers := v_headers || jsonb_build_object('Authorization', 'Bearer ' || v_key);
+      end if;
+      if v_channel.auth_secret is not null then
+        v_key := monitoring._get_secret(v_channel.auth_secret);
+        if v_key is null then
+          raise exception 'channels.auth_secret: secret % does not resolve', v_channel.auth_secret;
+        end if;
+        v_headers := v_headers || jsonb_build_object('Authorization', v_key);
       end if;
 
       execute format(
@@ -5171,7 +5559,8 @@ $$;
 
 comment on function monitoring.dispatch_deliveries(timestamptz, integer) is
 'Send due deliveries (for update skip locked, so concurrent runs never send one twice) with net.http_post, '
-'X-Idempotency-Key and X-Signature over the exact body; returns counts.';
+'X-Idempotency-Key and X-Signature over the exact body (Authorization from auth_secret; alertmanager channels in '
+'order); returns counts.';
 
 create or replace function monitoring.reconcile_deliveries(
   -- now
@@ -5528,9 +5917,11 @@ execute function monitoring._validate_finite_times('next_attempt_at+');
 -- switch (rule monitor_stalled) reads job_runs and cron.job_run_details.
 --
 -- Jobs (GMT, minute granularity, at most 5 running at once):
---   monitoring-evaluate         * * * * *    rules due by their own schedule, then dispatch
+--   monitoring-evaluate         * * * * *    rules due by their own schedule, then dispatch, then the
+--                                            outbound heartbeat
 --   monitoring-watchdog         * * * * *    monitor_stalled only, then reconcile and dispatch
---   monitoring-dispatch         * * * * *    reconcile responses, send due deliveries and retries
+--   monitoring-dispatch         * * * * *    reconcile responses, re-send firing alerts to Alertmanager,
+--                                            send due deliveries and retries
 --   monitoring-refresh-rollups  * * * * *    monitoring.refresh_rollups()
 --   check-whatsapp-errors       0 * * * *    the spec's hourly check (SQL, or the Edge Function)
 --   monitoring-retention        30 3 * * *   batched deletes, each committed, then refresh_rollups()
@@ -5842,6 +6233,195 @@ comment on function monitoring._invoke_edge_function(text, jsonb) is
 'net.http_post; raises naming any secret that does not resolve. Returns the request id.';
 
 -- ---------------------------------------------------------------------------------------------
+-- Outbound heartbeat (a dead man's switch outside the database, healthchecks.io convention)
+-- ---------------------------------------------------------------------------------------------
+-- When Postgres, pg_cron or pg_net stops, nothing inside the database can say so. After each
+-- successful monitoring cycle (run_job('evaluate')) pg_net pings a URL outside: the URL itself
+-- while health() is healthy or degraded, <URL>/fail while it is unhealthy. The outside service
+-- (healthchecks.io, Cronitor, Alertmanager's Watchdog pattern...) alerts when the pings stop.
+create table if not exists monitoring.heartbeat (
+  id boolean primary key default true,
+  enabled boolean not null default false,
+  url_secret text not null default 'heartbeat_url',
+  ping_interval interval not null default interval '1 minute',
+  last_ping_at timestamptz,
+  last_ping_kind text,
+  last_health text,
+  last_request_id bigint,
+  last_error text,
+  updated_at timestamptz not null default now(),
+  constraint heartbeat_single_row check (id),
+  constraint heartbeat_last_ping_kind_check check (last_ping_kind in ('success', 'fail'))
+);
+
+comment on table monitoring.heartbeat is
+'The outbound heartbeat, one row: whether it is on, the name of the secret holding its URL, how often it pings, '
+'and its last ping (set it with monitoring.set_heartbeat()).';
+
+comment on column monitoring.heartbeat.url_secret is
+'Name of the secret holding the ping URL, such as https://hc-ping.com/<uuid>; <URL>/fail is pinged when unhealthy.';
+
+comment on column monitoring.heartbeat.ping_interval is
+'Least time between two pings: whole minutes, 1 minute to 24 hours (the monitoring cycle runs once a minute). Set '
+'the outside check''s period to it and a grace of at least 1 minute.';
+
+comment on column monitoring.heartbeat.last_ping_kind is 'success (the URL) or fail (<URL>/fail, health() unhealthy).';
+
+comment on column monitoring.heartbeat.last_request_id is 'net.http_post request id of the last ping.';
+
+comment on column monitoring.heartbeat.last_error is 'Why the last ping could not be sent, if it could not.';
+
+insert into monitoring.heartbeat (id) values (true) on conflict (id) do nothing;
+
+create or replace function monitoring._validate_heartbeat()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.id is distinct from true then
+    raise exception using
+      errcode = 'check_violation',
+      message = 'heartbeat.id must be true: the table holds exactly one row',
+      hint = 'use monitoring.set_heartbeat(url, interval)';
+  end if;
+  if new.ping_interval is null
+    or new.ping_interval not between interval '1 minute' and interval '24 hours'
+    or extract(epoch from new.ping_interval)::numeric % 60 <> 0 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('heartbeat.ping_interval must be whole minutes from 1 minute to 24 hours (got %s): the '
+        || 'monitoring cycle that pings runs once a minute, so a shorter or fractional interval cannot run',
+        coalesce(new.ping_interval::text, 'null')),
+      hint = 'use interval ''1 minute'' (or ''5 minutes''), and the same period in the outside check';
+  end if;
+  if new.url_secret is null or new.url_secret !~ '^[A-Za-z0-9_.:-]{1,200}$' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('heartbeat.url_secret %L must name a secret (1-200 letters, digits or _ . : -)',
+        left(new.url_secret, 200)),
+      hint = 'use monitoring.set_heartbeat(url), which stores the URL as secret heartbeat_url';
+  end if;
+  if new.enabled then
+    perform monitoring._check_secret(new.url_secret, 'heartbeat.url_secret', true);
+  end if;
+  new.updated_at := now();
+  return new;
+end
+$$;
+
+comment on function monitoring._validate_heartbeat() is
+'Trigger: validate the heartbeat row (interval whole minutes, 1 minute to 24 hours; URL secret resolves to an https '
+'URL), raising a check_violation naming the field.';
+
+create or replace trigger heartbeat_validate
+before insert or update on monitoring.heartbeat
+for each row execute function monitoring._validate_heartbeat();
+
+create or replace function monitoring.set_heartbeat(
+  -- the ping URL, such as https://hc-ping.com/<uuid> (stored as secret heartbeat_url); null turns it off
+  p_url text,
+  -- least time between two pings (whole minutes, 1 minute to 24 hours)
+  p_interval interval default interval '1 minute'
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+as $$
+begin
+  if p_url is null then
+    update monitoring.heartbeat as h set enabled = false where h.id;
+    return jsonb_build_object('enabled', false);
+  end if;
+  perform monitoring._validate_url(p_url, 'heartbeat.url');
+  if p_url ~ '/fail/?$' then
+    raise exception using
+      errcode = 'check_violation',
+      message = 'heartbeat.url must be the success URL, not its /fail variant',
+      hint = 'give https://hc-ping.com/<uuid>; /fail is appended while health() is unhealthy';
+  end if;
+  -- validate the interval before the secret is written, so a bad call changes nothing
+  update monitoring.heartbeat as h set ping_interval = p_interval where h.id;
+  perform monitoring.set_secret('heartbeat_url', p_url, 'Outbound heartbeat URL (healthchecks.io convention)');
+  update monitoring.heartbeat as h
+  set enabled = true, url_secret = 'heartbeat_url', last_error = null
+  where h.id;
+  return jsonb_build_object('enabled', true, 'interval', p_interval::text);
+end
+$$;
+
+comment on function monitoring.set_heartbeat(text, interval) is
+'Turn the outbound heartbeat on: after each successful monitoring cycle, at most once per p_interval, pg_net pings '
+'p_url (stored as secret heartbeat_url), or p_url/fail while health() is unhealthy. p_url null turns it off.';
+
+create or replace function monitoring._heartbeat_ping(
+  -- now
+  p_now timestamptz default now()
+)
+returns jsonb
+language plpgsql
+volatile
+security definer -- reads the heartbeat URL secret, which only the owner may read
+set search_path = ''
+as $$
+declare
+  v_beat monitoring.heartbeat;
+  v_health text;
+  v_url text;
+  v_kind text;
+  v_request bigint;
+  -- net.* is referenced through this variable: pg_net may not exist where this is linted
+  v_http_post constant regprocedure := to_regprocedure('net.http_post(text, jsonb, jsonb, jsonb, integer)');
+begin
+  select * into v_beat from monitoring.heartbeat as h where h.id for update;
+  if not found or not v_beat.enabled then
+    return jsonb_build_object('skipped', 'heartbeat is off');
+  end if;
+  -- 10 s of slack: the cycle starts each minute, a few hundred milliseconds late or early
+  if v_beat.last_ping_at is not null and p_now < v_beat.last_ping_at + v_beat.ping_interval - interval '10 seconds' then
+    return jsonb_build_object('skipped', 'not due');
+  end if;
+  begin
+    if v_http_post is null then
+      raise exception 'pg_net (net.http_post) is not installed';
+    end if;
+    v_url := monitoring._get_secret(v_beat.url_secret);
+    if v_url is null then
+      raise exception 'heartbeat.url_secret: secret % does not resolve', v_beat.url_secret;
+    end if;
+    v_health := monitoring.health(p_now) ->> 'status';
+    v_kind := case when v_health = 'unhealthy' then 'fail' else 'success' end;
+    if v_kind = 'fail' then
+      v_url := rtrim(v_url, '/') || '/fail';
+    end if;
+    execute format(
+      'select %s(url := $1, body := $2, headers := $3, timeout_milliseconds := $4)', v_http_post::regproc
+    )
+    into v_request
+    using
+      v_url,
+      jsonb_build_object('status', v_health, 'at', monitoring._iso(p_now)),
+      jsonb_build_object('Content-Type', 'application/json'),
+      (select s.http_timeout_ms from monitoring.settings as s where s.id);
+    update monitoring.heartbeat as h
+    set
+      last_ping_at = p_now, last_ping_kind = v_kind, last_health = v_health, last_request_id = v_request,
+      last_error = null
+    where h.id;
+    return jsonb_build_object('ping', v_kind, 'health', v_health, 'request_id', v_request);
+  exception when others then
+    update monitoring.heartbeat as h set last_error = left(sqlerrm, 500) where h.id;
+    return jsonb_build_object('error', sqlerrm);
+  end;
+end
+$$;
+
+comment on function monitoring._heartbeat_ping(timestamptz) is
+'Internal: ping the heartbeat URL with net.http_post when it is on and due (the URL, or URL/fail while health() is '
+'unhealthy); run by job monitoring-evaluate after a successful cycle. A failure is kept in heartbeat.last_error.';
+
+-- ---------------------------------------------------------------------------------------------
 -- Running and scheduling jobs
 -- ---------------------------------------------------------------------------------------------
 create or replace function monitoring.run_job(
@@ -5881,6 +6461,8 @@ begin
       when 'evaluate' then
         v_result := jsonb_build_object('rules', monitoring.evaluate_rules(now()));
         v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
+        -- the cycle succeeded: tell the outside world (monitoring.heartbeat)
+        v_result := v_result || jsonb_build_object('heartbeat', monitoring._heartbeat_ping(now()));
       when 'watchdog' then
         v_result := jsonb_build_object(
           'rules', monitoring.evaluate_rules(
@@ -5893,6 +6475,7 @@ begin
         );
       when 'dispatch' then
         v_result := jsonb_build_object('reconcile', monitoring.reconcile_deliveries(now()));
+        v_result := v_result || jsonb_build_object('resend', monitoring.resend_alertmanager(now()));
         v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
       when 'refresh-rollups' then
         v_result := monitoring.refresh_rollups();
@@ -6110,6 +6693,8 @@ comment on function monitoring.unschedule_jobs() is
 alter table monitoring.jobs enable row level security;
 
 alter table monitoring.job_runs enable row level security;
+
+alter table monitoring.heartbeat enable row level security;
 
 create or replace trigger jobs_validate_nulls
 before insert or update on monitoring.jobs
@@ -7384,6 +7969,179 @@ create or replace trigger health_thresholds_validate
 before insert or update on monitoring.health_thresholds
 for each row execute function monitoring._validate_health_thresholds();
 
+-- =============================================================================================
+-- Prometheus: what postgres_exporter reads (prometheus/postgres_exporter_queries.yaml)
+-- =============================================================================================
+-- The exporter connects as role monitoring_exporter (99_grants.sql), which may only call these
+-- functions: each reads one of the views (or the error rollups through _error_count), never an app
+-- table directly, and returns only figures (no message, payload, runbook or phone number).
+-- Security definer, because the views read rollups and app tables with the caller's rights.
+create or replace function monitoring.exporter_delivery_stats()
+returns setof monitoring.delivery_stats
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select * from monitoring.delivery_stats
+$$;
+
+comment on function monitoring.exporter_delivery_stats() is
+'For postgres_exporter (role monitoring_exporter): the rows of monitoring.delivery_stats.';
+
+create or replace function monitoring.exporter_error_counts()
+returns table (window_name text, errors bigint)
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select w.window_name, monitoring._error_count(now(), w.window_length)
+  from (values ('1h', interval '1 hour'), ('24h', interval '24 hours')) as w (window_name, window_length)
+$$;
+
+comment on function monitoring.exporter_error_counts() is
+'For postgres_exporter: errors logged in the last 1h and 24h (window_name), from the error rollups.';
+
+create or replace function monitoring.exporter_top_errors()
+returns setof monitoring.top_errors_24h
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select * from monitoring.top_errors_24h
+$$;
+
+comment on function monitoring.exporter_top_errors() is
+'For postgres_exporter: the rows of monitoring.top_errors_24h (the 10 most frequent error types of 24 h).';
+
+create or replace function monitoring.exporter_queue_stats()
+returns setof monitoring.queue_stats
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select * from monitoring.queue_stats
+$$;
+
+comment on function monitoring.exporter_queue_stats() is 'For postgres_exporter: the rows of monitoring.queue_stats.';
+
+create or replace function monitoring.exporter_delivery_latency()
+returns setof monitoring.delivery_latency
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select * from monitoring.delivery_latency
+$$;
+
+comment on function monitoring.exporter_delivery_latency() is
+'For postgres_exporter: the rows of monitoring.delivery_latency.';
+
+create or replace function monitoring.exporter_function_stats()
+returns setof monitoring.function_stats
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select * from monitoring.function_stats
+$$;
+
+comment on function monitoring.exporter_function_stats() is
+'For postgres_exporter: the rows of monitoring.function_stats.';
+
+create or replace function monitoring.exporter_sessions()
+returns table (
+  session_id text, is_active boolean, connection_state text, minutes_down numeric, seconds_since_update numeric
+)
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select
+    c.session_id::text,
+    c.is_active,
+    c.connection_state::text,
+    c.minutes_down::numeric,
+    round(extract(epoch from now() - c.updated_at)::numeric, 3)
+  from monitoring.connection_status as c
+$$;
+
+comment on function monitoring.exporter_sessions() is
+'For postgres_exporter: per session of monitoring.connection_status its state, minutes down and seconds since its '
+'last update (no phone number).';
+
+create or replace function monitoring.exporter_alerts()
+returns table (rule_name text, severity text, state text, alerts bigint)
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select r.name, r.severity, s.state, count(a.rule_name)
+  from monitoring.alert_rules as r
+  cross join (values ('pending'), ('firing')) as s (state)
+  left join monitoring.active_alerts as a on a.rule_name = r.name and a.state = s.state
+  group by r.name, r.severity, s.state
+$$;
+
+comment on function monitoring.exporter_alerts() is
+'For postgres_exporter: per rule (with its severity) how many alerts of monitoring.active_alerts are pending and '
+'firing (0 rows included, so a resolved alert drops to 0 instead of vanishing).';
+
+create or replace function monitoring.exporter_outbox()
+returns table (channel text, status text, deliveries bigint)
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select d.channel, s.status, s.n
+  from monitoring.delivery_status as d
+  cross join lateral (
+    values ('queued', d.queued), ('sending', d.sending), ('retrying', d.retrying), ('dead', d.dead)
+  ) as s (status, n)
+$$;
+
+comment on function monitoring.exporter_outbox() is
+'For postgres_exporter: per channel of monitoring.delivery_status the deliveries queued, sending, retrying and dead '
+'(dead letters, as in monitoring.dead_letters).';
+
+create or replace function monitoring.exporter_jobs()
+returns table (
+  job text, period interval, last_success_at timestamptz, stalled boolean, runs_24h bigint, failures_24h bigint
+)
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select j.name, j.period, j.last_ok_at, j.stalled, j.runs_24h, j.failures_24h
+  from monitoring.job_status as j
+$$;
+
+comment on function monitoring.exporter_jobs() is
+'For postgres_exporter: per expected job of monitoring.job_status its period, last success, whether it is stalled, '
+'runs and failures in 24 h.';
+
+create or replace function monitoring.exporter_slow_queries()
+returns table (statements bigint, max_mean_ms numeric)
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select count(*), coalesce(max(q.mean_ms), 0)::numeric from monitoring.slow_queries as q
+$$;
+
+comment on function monitoring.exporter_slow_queries() is
+'For postgres_exporter: how many statements monitoring.slow_queries lists and the highest mean time in ms.';
+
 
 -- =============================================================================================
 -- supabase/schemas/90_retention.sql
@@ -7728,10 +8486,28 @@ comment on procedure monitoring.run_retention_job(timestamptz) is -- noqa: LT01
 revoke all on schema monitoring from public, anon, authenticated;
 grant usage on schema monitoring to service_role, postgres;
 
+-- postgres_exporter's role (docs/integrations.md): no login until an admin gives it one
+-- (alter role monitoring_exporter with login password '...'); it may call the exporter_*
+-- functions and nothing else in monitoring, and reads no table.
+do $$
+begin
+  if not exists (select 1 from pg_catalog.pg_roles where rolname = 'monitoring_exporter') then
+    create role monitoring_exporter nologin noinherit;
+  end if;
+end
+$$;
+
+comment on role monitoring_exporter is
+'postgres_exporter (prometheus/postgres_exporter_queries.yaml): may only execute monitoring.exporter_*() functions.';
+
+grant usage on schema monitoring to monitoring_exporter;
+
 revoke all on all tables in schema monitoring from public, anon, authenticated, service_role;
 revoke all on all sequences in schema monitoring from public, anon, authenticated, service_role;
 revoke all on all functions in schema monitoring from public, anon, authenticated, service_role;
 revoke all on all procedures in schema monitoring from public, anon, authenticated, service_role;
+revoke all on all tables in schema monitoring from monitoring_exporter;
+revoke all on all functions in schema monitoring from monitoring_exporter;
 
 revoke truncate, references, trigger
 on public.whatsapp_notifications, public.whatsapp_error_logs, public.whatsapp_sessions
@@ -7781,6 +8557,7 @@ to service_role;
 -- tables
 grant select, update
 on
+monitoring.heartbeat,
 monitoring.jobs,
 monitoring.retention_policies,
 monitoring.settings
@@ -7814,8 +8591,12 @@ to service_role;
 
 -- functions service_role may call (views, health(), the alerting API, the jobs' entry points)
 grant execute on function
+monitoring._alertmanager_endpoint(text),
+monitoring._alertmanager_payload(jsonb),
 monitoring._breaches(numeric, text, numeric),
 monitoring._cache_statement_texts(),
+monitoring._check_alertmanager_url_secret(text, text),
+monitoring._check_auth_secret(text, text),
 monitoring._channel_payload(text, jsonb),
 monitoring._check_error_rate_webhook(monitoring.alert_rules, timestamptz),
 monitoring._check_function_availability(monitoring.alert_rules, timestamptz),
@@ -7852,6 +8633,7 @@ monitoring._health_functions(timestamptz),
 monitoring._health_scheduler(timestamptz),
 monitoring._health_ts(timestamptz),
 monitoring._health_whatsapp(timestamptz),
+monitoring._heartbeat_ping(timestamptz),
 monitoring._hist_quantile(bigint[], numeric),
 monitoring._hour_ceil(timestamptz),
 monitoring._hour_span(timestamptz, timestamptz),
@@ -7861,6 +8643,7 @@ monitoring._iso(timestamptz),
 monitoring._latency_edges_ms(),
 monitoring._notification_hist(timestamptz, interval, text),
 monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz),
+monitoring._prometheus_label_name(text),
 monitoring._rate(bigint, bigint),
 monitoring._record_failure(bigint, timestamptz, integer, text, boolean, boolean),
 monitoring._retention_batch(text, timestamptz, integer),
@@ -7873,6 +8656,7 @@ monitoring._transition(monitoring.alert_rules, text, jsonb, numeric, text, boole
 monitoring._validate_alert_rule(),
 monitoring._validate_channel(),
 monitoring._validate_finite_times(),
+monitoring._validate_heartbeat(),
 monitoring._validate_health_thresholds(),
 monitoring._validate_job(),
 monitoring._validate_limits(),
@@ -7881,6 +8665,7 @@ monitoring._validate_retention_policy(),
 monitoring._validate_settings(),
 monitoring._validate_single_row(),
 monitoring._validate_silence(),
+monitoring._validate_alertmanager_url(text, text),
 monitoring._validate_url(text, text),
 monitoring._watermark(),
 monitoring._refresh_for_evaluation(timestamptz),
@@ -7890,6 +8675,17 @@ monitoring.create_silence(jsonb, interval, text, text, timestamptz),
 monitoring.dispatch_deliveries(timestamptz, integer),
 monitoring.evaluate_rules(timestamptz, text[], boolean),
 monitoring.expire_silence(bigint, timestamptz),
+monitoring.exporter_alerts(),
+monitoring.exporter_delivery_latency(),
+monitoring.exporter_delivery_stats(),
+monitoring.exporter_error_counts(),
+monitoring.exporter_function_stats(),
+monitoring.exporter_jobs(),
+monitoring.exporter_outbox(),
+monitoring.exporter_queue_stats(),
+monitoring.exporter_sessions(),
+monitoring.exporter_slow_queries(),
+monitoring.exporter_top_errors(),
 monitoring.get_active_sessions(timestamptz),
 monitoring.get_connection_status(timestamptz),
 monitoring.get_delivery_latency(timestamptz),
@@ -7906,11 +8702,14 @@ monitoring.mask_phone(text),
 monitoring.reconcile_deliveries(timestamptz),
 monitoring.record_invocation(text, integer, numeric, timestamptz),
 monitoring.refresh_rollups(timestamptz, boolean),
+monitoring.resend_alertmanager(timestamptz),
 monitoring.retry_dead_deliveries(bigint[], text, timestamptz),
 monitoring.run_job(text),
 monitoring.run_retention(timestamptz),
 monitoring.schedule_jobs(text),
 monitoring.set_channel(text, text, text, text, text, text, boolean),
+monitoring.set_channel_auth(text, text, text),
+monitoring.set_heartbeat(text, interval),
 monitoring.set_secret(text, text, text),
 monitoring.test_channel(text, timestamptz),
 monitoring.unschedule_jobs()
@@ -7926,3 +8725,18 @@ to service_role;
 -- (_refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days) and the app-table trigger functions
 -- (_log_notification_change, _log_error_change, _install_rollup_triggers), and the constants behind them
 -- (_change_lag, _change_horizon, _error_change_horizon).
+
+-- postgres_exporter: the figures of the views, nothing else
+grant execute on function
+monitoring.exporter_alerts(),
+monitoring.exporter_delivery_latency(),
+monitoring.exporter_delivery_stats(),
+monitoring.exporter_error_counts(),
+monitoring.exporter_function_stats(),
+monitoring.exporter_jobs(),
+monitoring.exporter_outbox(),
+monitoring.exporter_queue_stats(),
+monitoring.exporter_sessions(),
+monitoring.exporter_slow_queries(),
+monitoring.exporter_top_errors()
+to monitoring_exporter;

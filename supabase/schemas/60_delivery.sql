@@ -230,6 +230,8 @@ create table if not exists monitoring.channels (
   signing_secret text,
   function_name text,
   send_resolved boolean not null default true,
+  auth_secret text,
+  resend_interval interval not null default interval '1 minute',
   description text,
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
@@ -239,7 +241,8 @@ comment on table monitoring.channels is
 'Where notifications go: webhook (the spec''s payload), slack, discord or edge_function; URLs and signing keys are '
 'named secrets, never stored here.';
 
-comment on column monitoring.channels.kind is 'webhook, slack, discord (incoming-webhook formats) or edge_function.';
+comment on column monitoring.channels.kind is
+'webhook, slack, discord (incoming-webhook formats), edge_function or alertmanager (POST /api/v2/alerts).';
 
 comment on column monitoring.channels.min_severity is 'Lowest severity sent to this channel.';
 
@@ -255,9 +258,17 @@ comment on column monitoring.channels.send_resolved is 'Whether resolved notific
 
 -- The limits of channels (enforced by monitoring._validate_limits, see 05_schema.sql)
 insert into monitoring._limits (table_name, column_name, allowed, hint) values
-('channels', 'kind', '{webhook,slack,discord,edge_function}', 'use webhook for the spec''s JSON payload'),
+('channels', 'kind', '{webhook,slack,discord,edge_function,alertmanager}', 'use webhook for the spec''s JSON payload'),
 ('channels', 'min_severity', '{critical,warning,info}', 'use warning to receive warning and critical alerts')
 on conflict (table_name, column_name) do nothing;
+
+comment on column monitoring.channels.auth_secret is
+'Name of the secret holding the Authorization header value (Basic ... or Bearer ...); set with '
+'monitoring.set_channel_auth().';
+
+comment on column monitoring.channels.resend_interval is
+'alertmanager channels: firing alerts are sent again this often (whole minutes, 1-59), shorter than Alertmanager''s '
+'resolve_timeout (5m by default), so Alertmanager does not resolve them while they still fire.';
 
 create or replace function monitoring._validate_channel()
 returns trigger
@@ -288,9 +299,29 @@ begin
       hint = 'use the function''s folder name, such as alert-receiver';
   end if;
 
+  if new.resend_interval is null or new.resend_interval not between interval '1 minute' and interval '59 minutes'
+    or extract(second from new.resend_interval) <> 0 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('channels.resend_interval must be whole minutes from 1 to 59 (got %s): the jobs run once a '
+        || 'minute', coalesce(new.resend_interval::text, 'null')),
+      hint = 'use interval ''1 minute'', shorter than Alertmanager''s resolve_timeout (5m by default)';
+  end if;
+  if new.auth_secret is not null and new.kind = 'edge_function' then
+    raise exception using
+      errcode = 'check_violation',
+      message = 'channels.auth_secret cannot be set on an edge_function channel: it sends the service role key',
+      hint = 'use a webhook or alertmanager channel for a receiver with its own credentials';
+  end if;
+
   if new.enabled then
-    if new.url_secret is not null then
+    if new.url_secret is not null and new.kind = 'alertmanager' then
+      perform monitoring._check_alertmanager_url_secret(new.url_secret, 'channels.url_secret');
+    elsif new.url_secret is not null then
       perform monitoring._check_secret(new.url_secret, 'channels.url_secret', true);
+    end if;
+    if new.auth_secret is not null then
+      perform monitoring._check_auth_secret(new.auth_secret, 'channels.auth_secret');
     end if;
     if new.signing_secret is not null then
       perform monitoring._check_secret(new.signing_secret, 'channels.signing_secret', false);
@@ -320,7 +351,7 @@ for each row execute function monitoring._validate_channel();
 create or replace function monitoring.set_channel(
   -- channel name, such as ops-slack
   p_name text,
-  -- webhook, slack, discord or edge_function
+  -- webhook, slack, discord, edge_function or alertmanager
   p_kind text,
   -- the URL, stored as secret alerting_<name>_url (null: keep the current one)
   p_url text default null,
@@ -348,7 +379,11 @@ begin
       message = format('channels.name %L must be lower-case letters, digits, _ or - (at most 63)', p_name),
       hint = 'use a name such as ops-slack';
   end if;
-  if p_url is not null then
+  if p_url is not null and p_kind = 'alertmanager' then
+    perform monitoring._validate_alertmanager_url(p_url, 'channels.url');
+    v_url_secret := format('alerting_%s_url', p_name);
+    perform monitoring.set_secret(v_url_secret, p_url, format('URL of alert channel %s', p_name));
+  elsif p_url is not null then
     perform monitoring._validate_url(p_url, 'channels.url');
     v_url_secret := format('alerting_%s_url', p_name);
     perform monitoring.set_secret(v_url_secret, p_url, format('URL of alert channel %s', p_name));
@@ -515,6 +550,9 @@ begin
   if p_kind in ('webhook', 'edge_function') then
     return p_webhook;
   end if;
+  if p_kind = 'alertmanager' then
+    return monitoring._alertmanager_payload(p_webhook);
+  end if;
 
   v_label := case p_webhook ->> 'event'
     when 'firing' then 'FIRING'
@@ -581,13 +619,340 @@ begin
   raise exception using
     errcode = 'invalid_parameter_value',
     message = format('channels.kind %L has no payload format', p_kind),
-    hint = 'use webhook, slack, discord or edge_function';
+    hint = 'use webhook, slack, discord, edge_function or alertmanager';
 end
 $$;
 
 comment on function monitoring._channel_payload(text, jsonb) is
 'Internal: turn the webhook payload into the channel''s format: as is for webhook and edge_function, {text, blocks} '
-'for slack, {content, embeds} for discord; all carry the runbook.';
+'for slack, {content, embeds} for discord, an Alertmanager alert list for alertmanager; all carry the runbook.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Alertmanager (channel kind alertmanager: POST /api/v2/alerts as Prometheus does)
+-- ---------------------------------------------------------------------------------------------
+create or replace function monitoring._prometheus_label_name(
+  -- a label name as our rules and checks write it
+  p_name text
+)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  -- Prometheus label names are [a-zA-Z_][a-zA-Z0-9_]*: any other character becomes _, and a name
+  -- starting with a digit gets a leading _ (team-name -> team_name, 2fa -> _2fa)
+  select case
+    when m.mapped ~ '^[0-9]' then '_' || m.mapped
+    else m.mapped
+  end
+  from (select regexp_replace(coalesce(p_name, ''), '[^A-Za-z0-9_]', '_', 'g') as mapped) as m
+$$;
+
+comment on function monitoring._prometheus_label_name(text) is
+'Internal: map a label name to a valid Prometheus label name: characters outside [A-Za-z0-9_] become _, a leading '
+'digit gets a _ prefix.';
+
+create or replace function monitoring._validate_alertmanager_url(
+  -- the Alertmanager URL
+  p_url text,
+  -- the field named in the error, such as channels.url
+  p_field text
+)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_match text[];
+  v_port text;
+begin
+  v_match := regexp_match(coalesce(p_url, ''), '^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#\s]+)([/?#]\S*)?$');
+  if v_match is null then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s is not a URL (got %L)', p_field, left(p_url, 200)),
+      hint = 'give Alertmanager''s base URL, such as http://alertmanager:9093';
+  end if;
+  if lower(v_match[1]) not in ('http', 'https') then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s must be an http or https URL for an alertmanager channel (got %s://)', p_field,
+        left(v_match[1], 50)),
+      hint = 'give Alertmanager''s base URL, such as http://alertmanager:9093 or https://alertmanager.example.com';
+  end if;
+  if position('@' in v_match[2]) > 0 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s must not carry credentials before the host', p_field),
+      hint = 'store them with monitoring.set_channel_auth(channel, ''basic'', ''user:password'')';
+  end if;
+  v_port := substring(v_match[2] from ':([^:\]]*)$');
+  if v_port is not null and (v_port !~ '^[0-9]{1,5}$' or v_port::integer not between 1 and 65535) then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s has port %L, which is not a port number (1-65535)', p_field, left(v_port, 20)),
+      hint = 'use a URL such as http://alertmanager:9093';
+  end if;
+  if v_match[3] ~ '[?#]' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s must not have a query or fragment: /api/v2/alerts is appended to it', p_field),
+      hint = 'give Alertmanager''s base URL (with its --web.route-prefix path, if any), such as http://alertmanager:9093';
+  end if;
+end
+$$;
+
+comment on function monitoring._validate_alertmanager_url(text, text) is
+'Internal: raise a check_violation naming p_field unless p_url is an http(s) base URL of Alertmanager (no '
+'credentials, query or fragment; valid port). Plain http is allowed to any host: Alertmanager usually listens on '
+'an internal network.';
+
+create or replace function monitoring._alertmanager_endpoint(
+  -- Alertmanager's base URL (or its full /api/v2/alerts URL)
+  p_url text
+)
+returns text
+language sql
+immutable
+set search_path = ''
+as $$
+  select case
+    when rtrim(p_url, '/') ~ '/api/v2/alerts$' then rtrim(p_url, '/')
+    else rtrim(p_url, '/') || '/api/v2/alerts'
+  end
+$$;
+
+comment on function monitoring._alertmanager_endpoint(text) is
+'Internal: the POST URL of Alertmanager''s alerts API: the base URL plus /api/v2/alerts (kept when already there).';
+
+create or replace function monitoring._check_alertmanager_url_secret(
+  -- secret name
+  p_name text,
+  -- the field that names the secret, for the message
+  p_field text
+)
+returns void
+language plpgsql
+stable
+security definer -- checks that a secret resolves to an Alertmanager URL without revealing its value
+set search_path = ''
+as $$
+begin
+  perform monitoring._check_secret(p_name, p_field, false);
+  perform monitoring._validate_alertmanager_url(monitoring._get_secret(p_name), p_field);
+end
+$$;
+
+comment on function monitoring._check_alertmanager_url_secret(text, text) is
+'Internal: raise a check_violation naming p_field when the secret does not resolve to an http(s) Alertmanager URL.';
+
+create or replace function monitoring._check_auth_secret(
+  -- secret name
+  p_name text,
+  -- the field that names the secret, for the message
+  p_field text
+)
+returns void
+language plpgsql
+stable
+security definer -- checks that a secret holds an Authorization value without revealing it
+set search_path = ''
+as $$
+begin
+  perform monitoring._check_secret(p_name, p_field, false);
+  if monitoring._get_secret(p_name) !~ '^(Basic|Bearer) [^\s]+$' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('%s: secret %L must hold an Authorization value, "Basic <base64>" or "Bearer <token>"',
+        p_field, p_name),
+      hint = 'set it with monitoring.set_channel_auth(channel, ''basic'', ''user:password'') or '
+        || '(channel, ''bearer'', ''<token>'')';
+  end if;
+end
+$$;
+
+comment on function monitoring._check_auth_secret(text, text) is
+'Internal: raise a check_violation naming p_field unless the secret holds "Basic <base64>" or "Bearer <token>".';
+
+create or replace function monitoring.set_channel_auth(
+  -- the channel
+  p_name text,
+  -- basic, bearer, or null to send no Authorization header
+  p_scheme text,
+  -- basic: user:password; bearer: the token; stored as secret alerting_<name>_auth
+  p_credentials text default null
+)
+returns text
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_value text;
+  v_secret text := format('alerting_%s_auth', p_name);
+begin
+  if not exists (select 1 from monitoring.channels as c where c.name = p_name) then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('set_channel_auth: channel %L does not exist', p_name),
+      hint = 'create it first with monitoring.set_channel(name, ''alertmanager'', url)';
+  end if;
+  if p_scheme is null then
+    update monitoring.channels as c set auth_secret = null where c.name = p_name;
+    return p_name;
+  end if;
+  if p_scheme not in ('basic', 'bearer') then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('set_channel_auth: p_scheme must be basic, bearer or null (got %L)', left(p_scheme, 50)),
+      hint = 'use basic with ''user:password'' or bearer with a token';
+  end if;
+  if p_credentials is null or p_credentials ~ '[\s]' or p_credentials = ''
+    or (p_scheme = 'basic' and p_credentials !~ '^[^:]+:.+$') then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('set_channel_auth: p_credentials must be %s without white space',
+        case when p_scheme = 'basic' then 'user:password' else 'a token' end),
+      hint = 'the value is stored as secret ' || v_secret || ', never in a table or a log';
+  end if;
+  v_value := case
+    when p_scheme = 'basic' then 'Basic ' || translate(encode(convert_to(p_credentials, 'UTF8'), 'base64'), E'\n', '')
+    else 'Bearer ' || p_credentials
+  end;
+  perform monitoring.set_secret(v_secret, v_value, format('Authorization header of alert channel %s', p_name));
+  update monitoring.channels as c set auth_secret = v_secret where c.name = p_name;
+  return p_name;
+end
+$$;
+
+comment on function monitoring.set_channel_auth(text, text, text) is
+'Send "Authorization: Basic|Bearer ..." with every request of a channel (Alertmanager behind a proxy): stores the '
+'header value as secret alerting_<name>_auth (Vault where it exists); p_scheme null removes it.';
+
+create or replace function monitoring._alertmanager_payload(
+  -- the webhook payload (from monitoring._webhook_payload or test_channel)
+  p_webhook jsonb
+)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_alert jsonb := p_webhook -> 'alerts' -> 0;
+  v_labels jsonb;
+  v_annotations jsonb;
+  v_event text := p_webhook ->> 'event';
+  v_out jsonb;
+begin
+  -- labels: the alert's (alertname, severity, the rule's and the instance's) plus service, as
+  -- strings under valid Prometheus names
+  select coalesce(jsonb_object_agg(monitoring._prometheus_label_name(l.key), l.value), '{}'::jsonb)
+  into v_labels
+  from (
+    select l0.key, case when jsonb_typeof(l0.value) = 'string' then l0.value #>> '{}' else l0.value::text end as value
+    from jsonb_each(coalesce(v_alert -> 'labels', '{}'::jsonb)) as l0
+    where l0.value is not null and jsonb_typeof(l0.value) <> 'null'
+    order by l0.key
+  ) as l;
+  v_labels := v_labels || jsonb_build_object(
+    'alertname', coalesce(v_alert ->> 'rule', v_labels ->> 'alertname'),
+    'severity', v_alert ->> 'severity',
+    'service', p_webhook ->> 'service'
+  );
+  v_annotations := jsonb_strip_nulls(jsonb_build_object(
+    'summary', v_alert ->> 'message',
+    'description', v_alert ->> 'description',
+    'runbook', (
+      select string_agg(format('%s. %s', r.ord, r.step), E'\n' order by r.ord)
+      from jsonb_array_elements_text(coalesce(v_alert -> 'runbook', '[]'::jsonb)) with ordinality as r (step, ord)
+    ),
+    'value', v_alert ->> 'value',
+    'threshold', v_alert ->> 'threshold',
+    'unit', v_alert ->> 'unit',
+    'fingerprint', v_alert ->> 'fingerprint'
+  ));
+  v_out := jsonb_build_object(
+    'labels', v_labels,
+    'annotations', v_annotations,
+    'startsAt', coalesce(v_alert ->> 'startsAt', p_webhook ->> 'timestamp'),
+    'generatorURL', 'https://supabase.com/dashboard/project/_/sql/new?content='
+    || 'select%20*%20from%20monitoring.active_alerts%20where%20rule_name%20%3D%20%27'
+    || coalesce(v_alert ->> 'rule', '') || '%27'
+  );
+  if v_event = 'resolved' then
+    v_out := v_out || jsonb_build_object('endsAt', coalesce(v_alert ->> 'endsAt', p_webhook ->> 'timestamp'));
+  elsif v_event = 'test' then
+    -- a test alert ends on its own after 5 minutes
+    v_out := v_out || jsonb_build_object(
+      'endsAt', monitoring._iso((p_webhook ->> 'timestamp')::timestamptz + interval '5 minutes')
+    );
+  end if;
+  return jsonb_build_array(v_out);
+end
+$$;
+
+comment on function monitoring._alertmanager_payload(jsonb) is
+'Internal: the webhook payload as Alertmanager''s POST /api/v2/alerts body: [{labels (alertname, severity, service, '
+'the rule''s and instance''s, names mapped to valid Prometheus label names), annotations (summary, description, '
+'runbook, value, threshold, unit, fingerprint), startsAt, endsAt (resolved; test alerts end after 5 min), '
+'generatorURL}].';
+
+create or replace function monitoring.resend_alertmanager(
+  -- now
+  p_now timestamptz default now()
+)
+returns integer
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_channel monitoring.channels;
+  v_payload jsonb;
+  v_count integer := 0;
+begin
+  for v_channel in
+    select c.* from monitoring.channels as c
+    where c.kind = 'alertmanager' and c.enabled
+    order by c.name
+  loop
+    -- one resend at a time: none while an earlier delivery of this channel waits (Alertmanager down)
+    continue when exists (
+      select 1 from monitoring.deliveries as d
+      where d.channel = v_channel.name and d.status in ('queued', 'sending', 'retrying')
+    );
+    continue when exists (
+      select 1 from monitoring.deliveries as d
+      where
+        d.fingerprint is null and d.channel = v_channel.name and d.event = 'repeat'
+        and d.created_at > p_now - v_channel.resend_interval + interval '10 seconds'
+    );
+    select jsonb_agg(e.alert order by a.fingerprint)
+    into v_payload
+    from monitoring.alerts as a
+    inner join monitoring.alert_rules as r on a.rule_name = r.name
+    cross join lateral jsonb_array_elements(
+      monitoring._channel_payload('alertmanager', monitoring._webhook_payload(a, r, 'repeat', p_now))
+    ) as e (alert)
+    where
+      a.state = 'firing'
+      and a.last_notified_at is not null
+      and monitoring._severity_rank(a.severity) >= monitoring._severity_rank(v_channel.min_severity);
+    continue when v_payload is null;
+    insert into monitoring.deliveries (channel, event, payload, body, status, next_attempt_at, created_at)
+    values (v_channel.name, 'repeat', v_payload, v_payload::text, 'queued', p_now, p_now);
+    v_count := v_count + 1;
+  end loop;
+  return v_count;
+end
+$$;
+
+comment on function monitoring.resend_alertmanager(timestamptz) is
+'Queue, per alertmanager channel whose resend_interval has passed, one delivery re-sending every firing notified '
+'alert (as Prometheus re-sends), so Alertmanager does not resolve them after its resolve_timeout; none while an '
+'earlier delivery of the channel is still waiting. Run by job monitoring-dispatch; returns how many were queued.';
 
 create or replace function monitoring._notify(
   -- the alert
@@ -780,11 +1145,22 @@ begin
   select * into v_settings from monitoring.settings as s where s.id;
 
   for v_delivery in
-    select * from monitoring.deliveries as d
-    where d.status in ('queued', 'retrying') and d.next_attempt_at <= p_now
+    select d.* from monitoring.deliveries as d
+    where
+      d.status in ('queued', 'retrying') and d.next_attempt_at <= p_now
+      -- Alertmanager keeps the last state it was told: its deliveries go out in order, so a firing
+      -- retried late can never reopen an alert resolved after it
+      and not exists (
+        select 1
+        from monitoring.channels as c
+        inner join monitoring.deliveries as e on e.channel = c.name
+        where
+          c.name = d.channel and c.kind = 'alertmanager'
+          and e.id < d.id and e.status in ('sending', 'retrying')
+      )
     order by d.next_attempt_at, d.id
     limit coalesce(p_limit, v_settings.dispatch_batch)
-    for update skip locked
+    for update of d skip locked
   loop
     select * into v_channel from monitoring.channels as c where c.name = v_delivery.channel;
     if not found or not v_channel.enabled then
@@ -808,7 +1184,12 @@ begin
       elsif v_url is null then
         raise exception 'channels.url_secret: secret % does not resolve', v_channel.url_secret;
       end if;
-      perform monitoring._validate_url(v_url, 'channels.url_secret');
+      if v_channel.kind = 'alertmanager' then
+        perform monitoring._validate_alertmanager_url(v_url, 'channels.url_secret');
+        v_url := monitoring._alertmanager_endpoint(v_url);
+      else
+        perform monitoring._validate_url(v_url, 'channels.url_secret');
+      end if;
 
       v_headers := jsonb_build_object(
         'Content-Type', 'application/json',
@@ -833,6 +1214,13 @@ begin
           raise exception 'settings.service_key_secret: secret % does not resolve', v_settings.service_key_secret;
         end if;
         v_headers := v_headers || jsonb_build_object('Authorization', 'Bearer ' || v_key);
+      end if;
+      if v_channel.auth_secret is not null then
+        v_key := monitoring._get_secret(v_channel.auth_secret);
+        if v_key is null then
+          raise exception 'channels.auth_secret: secret % does not resolve', v_channel.auth_secret;
+        end if;
+        v_headers := v_headers || jsonb_build_object('Authorization', v_key);
       end if;
 
       execute format(
@@ -862,7 +1250,8 @@ $$;
 
 comment on function monitoring.dispatch_deliveries(timestamptz, integer) is
 'Send due deliveries (for update skip locked, so concurrent runs never send one twice) with net.http_post, '
-'X-Idempotency-Key and X-Signature over the exact body; returns counts.';
+'X-Idempotency-Key and X-Signature over the exact body (Authorization from auth_secret; alertmanager channels in '
+'order); returns counts.';
 
 create or replace function monitoring.reconcile_deliveries(
   -- now

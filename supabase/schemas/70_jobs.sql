@@ -7,9 +7,11 @@
 -- switch (rule monitor_stalled) reads job_runs and cron.job_run_details.
 --
 -- Jobs (GMT, minute granularity, at most 5 running at once):
---   monitoring-evaluate         * * * * *    rules due by their own schedule, then dispatch
+--   monitoring-evaluate         * * * * *    rules due by their own schedule, then dispatch, then the
+--                                            outbound heartbeat
 --   monitoring-watchdog         * * * * *    monitor_stalled only, then reconcile and dispatch
---   monitoring-dispatch         * * * * *    reconcile responses, send due deliveries and retries
+--   monitoring-dispatch         * * * * *    reconcile responses, re-send firing alerts to Alertmanager,
+--                                            send due deliveries and retries
 --   monitoring-refresh-rollups  * * * * *    monitoring.refresh_rollups()
 --   check-whatsapp-errors       0 * * * *    the spec's hourly check (SQL, or the Edge Function)
 --   monitoring-retention        30 3 * * *   batched deletes, each committed, then refresh_rollups()
@@ -321,6 +323,195 @@ comment on function monitoring._invoke_edge_function(text, jsonb) is
 'net.http_post; raises naming any secret that does not resolve. Returns the request id.';
 
 -- ---------------------------------------------------------------------------------------------
+-- Outbound heartbeat (a dead man's switch outside the database, healthchecks.io convention)
+-- ---------------------------------------------------------------------------------------------
+-- When Postgres, pg_cron or pg_net stops, nothing inside the database can say so. After each
+-- successful monitoring cycle (run_job('evaluate')) pg_net pings a URL outside: the URL itself
+-- while health() is healthy or degraded, <URL>/fail while it is unhealthy. The outside service
+-- (healthchecks.io, Cronitor, Alertmanager's Watchdog pattern...) alerts when the pings stop.
+create table if not exists monitoring.heartbeat (
+  id boolean primary key default true,
+  enabled boolean not null default false,
+  url_secret text not null default 'heartbeat_url',
+  ping_interval interval not null default interval '1 minute',
+  last_ping_at timestamptz,
+  last_ping_kind text,
+  last_health text,
+  last_request_id bigint,
+  last_error text,
+  updated_at timestamptz not null default now(),
+  constraint heartbeat_single_row check (id),
+  constraint heartbeat_last_ping_kind_check check (last_ping_kind in ('success', 'fail'))
+);
+
+comment on table monitoring.heartbeat is
+'The outbound heartbeat, one row: whether it is on, the name of the secret holding its URL, how often it pings, '
+'and its last ping (set it with monitoring.set_heartbeat()).';
+
+comment on column monitoring.heartbeat.url_secret is
+'Name of the secret holding the ping URL, such as https://hc-ping.com/<uuid>; <URL>/fail is pinged when unhealthy.';
+
+comment on column monitoring.heartbeat.ping_interval is
+'Least time between two pings: whole minutes, 1 minute to 24 hours (the monitoring cycle runs once a minute). Set '
+'the outside check''s period to it and a grace of at least 1 minute.';
+
+comment on column monitoring.heartbeat.last_ping_kind is 'success (the URL) or fail (<URL>/fail, health() unhealthy).';
+
+comment on column monitoring.heartbeat.last_request_id is 'net.http_post request id of the last ping.';
+
+comment on column monitoring.heartbeat.last_error is 'Why the last ping could not be sent, if it could not.';
+
+insert into monitoring.heartbeat (id) values (true) on conflict (id) do nothing;
+
+create or replace function monitoring._validate_heartbeat()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  if new.id is distinct from true then
+    raise exception using
+      errcode = 'check_violation',
+      message = 'heartbeat.id must be true: the table holds exactly one row',
+      hint = 'use monitoring.set_heartbeat(url, interval)';
+  end if;
+  if new.ping_interval is null
+    or new.ping_interval not between interval '1 minute' and interval '24 hours'
+    or extract(epoch from new.ping_interval)::numeric % 60 <> 0 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('heartbeat.ping_interval must be whole minutes from 1 minute to 24 hours (got %s): the '
+        || 'monitoring cycle that pings runs once a minute, so a shorter or fractional interval cannot run',
+        coalesce(new.ping_interval::text, 'null')),
+      hint = 'use interval ''1 minute'' (or ''5 minutes''), and the same period in the outside check';
+  end if;
+  if new.url_secret is null or new.url_secret !~ '^[A-Za-z0-9_.:-]{1,200}$' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('heartbeat.url_secret %L must name a secret (1-200 letters, digits or _ . : -)',
+        left(new.url_secret, 200)),
+      hint = 'use monitoring.set_heartbeat(url), which stores the URL as secret heartbeat_url';
+  end if;
+  if new.enabled then
+    perform monitoring._check_secret(new.url_secret, 'heartbeat.url_secret', true);
+  end if;
+  new.updated_at := now();
+  return new;
+end
+$$;
+
+comment on function monitoring._validate_heartbeat() is
+'Trigger: validate the heartbeat row (interval whole minutes, 1 minute to 24 hours; URL secret resolves to an https '
+'URL), raising a check_violation naming the field.';
+
+create or replace trigger heartbeat_validate
+before insert or update on monitoring.heartbeat
+for each row execute function monitoring._validate_heartbeat();
+
+create or replace function monitoring.set_heartbeat(
+  -- the ping URL, such as https://hc-ping.com/<uuid> (stored as secret heartbeat_url); null turns it off
+  p_url text,
+  -- least time between two pings (whole minutes, 1 minute to 24 hours)
+  p_interval interval default interval '1 minute'
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+as $$
+begin
+  if p_url is null then
+    update monitoring.heartbeat as h set enabled = false where h.id;
+    return jsonb_build_object('enabled', false);
+  end if;
+  perform monitoring._validate_url(p_url, 'heartbeat.url');
+  if p_url ~ '/fail/?$' then
+    raise exception using
+      errcode = 'check_violation',
+      message = 'heartbeat.url must be the success URL, not its /fail variant',
+      hint = 'give https://hc-ping.com/<uuid>; /fail is appended while health() is unhealthy';
+  end if;
+  -- validate the interval before the secret is written, so a bad call changes nothing
+  update monitoring.heartbeat as h set ping_interval = p_interval where h.id;
+  perform monitoring.set_secret('heartbeat_url', p_url, 'Outbound heartbeat URL (healthchecks.io convention)');
+  update monitoring.heartbeat as h
+  set enabled = true, url_secret = 'heartbeat_url', last_error = null
+  where h.id;
+  return jsonb_build_object('enabled', true, 'interval', p_interval::text);
+end
+$$;
+
+comment on function monitoring.set_heartbeat(text, interval) is
+'Turn the outbound heartbeat on: after each successful monitoring cycle, at most once per p_interval, pg_net pings '
+'p_url (stored as secret heartbeat_url), or p_url/fail while health() is unhealthy. p_url null turns it off.';
+
+create or replace function monitoring._heartbeat_ping(
+  -- now
+  p_now timestamptz default now()
+)
+returns jsonb
+language plpgsql
+volatile
+security definer -- reads the heartbeat URL secret, which only the owner may read
+set search_path = ''
+as $$
+declare
+  v_beat monitoring.heartbeat;
+  v_health text;
+  v_url text;
+  v_kind text;
+  v_request bigint;
+  -- net.* is referenced through this variable: pg_net may not exist where this is linted
+  v_http_post constant regprocedure := to_regprocedure('net.http_post(text, jsonb, jsonb, jsonb, integer)');
+begin
+  select * into v_beat from monitoring.heartbeat as h where h.id for update;
+  if not found or not v_beat.enabled then
+    return jsonb_build_object('skipped', 'heartbeat is off');
+  end if;
+  -- 10 s of slack: the cycle starts each minute, a few hundred milliseconds late or early
+  if v_beat.last_ping_at is not null and p_now < v_beat.last_ping_at + v_beat.ping_interval - interval '10 seconds' then
+    return jsonb_build_object('skipped', 'not due');
+  end if;
+  begin
+    if v_http_post is null then
+      raise exception 'pg_net (net.http_post) is not installed';
+    end if;
+    v_url := monitoring._get_secret(v_beat.url_secret);
+    if v_url is null then
+      raise exception 'heartbeat.url_secret: secret % does not resolve', v_beat.url_secret;
+    end if;
+    v_health := monitoring.health(p_now) ->> 'status';
+    v_kind := case when v_health = 'unhealthy' then 'fail' else 'success' end;
+    if v_kind = 'fail' then
+      v_url := rtrim(v_url, '/') || '/fail';
+    end if;
+    execute format(
+      'select %s(url := $1, body := $2, headers := $3, timeout_milliseconds := $4)', v_http_post::regproc
+    )
+    into v_request
+    using
+      v_url,
+      jsonb_build_object('status', v_health, 'at', monitoring._iso(p_now)),
+      jsonb_build_object('Content-Type', 'application/json'),
+      (select s.http_timeout_ms from monitoring.settings as s where s.id);
+    update monitoring.heartbeat as h
+    set
+      last_ping_at = p_now, last_ping_kind = v_kind, last_health = v_health, last_request_id = v_request,
+      last_error = null
+    where h.id;
+    return jsonb_build_object('ping', v_kind, 'health', v_health, 'request_id', v_request);
+  exception when others then
+    update monitoring.heartbeat as h set last_error = left(sqlerrm, 500) where h.id;
+    return jsonb_build_object('error', sqlerrm);
+  end;
+end
+$$;
+
+comment on function monitoring._heartbeat_ping(timestamptz) is
+'Internal: ping the heartbeat URL with net.http_post when it is on and due (the URL, or URL/fail while health() is '
+'unhealthy); run by job monitoring-evaluate after a successful cycle. A failure is kept in heartbeat.last_error.';
+
+-- ---------------------------------------------------------------------------------------------
 -- Running and scheduling jobs
 -- ---------------------------------------------------------------------------------------------
 create or replace function monitoring.run_job(
@@ -360,6 +551,8 @@ begin
       when 'evaluate' then
         v_result := jsonb_build_object('rules', monitoring.evaluate_rules(now()));
         v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
+        -- the cycle succeeded: tell the outside world (monitoring.heartbeat)
+        v_result := v_result || jsonb_build_object('heartbeat', monitoring._heartbeat_ping(now()));
       when 'watchdog' then
         v_result := jsonb_build_object(
           'rules', monitoring.evaluate_rules(
@@ -372,6 +565,7 @@ begin
         );
       when 'dispatch' then
         v_result := jsonb_build_object('reconcile', monitoring.reconcile_deliveries(now()));
+        v_result := v_result || jsonb_build_object('resend', monitoring.resend_alertmanager(now()));
         v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
       when 'refresh-rollups' then
         v_result := monitoring.refresh_rollups();
@@ -589,6 +783,8 @@ comment on function monitoring.unschedule_jobs() is
 alter table monitoring.jobs enable row level security;
 
 alter table monitoring.job_runs enable row level security;
+
+alter table monitoring.heartbeat enable row level security;
 
 create or replace trigger jobs_validate_nulls
 before insert or update on monitoring.jobs

@@ -626,3 +626,176 @@ for each row execute function monitoring._validate_not_null();
 create or replace trigger health_thresholds_validate
 before insert or update on monitoring.health_thresholds
 for each row execute function monitoring._validate_health_thresholds();
+
+-- =============================================================================================
+-- Prometheus: what postgres_exporter reads (prometheus/postgres_exporter_queries.yaml)
+-- =============================================================================================
+-- The exporter connects as role monitoring_exporter (99_grants.sql), which may only call these
+-- functions: each reads one of the views (or the error rollups through _error_count), never an app
+-- table directly, and returns only figures (no message, payload, runbook or phone number).
+-- Security definer, because the views read rollups and app tables with the caller's rights.
+create or replace function monitoring.exporter_delivery_stats()
+returns setof monitoring.delivery_stats
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select * from monitoring.delivery_stats
+$$;
+
+comment on function monitoring.exporter_delivery_stats() is
+'For postgres_exporter (role monitoring_exporter): the rows of monitoring.delivery_stats.';
+
+create or replace function monitoring.exporter_error_counts()
+returns table (window_name text, errors bigint)
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select w.window_name, monitoring._error_count(now(), w.window_length)
+  from (values ('1h', interval '1 hour'), ('24h', interval '24 hours')) as w (window_name, window_length)
+$$;
+
+comment on function monitoring.exporter_error_counts() is
+'For postgres_exporter: errors logged in the last 1h and 24h (window_name), from the error rollups.';
+
+create or replace function monitoring.exporter_top_errors()
+returns setof monitoring.top_errors_24h
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select * from monitoring.top_errors_24h
+$$;
+
+comment on function monitoring.exporter_top_errors() is
+'For postgres_exporter: the rows of monitoring.top_errors_24h (the 10 most frequent error types of 24 h).';
+
+create or replace function monitoring.exporter_queue_stats()
+returns setof monitoring.queue_stats
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select * from monitoring.queue_stats
+$$;
+
+comment on function monitoring.exporter_queue_stats() is 'For postgres_exporter: the rows of monitoring.queue_stats.';
+
+create or replace function monitoring.exporter_delivery_latency()
+returns setof monitoring.delivery_latency
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select * from monitoring.delivery_latency
+$$;
+
+comment on function monitoring.exporter_delivery_latency() is
+'For postgres_exporter: the rows of monitoring.delivery_latency.';
+
+create or replace function monitoring.exporter_function_stats()
+returns setof monitoring.function_stats
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select * from monitoring.function_stats
+$$;
+
+comment on function monitoring.exporter_function_stats() is
+'For postgres_exporter: the rows of monitoring.function_stats.';
+
+create or replace function monitoring.exporter_sessions()
+returns table (
+  session_id text, is_active boolean, connection_state text, minutes_down numeric, seconds_since_update numeric
+)
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select
+    c.session_id::text,
+    c.is_active,
+    c.connection_state::text,
+    c.minutes_down::numeric,
+    round(extract(epoch from now() - c.updated_at)::numeric, 3)
+  from monitoring.connection_status as c
+$$;
+
+comment on function monitoring.exporter_sessions() is
+'For postgres_exporter: per session of monitoring.connection_status its state, minutes down and seconds since its '
+'last update (no phone number).';
+
+create or replace function monitoring.exporter_alerts()
+returns table (rule_name text, severity text, state text, alerts bigint)
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select r.name, r.severity, s.state, count(a.rule_name)
+  from monitoring.alert_rules as r
+  cross join (values ('pending'), ('firing')) as s (state)
+  left join monitoring.active_alerts as a on a.rule_name = r.name and a.state = s.state
+  group by r.name, r.severity, s.state
+$$;
+
+comment on function monitoring.exporter_alerts() is
+'For postgres_exporter: per rule (with its severity) how many alerts of monitoring.active_alerts are pending and '
+'firing (0 rows included, so a resolved alert drops to 0 instead of vanishing).';
+
+create or replace function monitoring.exporter_outbox()
+returns table (channel text, status text, deliveries bigint)
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select d.channel, s.status, s.n
+  from monitoring.delivery_status as d
+  cross join lateral (
+    values ('queued', d.queued), ('sending', d.sending), ('retrying', d.retrying), ('dead', d.dead)
+  ) as s (status, n)
+$$;
+
+comment on function monitoring.exporter_outbox() is
+'For postgres_exporter: per channel of monitoring.delivery_status the deliveries queued, sending, retrying and dead '
+'(dead letters, as in monitoring.dead_letters).';
+
+create or replace function monitoring.exporter_jobs()
+returns table (
+  job text, period interval, last_success_at timestamptz, stalled boolean, runs_24h bigint, failures_24h bigint
+)
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select j.name, j.period, j.last_ok_at, j.stalled, j.runs_24h, j.failures_24h
+  from monitoring.job_status as j
+$$;
+
+comment on function monitoring.exporter_jobs() is
+'For postgres_exporter: per expected job of monitoring.job_status its period, last success, whether it is stalled, '
+'runs and failures in 24 h.';
+
+create or replace function monitoring.exporter_slow_queries()
+returns table (statements bigint, max_mean_ms numeric)
+language sql
+stable
+security definer -- the exporter role may read these figures, not the tables behind them
+set search_path = ''
+as $$
+  select count(*), coalesce(max(q.mean_ms), 0)::numeric from monitoring.slow_queries as q
+$$;
+
+comment on function monitoring.exporter_slow_queries() is
+'For postgres_exporter: how many statements monitoring.slow_queries lists and the highest mean time in ms.';

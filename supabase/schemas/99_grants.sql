@@ -8,10 +8,28 @@
 revoke all on schema monitoring from public, anon, authenticated;
 grant usage on schema monitoring to service_role, postgres;
 
+-- postgres_exporter's role (docs/integrations.md): no login until an admin gives it one
+-- (alter role monitoring_exporter with login password '...'); it may call the exporter_*
+-- functions and nothing else in monitoring, and reads no table.
+do $$
+begin
+  if not exists (select 1 from pg_catalog.pg_roles where rolname = 'monitoring_exporter') then
+    create role monitoring_exporter nologin noinherit;
+  end if;
+end
+$$;
+
+comment on role monitoring_exporter is
+'postgres_exporter (prometheus/postgres_exporter_queries.yaml): may only execute monitoring.exporter_*() functions.';
+
+grant usage on schema monitoring to monitoring_exporter;
+
 revoke all on all tables in schema monitoring from public, anon, authenticated, service_role;
 revoke all on all sequences in schema monitoring from public, anon, authenticated, service_role;
 revoke all on all functions in schema monitoring from public, anon, authenticated, service_role;
 revoke all on all procedures in schema monitoring from public, anon, authenticated, service_role;
+revoke all on all tables in schema monitoring from monitoring_exporter;
+revoke all on all functions in schema monitoring from monitoring_exporter;
 
 revoke truncate, references, trigger
 on public.whatsapp_notifications, public.whatsapp_error_logs, public.whatsapp_sessions
@@ -61,6 +79,7 @@ to service_role;
 -- tables
 grant select, update
 on
+monitoring.heartbeat,
 monitoring.jobs,
 monitoring.retention_policies,
 monitoring.settings
@@ -94,8 +113,12 @@ to service_role;
 
 -- functions service_role may call (views, health(), the alerting API, the jobs' entry points)
 grant execute on function
+monitoring._alertmanager_endpoint(text),
+monitoring._alertmanager_payload(jsonb),
 monitoring._breaches(numeric, text, numeric),
 monitoring._cache_statement_texts(),
+monitoring._check_alertmanager_url_secret(text, text),
+monitoring._check_auth_secret(text, text),
 monitoring._channel_payload(text, jsonb),
 monitoring._check_error_rate_webhook(monitoring.alert_rules, timestamptz),
 monitoring._check_function_availability(monitoring.alert_rules, timestamptz),
@@ -132,6 +155,7 @@ monitoring._health_functions(timestamptz),
 monitoring._health_scheduler(timestamptz),
 monitoring._health_ts(timestamptz),
 monitoring._health_whatsapp(timestamptz),
+monitoring._heartbeat_ping(timestamptz),
 monitoring._hist_quantile(bigint[], numeric),
 monitoring._hour_ceil(timestamptz),
 monitoring._hour_span(timestamptz, timestamptz),
@@ -141,6 +165,7 @@ monitoring._iso(timestamptz),
 monitoring._latency_edges_ms(),
 monitoring._notification_hist(timestamptz, interval, text),
 monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz),
+monitoring._prometheus_label_name(text),
 monitoring._rate(bigint, bigint),
 monitoring._record_failure(bigint, timestamptz, integer, text, boolean, boolean),
 monitoring._retention_batch(text, timestamptz, integer),
@@ -153,6 +178,7 @@ monitoring._transition(monitoring.alert_rules, text, jsonb, numeric, text, boole
 monitoring._validate_alert_rule(),
 monitoring._validate_channel(),
 monitoring._validate_finite_times(),
+monitoring._validate_heartbeat(),
 monitoring._validate_health_thresholds(),
 monitoring._validate_job(),
 monitoring._validate_limits(),
@@ -161,6 +187,7 @@ monitoring._validate_retention_policy(),
 monitoring._validate_settings(),
 monitoring._validate_single_row(),
 monitoring._validate_silence(),
+monitoring._validate_alertmanager_url(text, text),
 monitoring._validate_url(text, text),
 monitoring._watermark(),
 monitoring._refresh_for_evaluation(timestamptz),
@@ -170,6 +197,17 @@ monitoring.create_silence(jsonb, interval, text, text, timestamptz),
 monitoring.dispatch_deliveries(timestamptz, integer),
 monitoring.evaluate_rules(timestamptz, text[], boolean),
 monitoring.expire_silence(bigint, timestamptz),
+monitoring.exporter_alerts(),
+monitoring.exporter_delivery_latency(),
+monitoring.exporter_delivery_stats(),
+monitoring.exporter_error_counts(),
+monitoring.exporter_function_stats(),
+monitoring.exporter_jobs(),
+monitoring.exporter_outbox(),
+monitoring.exporter_queue_stats(),
+monitoring.exporter_sessions(),
+monitoring.exporter_slow_queries(),
+monitoring.exporter_top_errors(),
 monitoring.get_active_sessions(timestamptz),
 monitoring.get_connection_status(timestamptz),
 monitoring.get_delivery_latency(timestamptz),
@@ -186,11 +224,14 @@ monitoring.mask_phone(text),
 monitoring.reconcile_deliveries(timestamptz),
 monitoring.record_invocation(text, integer, numeric, timestamptz),
 monitoring.refresh_rollups(timestamptz, boolean),
+monitoring.resend_alertmanager(timestamptz),
 monitoring.retry_dead_deliveries(bigint[], text, timestamptz),
 monitoring.run_job(text),
 monitoring.run_retention(timestamptz),
 monitoring.schedule_jobs(text),
 monitoring.set_channel(text, text, text, text, text, text, boolean),
+monitoring.set_channel_auth(text, text, text),
+monitoring.set_heartbeat(text, interval),
 monitoring.set_secret(text, text, text),
 monitoring.test_channel(text, timestamptz),
 monitoring.unschedule_jobs()
@@ -206,3 +247,18 @@ to service_role;
 -- (_refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days) and the app-table trigger functions
 -- (_log_notification_change, _log_error_change, _install_rollup_triggers), and the constants behind them
 -- (_change_lag, _change_horizon, _error_change_horizon).
+
+-- postgres_exporter: the figures of the views, nothing else
+grant execute on function
+monitoring.exporter_alerts(),
+monitoring.exporter_delivery_latency(),
+monitoring.exporter_delivery_stats(),
+monitoring.exporter_error_counts(),
+monitoring.exporter_function_stats(),
+monitoring.exporter_jobs(),
+monitoring.exporter_outbox(),
+monitoring.exporter_queue_stats(),
+monitoring.exporter_sessions(),
+monitoring.exporter_slow_queries(),
+monitoring.exporter_top_errors()
+to monitoring_exporter;

@@ -56,7 +56,7 @@ set
 
 select matches(
   pg_temp.error_of($$select monitoring.set_channel('ops', 'email', 'https://example.com/hook')$$),
-  '^23514: channels\.kind must be one of webhook, slack, discord, edge_function \(got ''email''\)',
+  '^23514: channels\.kind must be one of webhook, slack, discord, edge_function, alertmanager \(got ''email''\)',
   'an unknown channel kind is rejected naming channels.kind'
 );
 select matches(
