@@ -30,14 +30,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 
-from pydeploy import bench_data, engine, migrations, sql_split
+from pydeploy import bench_data, dsn, engine, migrations, sql_split
 from pydeploy.bench_data import Scale
-from pydeploy.errors import ConfigError, PydeployError
+from pydeploy.errors import PydeployError
 from pydeploy.paths import migrations_dir
 
 PLAIN = "bench_plain"
@@ -163,14 +162,6 @@ class Report:
 
 # -- small helpers --------------------------------------------------------------------------------
 
-def with_db(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme:
-        return urlunsplit(parts._replace(path="/" + name))
-    raise ConfigError("--db-url must be a URL (postgresql://…) for pydeploy bench",
-                      "use e.g. postgresql://postgres:postgres@127.0.0.1:5432/postgres")
-
-
 def connect(url: str) -> psycopg.Connection:
     try:
         return psycopg.connect(url, autocommit=True, application_name="pydeploy-bench", connect_timeout=10)
@@ -241,7 +232,7 @@ class Cluster:
         self.admin_url = admin_url
 
     def url(self, name: str) -> str:
-        return with_db(self.admin_url, name)
+        return dsn.with_database(self.admin_url, name)
 
     def exists(self, name: str) -> bool:
         with connect(self.admin_url) as c:

@@ -88,7 +88,9 @@ def bench(db_url: str | None, scale_text: str | None, quick: bool, repeat: int, 
         raise ConfigError("--quick and --scale both set the data size", "give one of them")
     scale = Scale.parse(scale_text) if scale_text else Scale.factor(QUICK_FACTOR) if quick else Scale()
     url = dsnmod.resolve(db_url)
-    benchmod.with_db(url, "postgres")  # a URL, not a keyword DSN
+    if not dsnmod.is_url(url):
+        raise ConfigError("--db-url must be a URL (postgresql://…) for pydeploy bench",
+                          "use e.g. postgresql://postgres:postgres@127.0.0.1:5432/postgres")
     opts = benchmod.BenchOptions(admin_url=url, scale=scale, repeat=repeat, keep=keep, fresh=fresh, quick=quick,
                                  write_seconds=write_seconds or (5.0 if quick else 10.0),
                                  write_rounds=write_rounds or (6 if quick else 8))

@@ -21,6 +21,7 @@ import psycopg
 import pytest
 
 from pydeploy import engine, migrations
+from pydeploy.dsn import with_database
 from tests.alerting import NetWorker, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,10 +59,6 @@ def conn(engine_url: str) -> Iterator[psycopg.Connection]:
         c.close()
 
 
-def _with_db(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
 @pytest.fixture
 def scratch_db(engine_state: dict[str, object]) -> Iterator[Callable[[], str]]:
     admin = str(engine_state["db_url"])
@@ -72,7 +69,7 @@ def scratch_db(engine_state: dict[str, object]) -> Iterator[Callable[[], str]]:
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f'create database "{name}"')
         made.append(name)
-        url = _with_db(admin, name)
+        url = with_database(admin, name)
         engine.prepare(url, standin=True)
         return url
 

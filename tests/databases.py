@@ -10,6 +10,7 @@ from pathlib import Path
 import psycopg
 
 from pydeploy import engine, migrations
+from pydeploy.dsn import with_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,7 +24,7 @@ def migrated_database(engine_state: dict[str, object], prefix: str) -> Iterator[
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'create database "{name}"')
     try:
-        url = admin.rsplit("/", 1)[0] + "/" + name
+        url = with_database(admin, name)
         engine.prepare(url, standin=True)
         with psycopg.connect(url, autocommit=True) as c:
             migrations.migrate(c, ROOT / "supabase" / "migrations")

@@ -45,10 +45,6 @@ PHONES = [p for p, _ in SESSIONS.values()] + [SLOW_PHONE, "+44 20 7946 0958"]
 OPS_KEY = "ops-signing-" + uuid.uuid4().hex
 
 
-def _with_db(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
-
-
 def _fetch(conn: psycopg.Connection, query: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
     cur = conn.execute(query, params)
     return cur.fetchall() if cur.description else []
