@@ -34,8 +34,9 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from pydeploy import bench_data, dsn, engine, migrations, sql_split
+from pydeploy import bench_data, dsn, migrations, sql_split
 from pydeploy.bench_data import Scale
+from pydeploy.engines import prepare
 from pydeploy.errors import PydeployError
 from pydeploy.paths import migrations_dir
 
@@ -319,7 +320,7 @@ class Bench:
             self.say(f"generating {o.scale.describe()} into {PLAIN}")
             self.cluster.drop(MONITORED)
             self.cluster.create(PLAIN)
-            engine.prepare(self.cluster.url(PLAIN), standin=True)
+            prepare(self.cluster.url(PLAIN), standin=True)
             create_app_tables(self.cluster.url(PLAIN))
             with connect(self.cluster.url(PLAIN)) as c:
                 g = bench_data.generate(c, o.scale, self.bar)
@@ -366,7 +367,7 @@ class Bench:
             self.bar("migrate (empty database)", i, self.opts.migrate_rounds)
             self.cluster.create(EMPTY)
             url = self.cluster.url(EMPTY)
-            engine.prepare(url, standin=True)
+            prepare(url, standin=True)
             with connect(url) as c:
                 t0 = time.perf_counter()
                 migrations.migrate(c, migrations_dir())

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pydeploy import dsn as dsnmod
-from pydeploy import engine as enginemod
+from pydeploy import engines
 from pydeploy import migrations as mig
 from pydeploy.errors import PydeployError
 from pydeploy.paths import migrations_dir, seed_file
@@ -83,8 +83,8 @@ def up(obj: Context, engine: str, port: int | None, seed: bool, migrate: bool, d
     Example:
       pydeploy up --seed && psql "$(pydeploy url)" -c 'select * from monitoring.delivery_stats'
     """
-    state = enginemod.up(enginemod.UpOptions(engine=engine, port=port), obj.say)
-    url = str(state["db_url"])
+    state = engines.up(engines.UpOptions(engine=engine, port=port), obj.say)
+    url = state.db_url
     if migrate:
         _migrate(obj, url)
     if seed:
@@ -101,7 +101,7 @@ def up(obj: Context, engine: str, port: int | None, seed: bool, migrate: bool, d
                             "and to_regclass('cron.job') is not null").fetchone() == (True,):
                 conn.execute("select monitoring.schedule_jobs('db')")
                 obj.say("scheduled the monitoring jobs with pg_cron (pydeploy unschedule to stop them)")
-    obj.say(f"engine: {state['engine']}, ready at {dsnmod.redact(url)}")
+    obj.say(f"engine: {state.engine}, ready at {dsnmod.redact(url)}")
     out.print(url)
 
 
@@ -115,7 +115,7 @@ def down(obj: Context, purge: bool) -> None:
     Example:
       pydeploy down --purge
     """
-    if not enginemod.down(purge=purge, say=obj.say):
+    if not engines.down(purge=purge, say=obj.say):
         obj.say("no engine was running")
 
 
@@ -127,10 +127,10 @@ def url() -> None:
     Example:
       supabase migration list --db-url "$(pydeploy url)?sslmode=disable"
     """
-    state = enginemod.read_state()
-    if not state or not state.get("running"):
+    state = engines.running()
+    if state is None:
         raise PydeployError("no local engine is running", "start one with `pydeploy up`")
-    out.print(str(state["db_url"]), soft_wrap=True)
+    out.print(state.db_url, soft_wrap=True)
 
 
 def _migrate(obj: Context, url: str) -> list[mig.MigrationFile]:
@@ -162,7 +162,7 @@ def migrate(obj: Context, db_url: str | None) -> None:
     Example:
       pydeploy migrate --db-url "postgresql://postgres:…@db.<ref>.supabase.co:5432/postgres"
     """
-    _migrate(obj, dsnmod.resolve(db_url))
+    _migrate(obj, engines.resolve(db_url))
 
 
 @cli.command()
@@ -176,7 +176,7 @@ def status(db_url: str | None, as_json: bool, exit_code: bool) -> None:
     Example:
       pydeploy status --json | jq '.pending'
     """
-    url = dsnmod.resolve(db_url)
+    url = engines.resolve(db_url)
     with dsnmod.connect(url) as conn:
         st = mig.status(conn, migrations_dir())
     drifted = {f.version for f in st.drifted}

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from pydeploy import bench as benchmod
 from pydeploy import dsn as dsnmod
+from pydeploy import engines
 from pydeploy.bench_data import QUICK_FACTOR, Scale
 from pydeploy.errors import ConfigError
 
@@ -87,7 +88,7 @@ def bench(db_url: str | None, scale_text: str | None, quick: bool, repeat: int, 
     if quick and scale_text:
         raise ConfigError("--quick and --scale both set the data size", "give one of them")
     scale = Scale.parse(scale_text) if scale_text else Scale.factor(QUICK_FACTOR) if quick else Scale()
-    url = dsnmod.resolve(db_url)
+    url = engines.resolve(db_url)
     if not dsnmod.is_url(url):
         raise ConfigError("--db-url must be a URL (postgresql://…) for pydeploy bench",
                           "use e.g. postgresql://postgres:postgres@127.0.0.1:5432/postgres")

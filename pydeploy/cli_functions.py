@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 from types import FrameType
 from typing import Any
@@ -11,20 +10,13 @@ from typing import Any
 import click
 
 from pydeploy import dsn as dsnmod
+from pydeploy import engines
 from pydeploy import functions_server as fs
 from pydeploy.errors import ConfigError
+from pydeploy.ports import port_is_free
 
 DB_URL_HELP = ("Database the functions use (SUPABASE_DB_URL). Default: $SUPABASE_DB_URL, else the running "
                "local engine.")
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
 
 
 def _say(obj: Any, msg: str) -> None:
@@ -70,8 +62,8 @@ def serve(obj: Any, port: int, host: str, db_url: str | None, service_key: str |
       curl -s -X POST http://127.0.0.1:54321/functions/v1/check-error-rate \\
            -H "Authorization: Bearer $SUPABASE_SERVICE_ROLE_KEY" -d '{"threshold": 50}'
     """
-    url = dsnmod.resolve(db_url)
-    if not _port_free(host, port):
+    url = engines.resolve(db_url)
+    if not port_is_free(port, host):
         raise ConfigError(f"port {port} on {host} is in use", "pass --port with a free port")
     generated = not service_key
     key = service_key or fs.dev_service_key()

@@ -20,8 +20,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pydeploy import engine, migrations
+from pydeploy import engines, migrations
 from pydeploy.dsn import with_database
+from pydeploy.engines import LocalState
 from tests.alerting import NetWorker, prepare
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,17 +34,19 @@ PYDEPLOY = Path(sys.executable).parent / "pydeploy"
 def engine_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("pydeploy-home")
     yield home
-    engine.down(home=home, purge=True)
+    engines.down(home=home, purge=True)
 
 
 @pytest.fixture(scope="session")
-def engine_state(engine_home: Path) -> dict[str, object]:
-    return engine.up(engine.UpOptions(engine="local", home=engine_home))
+def engine_state(engine_home: Path) -> LocalState:
+    state = engines.up(engines.UpOptions(engine="local", home=engine_home))
+    assert isinstance(state, LocalState)
+    return state
 
 
 @pytest.fixture(scope="session")
-def engine_url(engine_state: dict[str, object]) -> str:
-    url = str(engine_state["db_url"])
+def engine_url(engine_state: LocalState) -> str:
+    url = engine_state.db_url
     with psycopg.connect(url, autocommit=True) as c:
         migrations.migrate(c, ROOT / "supabase" / "migrations")
     return url
@@ -60,8 +63,8 @@ def conn(engine_url: str) -> Iterator[psycopg.Connection]:
 
 
 @pytest.fixture
-def scratch_db(engine_state: dict[str, object]) -> Iterator[Callable[[], str]]:
-    admin = str(engine_state["db_url"])
+def scratch_db(engine_state: LocalState) -> Iterator[Callable[[], str]]:
+    admin = engine_state.db_url
     made: list[str] = []
 
     def make() -> str:
@@ -70,7 +73,7 @@ def scratch_db(engine_state: dict[str, object]) -> Iterator[Callable[[], str]]:
             c.execute(f'create database "{name}"')
         made.append(name)
         url = with_database(admin, name)
-        engine.prepare(url, standin=True)
+        engines.prepare(url, standin=True)
         return url
 
     yield make

@@ -9,23 +9,24 @@ from pathlib import Path
 
 import psycopg
 
-from pydeploy import engine, migrations
+from pydeploy import engines, migrations
 from pydeploy.dsn import with_database
+from pydeploy.engines import LocalState
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def migrated_database(engine_state: dict[str, object], prefix: str) -> Iterator[str]:
+def migrated_database(engine_state: LocalState, prefix: str) -> Iterator[str]:
     """A database of its own in the session cluster, prepared like Supabase, every migration
     applied; dropped afterwards. For module-scoped fixtures (scratch_db is per test)."""
-    admin = str(engine_state["db_url"])
+    admin = engine_state.db_url
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin, autocommit=True) as c:
         c.execute(f'create database "{name}"')
     try:
         url = with_database(admin, name)
-        engine.prepare(url, standin=True)
+        engines.prepare(url, standin=True)
         with psycopg.connect(url, autocommit=True) as c:
             migrations.migrate(c, ROOT / "supabase" / "migrations")
         yield url

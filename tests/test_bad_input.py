@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
+from pydeploy.engines import LocalState
 from tests.alerting import FAST, NetWorker, prepare, pump
 from tests.databases import migrated_database
 from tests.http_receiver import receiver
@@ -64,7 +65,7 @@ TEXT = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_cat
 
 # -- fixtures and helpers ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def bad_db(engine_state: dict[str, object]) -> Iterator[str]:
+def bad_db(engine_state: LocalState) -> Iterator[str]:
     """One migrated database for the module, with a channel, a silence, evaluated rules, a dead
     delivery, an invocation and an error log, so the probes meet state they could damage."""
     with migrated_database(engine_state, "badinput") as url:

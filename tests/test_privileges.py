@@ -25,6 +25,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from pydeploy.engines import LocalState
 from pydeploy.net_worker import Worker
 from tests.databases import migrated_database
 from tests.http_receiver import receiver
@@ -61,7 +62,7 @@ def _try(conn: psycopg.Connection, statement: str) -> psycopg.Error | None:
 
 
 @pytest.fixture(scope="module")
-def priv_db(engine_state: dict[str, object]) -> Iterator[str]:
+def priv_db(engine_state: LocalState) -> Iterator[str]:
     """A migrated database of this module's own, with rows in every table the roles must not see."""
     with migrated_database(engine_state, "priv") as url:
         with psycopg.connect(url, autocommit=True) as c:
@@ -409,7 +410,7 @@ def test_supabase_db_lint_reports_nothing_for_monitoring_and_public(priv_db: str
 
 # -- 6. secrets stay secret -----------------------------------------------------------------------------
 def test_channel_secrets_stay_out_of_settings_views_statements_queue_and_logs(
-        priv_db: str, engine_state: dict[str, object], caplog: pytest.LogCaptureFixture) -> None:
+        priv_db: str, engine_state: LocalState, caplog: pytest.LogCaptureFixture) -> None:
     key = "leak-signing-" + uuid.uuid4().hex
     token = "leak-path-" + uuid.uuid4().hex
     with receiver([200]) as rec, psycopg.connect(priv_db, autocommit=True) as c:
@@ -466,7 +467,7 @@ def test_channel_secrets_stay_out_of_settings_views_statements_queue_and_logs(
         c.execute("select monitoring.reconcile_deliveries(now())")
         assert _fetch(c, "select status from monitoring.deliveries where id = %s", (delivery,)) == [("delivered",)]
     assert key not in caplog.text and token not in caplog.text, "the pg_net worker logged the secret"
-    server_log = Path(str(engine_state["pg_root"])) / "postgres.log"
+    server_log = engine_state.pg_root / "postgres.log"
     assert server_log.exists(), f"no server log at {server_log}"
     log_text = server_log.read_text(errors="replace")
     assert key not in log_text and token not in log_text, "the Postgres log holds the secret"
