@@ -32,9 +32,9 @@ from hypothesis import strategies as st
 from psycopg import sql
 
 from pydeploy.engines import LocalState
+from pydeploy.receiver import receiver
 from tests.alerting import FAST, NetWorker, prepare, pump
 from tests.databases import migrated_database
-from tests.http_receiver import receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_TABLES = ["settings", "alert_rules", "channels", "silences", "retention_policies", "jobs", "health_thresholds",

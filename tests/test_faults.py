@@ -27,8 +27,8 @@ import pytest
 from pydeploy import engines
 from pydeploy.engines import LocalState, StateFile
 from pydeploy.engines.processes import stop_pid, wait_gone
+from pydeploy.receiver import receiver
 from tests.alerting import NetWorker, add_channel, breach_errors, evaluate, prepare, pump, q
-from tests.http_receiver import receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 

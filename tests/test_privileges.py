@@ -11,7 +11,6 @@ numbers, alerts and their deliveries to a signed channel) so that "sees nothing"
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -27,8 +26,8 @@ import pytest
 
 from pydeploy.engines import LocalState
 from pydeploy.net_worker import Worker
+from pydeploy.receiver import receiver, signature
 from tests.databases import migrated_database
-from tests.http_receiver import receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPABASE = ROOT / "node_modules" / ".bin" / "supabase"
@@ -449,7 +448,7 @@ def test_channel_secrets_stay_out_of_settings_views_statements_queue_and_logs(
                            "where url = %s", (url,))
         assert len(queued) == 1
         _, headers, sent = queued[0]
-        good = "sha256=" + hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
+        good = signature(key, body.encode())
         assert sent == body and headers["X-Signature"] == good
         assert key not in json.dumps(headers) and key not in sent, "the key travels only as its HMAC"
 
