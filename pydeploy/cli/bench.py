@@ -6,7 +6,6 @@ import json
 import sys
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -14,10 +13,8 @@ from pydeploy import bench as benchmod
 from pydeploy import dsn as dsnmod
 from pydeploy import engines
 from pydeploy.bench_data import QUICK_FACTOR, Scale
+from pydeploy.cli.common import err, out
 from pydeploy.errors import ConfigError
-
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _fmt(v: float | None, unit: str) -> str:

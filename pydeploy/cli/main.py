@@ -1,4 +1,4 @@
-"""The `pydeploy` command line: every command's --help is its manual."""
+"""The root of the `pydeploy` command line: every command's --help is its manual."""
 
 from __future__ import annotations
 
@@ -10,34 +10,14 @@ from typing import Any
 
 import click
 import psycopg
-from rich.console import Console
 from rich.table import Table
 
 from pydeploy import dsn as dsnmod
 from pydeploy import engines
 from pydeploy import migrations as mig
+from pydeploy.cli.common import DB_URL_HELP, Context, err, out
 from pydeploy.errors import PydeployError
 from pydeploy.paths import migrations_dir, seed_file
-
-err = Console(stderr=True, highlight=False)
-# Wide enough for tables when the output is a pipe or a file, not a terminal.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-
-
-class Context:
-    def __init__(self, log_format: str) -> None:
-        self.log_format = log_format
-
-    def say(self, msg: str) -> None:
-        if self.log_format == "json":
-            sys.stderr.write(json.dumps({"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                         "level": "info", "service": "pydeploy", "message": msg}) + "\n")
-        else:
-            err.print(msg)
-
-
-DB_URL_HELP = ("Database URL (postgresql://user:pass@host:port/db). Default: $SUPABASE_DB_URL, "
-               "else the running local engine.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -214,9 +194,9 @@ def net_worker(db_url: str) -> None:
 
 def _register_commands() -> None:
     """Command groups that live in their own modules."""
-    from pydeploy.cli_bench import bench
-    from pydeploy.cli_functions import functions
-    from pydeploy.cli_ops import COMMANDS
+    from pydeploy.cli.bench import bench
+    from pydeploy.cli.functions import functions
+    from pydeploy.cli.ops import COMMANDS
 
     for command in [*COMMANDS, functions, bench]:
         cli.add_command(command)

@@ -12,19 +12,12 @@ import click
 from pydeploy import dsn as dsnmod
 from pydeploy import engines
 from pydeploy import functions_server as fs
+from pydeploy.cli.common import say
 from pydeploy.errors import ConfigError
 from pydeploy.ports import port_is_free
 
 DB_URL_HELP = ("Database the functions use (SUPABASE_DB_URL). Default: $SUPABASE_DB_URL, else the running "
                "local engine.")
-
-
-def _say(obj: Any, msg: str) -> None:
-    # obj is pydeploy.cli.Context (not imported here: cli imports this module while loading)
-    if obj is not None and hasattr(obj, "say"):
-        obj.say(msg)
-    else:
-        click.echo(msg, err=True)
 
 
 @click.group()
@@ -73,7 +66,7 @@ def serve(obj: Any, port: int, host: str, db_url: str | None, service_key: str |
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    _say(obj, f"starting Deno for {', '.join(fs.FUNCTIONS)} on {host}:{port} "
+    say(obj, f"starting Deno for {', '.join(fs.FUNCTIONS)} on {host}:{port} "
               f"(database {dsnmod.redact(url)})")
     server = fs.start(url, port=port, host=host, service_key=key, output=sys.stderr.fileno())
     try:
@@ -82,13 +75,13 @@ def serve(obj: Any, port: int, host: str, db_url: str | None, service_key: str |
         click.echo(f"SUPABASE_URL={server.url}")
         if generated:
             click.echo(f"SUPABASE_SERVICE_ROLE_KEY={key}")
-            _say(obj, "that key was generated for this run; pass --service-key to choose one")
+            say(obj, "that key was generated for this run; pass --service-key to choose one")
         sys.stdout.flush()
-        _say(obj, "serving; press Ctrl-C to stop")
+        say(obj, "serving; press Ctrl-C to stop")
         code = server.process.wait()
         raise fs.FunctionsServerError(f"deno exited with status {code}", "see its messages above")
     except KeyboardInterrupt:
-        _say(obj, "stopping")
+        say(obj, "stopping")
     finally:
         fs.stop(server)
         signal.signal(signal.SIGTERM, previous)

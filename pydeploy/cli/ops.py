@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
@@ -19,17 +18,11 @@ from pydeploy import engines, validate
 from pydeploy import monitor as monmod
 from pydeploy import report as repmod
 from pydeploy import verify as vermod
+from pydeploy.cli.common import db_url_option, json_option, out
 from pydeploy.db import friendly_errors, one, rows
 from pydeploy.errors import ConfigError
 from pydeploy.paths import migrations_dir
 from pydeploy.report import _plain
-
-# Wide enough for tables when the output is a pipe or a file, not a terminal.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-DB_URL_HELP = ("Database URL (postgresql://user:pass@host:port/db). Default: $SUPABASE_DB_URL, "
-               "else the running local engine.")
-db_url_option = click.option("--db-url", default=None, help=DB_URL_HELP)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 def _print_json(data: Any) -> None:
