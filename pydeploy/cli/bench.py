@@ -1,4 +1,4 @@
-"""`pydeploy bench`: the command line face of pydeploy.bench (register with cli.add_command(bench))."""
+"""`pydeploy bench`: the command line face of pydeploy.bench (registered by pydeploy.cli.main)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from rich.table import Table
 from pydeploy import bench as benchmod
 from pydeploy import dsn as dsnmod
 from pydeploy import engines
-from pydeploy.bench_data import QUICK_FACTOR, Scale
+from pydeploy.bench.data import QUICK_FACTOR, Scale
 from pydeploy.cli.common import err, out
 from pydeploy.errors import ConfigError
 
