@@ -24,6 +24,7 @@ from pydeploy import engines, migrations
 from pydeploy.dsn import with_database
 from pydeploy.engines import LocalState
 from tests.alerting import NetWorker, prepare
+from tests.databases import rolled_back
 
 ROOT = Path(__file__).resolve().parent.parent
 # The real console script installed with the package, next to this Python.
@@ -54,12 +55,8 @@ def engine_url(engine_state: LocalState) -> str:
 
 @pytest.fixture
 def conn(engine_url: str) -> Iterator[psycopg.Connection]:
-    c = psycopg.connect(engine_url, autocommit=False)
-    try:
+    with rolled_back(engine_url) as c:
         yield c
-    finally:
-        c.rollback()
-        c.close()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Module-scoped databases for tests that share one migrated database across their tests."""
+"""Databases for tests: a migrated one per module, and a connection whose work is rolled back."""
 
 from __future__ import annotations
 
@@ -33,3 +33,16 @@ def migrated_database(engine_state: LocalState, prefix: str) -> Iterator[str]:
     finally:
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f'drop database if exists "{name}" with (force)')
+
+
+@contextmanager
+def rolled_back(url: str, *settings: str) -> Iterator[psycopg.Connection]:
+    """A connection to `url` in a transaction that is rolled back at the end; `settings` run first."""
+    c = psycopg.connect(url, autocommit=False)
+    try:
+        for statement in settings:
+            c.execute(statement)  # type: ignore[arg-type]
+        yield c
+    finally:
+        c.rollback()
+        c.close()

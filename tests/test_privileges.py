@@ -27,7 +27,7 @@ import pytest
 from pydeploy.engines import LocalState
 from pydeploy.net_worker import Worker
 from pydeploy.receiver import receiver, signature
-from tests.databases import migrated_database
+from tests.databases import migrated_database, rolled_back
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPABASE = ROOT / "node_modules" / ".bin" / "supabase"
@@ -99,12 +99,8 @@ def priv_db(engine_state: LocalState) -> Iterator[str]:
 @pytest.fixture
 def db(priv_db: str) -> Iterator[psycopg.Connection]:
     """A connection to the module database as postgres, in a transaction rolled back after the test."""
-    c = psycopg.connect(priv_db, autocommit=False)
-    try:
+    with rolled_back(priv_db) as c:
         yield c
-    finally:
-        c.rollback()
-        c.close()
 
 
 def _relations(conn: psycopg.Connection) -> list[tuple[str, str, str]]:

@@ -275,17 +275,22 @@ def assert_views_equal_raw(cur: psycopg.Cursor) -> None:
         assert [tuple(r) for r in views[name]] == [tuple(r) for r in raw[name]], name
 
 
+def seed(cur: psycopg.Cursor, initial: list[tuple], ops: list[tuple], first_refresh_minutes: int) -> None:
+    """Empty tables, then `initial`, a full refresh `first_refresh_minutes` before P_NOW, then `ops`."""
+    reset(cur)
+    keys: list[int] = []
+    apply(cur, initial, keys)
+    cur.execute(
+        "select monitoring.refresh_rollups(%s, p_full => true)", (P_NOW - timedelta(minutes=first_refresh_minutes),)
+    )
+    apply(cur, ops, keys)
+
+
 def run_example(
     conn: psycopg.Connection, initial: list[tuple], ops: list[tuple], full: bool, first_refresh_minutes: int
 ) -> None:
     with conn.transaction(), conn.cursor() as cur:
-        reset(cur)
-        keys: list[int] = []
-        apply(cur, initial, keys)
-        cur.execute(
-            "select monitoring.refresh_rollups(%s, p_full => true)", (P_NOW - timedelta(minutes=first_refresh_minutes),)
-        )
-        apply(cur, ops, keys)
+        seed(cur, initial, ops, first_refresh_minutes)
         cur.execute("select monitoring.refresh_rollups(%s, p_full => %s)", (P_NOW, full))
         assert_views_equal_raw(cur)
         raise psycopg.Rollback()
@@ -340,13 +345,7 @@ def test_regular_refresh_equals_raw_in_mutable_window(
     n_initial = len(initial)
     upd = [("update_recent", i, s) for i, s in updates] if recent else []
     with conn.transaction(), conn.cursor() as cur:
-        reset(cur)
-        keys: list[int] = []
-        apply(cur, initial, keys)
-        cur.execute(
-            "select monitoring.refresh_rollups(%s, p_full => true)", (P_NOW - timedelta(minutes=first_refresh_minutes),)
-        )
-        apply(cur, ops, keys)
+        seed(cur, initial, ops, first_refresh_minutes)
         for _, i, status in upd:
             key = n_initial + i % len(recent)
             cur.execute("update public.whatsapp_notifications set status = %s where order_id = %s", (status, f"p{key}"))
