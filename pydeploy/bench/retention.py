@@ -22,6 +22,13 @@ def bench_retention(run: Run) -> None:
     every run measures a comparable cleanup.
     """
     url = run.cluster.url(MONITORED)
+    batch_size, topped_up = _top_up(url)
+    total_ms, detail, probe, sampler = _run_watched(run, url)
+    _add_rows(run, total_ms, detail, probe, sampler, batch_size, topped_up)
+
+
+def _top_up(url: str) -> tuple[int, int]:
+    """(batch size, rows added): 200,000 expired error rows when fewer than 100,000 are there."""
     with connect(url) as c:
         row = c.execute("select batch_size, keep_for from monitoring.retention_policies "
                         "where target = 'whatsapp_error_logs'").fetchone()
@@ -34,6 +41,11 @@ def bench_retention(run: Run) -> None:
             c.execute("insert into public.whatsapp_error_logs (error_type, error_message, created_at) "
                       "select 'bench_old', 'expired', now() - %s - g * interval '10 seconds' "
                       "from generate_series(1, %s) as g", (keep_for, topped_up))
+    return batch_size, topped_up
+
+
+def _run_watched(run: Run, url: str) -> tuple[float, dict[str, Any], Probe, LockSampler]:
+    """Call the retention job while the probe and the lock sampler watch; (ms, its job_runs detail, them)."""
     stop = threading.Event()
     probe = Probe(url, stop)
     with connect(url) as c:
@@ -58,7 +70,11 @@ def bench_retention(run: Run) -> None:
     if not row or not row[0]:
         raise PydeployError(f"run_retention_job failed: {row[1] if row else 'no job_runs row'}",
                             "see select * from monitoring.job_runs where job = 'retention'")
-    detail: dict[str, Any] = row[2] or {}
+    return total_ms, row[2] or {}, probe, sampler
+
+
+def _add_rows(run: Run, total_ms: float, detail: dict[str, Any], probe: Probe, sampler: LockSampler,
+              batch_size: int, topped_up: int) -> None:
     deleted = int(sum(int(v) for v in (detail.get("deleted") or {}).values()))
     refresh_ms = float(detail.get("refreshMs") or 0)
     batch_ms = float(detail.get("longestBatchMs") or 0)
