@@ -1,18 +1,17 @@
-"""Which database a command talks to, and a check that the DSN can be used at all."""
+"""Connection strings: check one, point it at another database, hide its password, connect.
+
+Pure string work plus `connect`; which database a command talks to (flag, environment, running
+engine) is pydeploy.engines.target's business.
+"""
 
 from __future__ import annotations
 
-import json
-import os
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import psycopg
-from psycopg.conninfo import conninfo_to_dict
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pydeploy.errors import ConfigError
-from pydeploy.paths import state_dir
-
-ENV_VAR = "SUPABASE_DB_URL"
 
 
 def validate(dsn: str, field: str = "--db-url") -> str:
@@ -20,7 +19,7 @@ def validate(dsn: str, field: str = "--db-url") -> str:
     dsn = dsn.strip()
     if not dsn:
         raise ConfigError(f"{field} is empty", "give a URL such as postgresql://user:pass@host:5432/postgres")
-    if "://" in dsn:
+    if is_url(dsn):
         scheme = urlsplit(dsn).scheme
         if scheme not in ("postgres", "postgresql"):
             raise ConfigError(
@@ -42,31 +41,30 @@ def validate(dsn: str, field: str = "--db-url") -> str:
     return dsn
 
 
-def engine_state() -> dict[str, object] | None:
-    """The running local engine's state (engine.json), or None when there is none."""
-    path = state_dir() / "engine.json"
-    if not path.exists():
-        return None
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+def is_url(dsn: str) -> bool:
+    """A URL (postgresql://…) rather than a keyword string (host=… dbname=…)."""
+    return "://" in dsn
 
 
-def resolve(db_url: str | None) -> str:
-    """The DSN from --db-url, then $SUPABASE_DB_URL, then the running local engine."""
-    if db_url:
-        return validate(db_url, "--db-url")
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return validate(env, ENV_VAR)
-    state = engine_state()
-    if state and state.get("running") and state.get("db_url"):
-        return str(state["db_url"])
-    raise ConfigError(
-        "no database to talk to: no --db-url, no $SUPABASE_DB_URL and no local engine running",
-        "start one with `pydeploy up`, or pass --db-url postgresql://…",
-    )
+def with_database(dsn: str, name: str) -> str:
+    """The same connection (user, password, host, port, options) to the database `name`.
+
+    Keeps the form it was given in: a URL stays a URL (its query string, a percent-encoded
+    password or unix-socket host untouched; a `dbname` in the query is replaced too), a keyword
+    string stays a keyword string.
+    """
+    if not name:
+        raise ConfigError("the database name is empty", "give the name of a database of the cluster")
+    if not is_url(dsn):
+        return make_conninfo(dsn, dbname=name)
+    parts = urlsplit(dsn)
+    query = parts.query
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if any(k == "dbname" for k, _ in pairs):
+        query = urlencode([(k, name if k == "dbname" else v) for k, v in pairs], quote_via=quote, safe="/")
+    # by hand, not urlunsplit: that drops the `//` of an empty host (postgresql:///db?host=/socket)
+    return (f"{parts.scheme}://{parts.netloc}/{quote(name, safe='')}" + (f"?{query}" if query else "")
+            + (f"#{parts.fragment}" if parts.fragment else ""))
 
 
 def connect(dsn: str, *, autocommit: bool = True, app: str = "pydeploy") -> psycopg.Connection:
@@ -83,7 +81,7 @@ def connect(dsn: str, *, autocommit: bool = True, app: str = "pydeploy") -> psyc
 
 def redact(dsn: str) -> str:
     """The DSN with any password replaced by ***, for messages and logs."""
-    if "://" in dsn:
+    if is_url(dsn):
         parts = urlsplit(dsn)
         if parts.password:
             netloc = parts.netloc.replace(f":{parts.password}@", ":***@")

@@ -11,7 +11,6 @@ import contextlib
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -24,6 +23,7 @@ from typing import IO
 from pydeploy import dsn as dsnmod
 from pydeploy.errors import ConfigError, PydeployError
 from pydeploy.paths import project_dir
+from pydeploy.ports import free_port
 
 FUNCTIONS = ("health", "check-error-rate")
 ROUTER = Path("_dev") / "serve.ts"
@@ -49,12 +49,6 @@ def deno_binary(project: Path | None = None) -> Path:
         f"Deno is not installed in {root / 'node_modules'}",
         "run `make bootstrap` (npm ci installs the pinned deno@2.9.6)",
     )
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 def dev_service_key() -> str:

@@ -24,6 +24,8 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from pydeploy import migrations, sql_split
+from pydeploy.engines.local_cluster import find_bindir
+from pydeploy.engines.prepare import prepare
 from pydeploy.errors import MigrationError, PydeployError
 from pydeploy.paths import project_dir
 
@@ -70,8 +72,6 @@ def apply_schema(conn: psycopg.Connection, files: list[Path]) -> None:
 
 def catalog(dsn: str) -> list[str]:
     """What is compared: the schema-only dump of our schemas and the seeded rows, as lines."""
-    from pydeploy.engine_local import find_bindir  # the engine layer sits above this module
-
     dump = subprocess.run(
         [str(find_bindir() / "pg_dump"), "--schema-only", "--no-owner",
          *[f"--schema={s}" for s in DUMPED_SCHEMAS], "--dbname", dsn],
@@ -111,14 +111,12 @@ def _seeded_rows(dsn: str) -> list[str]:
 @contextmanager
 def scratch_database(admin_dsn: str, prefix: str) -> Iterator[str]:
     """A new database in the admin DSN's cluster, prepared like Supabase; dropped afterwards."""
-    from pydeploy import engine  # the engine layer sits above this module
-
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(admin_dsn, autocommit=True) as c:
         c.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     try:
         dsn = make_conninfo(admin_dsn, dbname=name)
-        engine.prepare(dsn, standin=True)
+        prepare(dsn, standin=True)
         yield dsn
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as c:

@@ -8,13 +8,9 @@ is also delivered to a receiver pydeploy starts, and its signature is checked.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import secrets
-import threading
 from dataclasses import asdict, dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -24,6 +20,7 @@ import psycopg
 from pydeploy import heartbeat, validate
 from pydeploy import migrations as mig
 from pydeploy.db import one, rows
+from pydeploy.receiver import Receiver
 
 
 @dataclass
@@ -187,32 +184,6 @@ def _rule_to_outbox(conn: psycopg.Connection) -> Check:
                  else "the queued notification carries no runbook", "")
 
 
-class _Receiver:
-    def __init__(self) -> None:
-        self.requests: list[tuple[dict[str, str], bytes]] = []
-        rec = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                rec.requests.append((dict(self.headers.items()), body))
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.end_headers()
-                self.wfile.write(b'{"received": true}')
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/pydeploy-verify"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 def _delivery(conn: psycopg.Connection, dsn: str) -> Check:
     from pydeploy import channels
 
@@ -221,7 +192,7 @@ def _delivery(conn: psycopg.Connection, dsn: str) -> Check:
         return Check("delivery over HTTP", None,
                      "not run: the database is remote and cannot reach a receiver on this machine",
                      "pydeploy channel test <name> sends a real test notification to a configured channel")
-    rec = _Receiver()
+    rec = Receiver(path="/pydeploy-verify").start()
     key = secrets.token_hex(16)
     name = "pydeploy-verify"
     try:
@@ -232,10 +203,9 @@ def _delivery(conn: psycopg.Connection, dsn: str) -> Check:
                          f"the test notification was not delivered: status {result['status']}, "
                          f"error {result.get('last_error') or result.get('error_msg')}",
                          "is pg_net's worker running? (pydeploy up restarts the local stand-in)")
-        headers, body = rec.requests[0]
-        sig = headers.get("X-Signature", "")
-        good = "sha256=" + hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
-        ok = hmac.compare_digest(sig, good) and bool(headers.get("X-Idempotency-Key"))
+        got = rec.requests[0]
+        sig = got.headers.get("X-Signature", "")
+        ok = got.signed_by(key) and bool(got.key)
         return Check("delivery over HTTP", ok,
                      "a test notification went through pg_net to a local receiver, answered 200, was confirmed "
                      "from net._http_response, and its X-Signature matched the HMAC of the body"
@@ -265,7 +235,7 @@ def run(conn: psycopg.Connection, dsn: str, migrations_folder: Path) -> list[Che
     checks += _security(conn)
     checks.append(_rule_to_outbox(conn))
     checks.append(_delivery(conn, dsn))
-    checks.append(heartbeat.check(conn))
+    checks.append(Check(*heartbeat.check(conn)))
     health = one(conn, "select monitoring.health() ->> 'status'")
     checks.append(Check("health()", True, f"monitoring.health() answers: {health}"))
     return checks

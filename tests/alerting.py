@@ -6,8 +6,6 @@ seconds instead of the minutes pg_cron's one-minute granularity would need.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import threading
 import time
@@ -19,7 +17,7 @@ import psycopg
 
 from pydeploy import migrations
 from pydeploy.net_worker import Worker
-from tests.http_receiver import Received
+from pydeploy.receiver import Received
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "e2e-signing-key-0123456789"
@@ -72,8 +70,7 @@ class NetWorker:
 
 
 def signed_ok(r: Received, key: str = SECRET) -> bool:
-    good = "sha256=" + hmac.new(key.encode(), r.body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(r.headers.get("X-Signature", ""), good)
+    return r.signed_by(key)
 
 
 def payloads(rec: Any) -> list[dict[str, Any]]:

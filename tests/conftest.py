@@ -20,8 +20,11 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pydeploy import engine, migrations
+from pydeploy import engines, migrations
+from pydeploy.dsn import with_database
+from pydeploy.engines import LocalState
 from tests.alerting import NetWorker, prepare
+from tests.databases import rolled_back
 
 ROOT = Path(__file__).resolve().parent.parent
 # The real console script installed with the package, next to this Python.
@@ -32,17 +35,19 @@ PYDEPLOY = Path(sys.executable).parent / "pydeploy"
 def engine_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     home = tmp_path_factory.mktemp("pydeploy-home")
     yield home
-    engine.down(home=home, purge=True)
+    engines.down(home=home, purge=True)
 
 
 @pytest.fixture(scope="session")
-def engine_state(engine_home: Path) -> dict[str, object]:
-    return engine.up(engine.UpOptions(engine="local", home=engine_home))
+def engine_state(engine_home: Path) -> LocalState:
+    state = engines.up(engines.UpOptions(engine="local", home=engine_home))
+    assert isinstance(state, LocalState)
+    return state
 
 
 @pytest.fixture(scope="session")
-def engine_url(engine_state: dict[str, object]) -> str:
-    url = str(engine_state["db_url"])
+def engine_url(engine_state: LocalState) -> str:
+    url = engine_state.db_url
     with psycopg.connect(url, autocommit=True) as c:
         migrations.migrate(c, ROOT / "supabase" / "migrations")
     return url
@@ -50,21 +55,13 @@ def engine_url(engine_state: dict[str, object]) -> str:
 
 @pytest.fixture
 def conn(engine_url: str) -> Iterator[psycopg.Connection]:
-    c = psycopg.connect(engine_url, autocommit=False)
-    try:
+    with rolled_back(engine_url) as c:
         yield c
-    finally:
-        c.rollback()
-        c.close()
-
-
-def _with_db(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
 
 
 @pytest.fixture
-def scratch_db(engine_state: dict[str, object]) -> Iterator[Callable[[], str]]:
-    admin = str(engine_state["db_url"])
+def scratch_db(engine_state: LocalState) -> Iterator[Callable[[], str]]:
+    admin = engine_state.db_url
     made: list[str] = []
 
     def make() -> str:
@@ -72,8 +69,8 @@ def scratch_db(engine_state: dict[str, object]) -> Iterator[Callable[[], str]]:
         with psycopg.connect(admin, autocommit=True) as c:
             c.execute(f'create database "{name}"')
         made.append(name)
-        url = _with_db(admin, name)
-        engine.prepare(url, standin=True)
+        url = with_database(admin, name)
+        engines.prepare(url, standin=True)
         return url
 
     yield make

@@ -14,8 +14,8 @@ import time
 import psycopg
 import pytest
 
+from pydeploy.receiver import receiver
 from tests.alerting import add_channel, breach_errors, clear_errors, evaluate, payloads, prepare, pump, q, signed_ok
-from tests.http_receiver import receiver
 
 
 def statuses(url: str) -> list[tuple[str, str, int]]:

@@ -19,8 +19,8 @@ from typing import Any
 import psycopg
 import pytest
 
+from pydeploy.receiver import Receiver, receiver
 from tests.alerting import breach_errors, clear_errors, evaluate, pump, q
-from tests.http_receiver import Receiver, receiver
 from tests.prom_stack import alertmanager, free_port, get_json, program
 
 USER, PASSWORD = "ourdb", "am-pass-0123456789"

@@ -31,9 +31,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from psycopg import sql
 
+from pydeploy.engines import LocalState
+from pydeploy.receiver import receiver
 from tests.alerting import FAST, NetWorker, prepare, pump
-from tests.databases import migrated_database
-from tests.http_receiver import receiver
+from tests.databases import migrated_database, rolled_back
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG_TABLES = ["settings", "alert_rules", "channels", "silences", "retention_policies", "jobs", "health_thresholds",
@@ -64,7 +65,7 @@ TEXT = st.text(alphabet=st.characters(blacklist_characters="\x00", blacklist_cat
 
 # -- fixtures and helpers ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def bad_db(engine_state: dict[str, object]) -> Iterator[str]:
+def bad_db(engine_state: LocalState) -> Iterator[str]:
     """One migrated database for the module, with a channel, a silence, evaluated rules, a dead
     delivery, an invocation and an error log, so the probes meet state they could damage."""
     with migrated_database(engine_state, "badinput") as url:
@@ -87,14 +88,9 @@ def bad_db(engine_state: dict[str, object]) -> Iterator[str]:
 @pytest.fixture
 def conn(bad_db: str) -> Iterator[psycopg.Connection]:
     """A transaction on the module database, rolled back after the test (overrides conftest's)."""
-    c = psycopg.connect(bad_db, autocommit=False)
-    c.execute("set statement_timeout = '10s'")
-    c.execute("set temp_file_limit = '100MB'")  # a runaway query must fail, not fill the disk
-    try:
+    # a runaway query must fail, not fill the disk
+    with rolled_back(bad_db, "set statement_timeout = '10s'", "set temp_file_limit = '100MB'") as c:
         yield c
-    finally:
-        c.rollback()
-        c.close()
 
 
 def checksum(c: psycopg.Connection) -> dict[str, str]:

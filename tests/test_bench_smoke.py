@@ -9,8 +9,9 @@ import json
 import psycopg
 import pytest
 
-from pydeploy import bench, bench_data
-from pydeploy.bench_data import Scale
+from pydeploy import bench
+from pydeploy.bench import data as bench_data
+from pydeploy.bench.data import Scale
 from pydeploy.errors import ConfigError
 
 TINY = Scale(notifications=6000, recent=1500, errors=600, days=40, sessions=5, chunk_rows=1000)

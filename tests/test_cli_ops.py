@@ -11,9 +11,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from pydeploy.receiver import receiver
 from tests.alerting import NetWorker, prepare
 from tests.conftest import PYDEPLOY
-from tests.http_receiver import receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 

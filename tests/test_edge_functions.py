@@ -31,6 +31,8 @@ from psycopg import sql
 from supabase_functions.errors import FunctionsHttpError
 
 from pydeploy import functions_server as fs
+from pydeploy.engines import LocalState
+from pydeploy.ports import free_port
 from supabase import create_client
 from tests.databases import migrated_database
 
@@ -47,7 +49,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:The 'timeout' parameter is depre
 
 # -- fixtures -----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def edge_db(engine_state: dict[str, object]) -> Iterator[str]:
+def edge_db(engine_state: LocalState) -> Iterator[str]:
     """A database of this module's own, prepared like Supabase, all migrations applied."""
     with migrated_database(engine_state, "edge") as url:
         yield url
@@ -75,7 +77,7 @@ def session_server(engine_url: str, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture(scope="module")
 def dead_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fs.FunctionsServer]:
     """SUPABASE_DB_URL names a port where nothing listens (a stopped database)."""
-    url = f"postgresql://postgres:not-this-password@127.0.0.1:{fs.free_port()}/postgres"
+    url = f"postgresql://postgres:not-this-password@127.0.0.1:{free_port()}/postgres"
     yield from _serve(url, tmp_path_factory.mktemp("fn") / "dead.log")
 
 
@@ -514,7 +516,7 @@ def test_the_edge_mode_job_delivers_a_real_request_to_the_served_function(sessio
 # -- pydeploy functions serve -------------------------------------------------------------------
 def test_pydeploy_functions_serve_prints_urls_serves_and_stops_on_ctrl_c(cli_env: dict[str, str],
                                                                           edge_db: str) -> None:
-    port = fs.free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "pydeploy"), "functions", "serve", "--port", str(port),
          "--db-url", edge_db, "--service-key", KEY],
@@ -545,7 +547,7 @@ def test_pydeploy_functions_serve_prints_urls_serves_and_stops_on_ctrl_c(cli_env
 
 
 def test_pydeploy_functions_serve_prints_a_generated_key_once(cli_env: dict[str, str], edge_db: str) -> None:
-    port = fs.free_port()
+    port = free_port()
     env = {k: v for k, v in cli_env.items() if k != "SUPABASE_SERVICE_ROLE_KEY"}
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "pydeploy"), "functions", "serve", "--port", str(port),

@@ -11,7 +11,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pydeploy import engine
+from pydeploy import engines
+from pydeploy.engines import LocalState
 from pydeploy.errors import EngineError
 
 
@@ -41,27 +42,28 @@ def test_engine_is_supabase_like(engine_url: str) -> None:
         assert "headers jsonb DEFAULT '{\"Content-Type\": \"application/json\"}'::jsonb" in sig[0]
 
 
-def test_server_runs_unprivileged(engine_state: dict[str, object]) -> None:
-    pid = int(str(engine_state["postmaster_pid"]))
+def test_server_runs_unprivileged(engine_state: LocalState) -> None:
+    assert engine_state.postmaster_pid is not None
+    pid = engine_state.postmaster_pid
     uid = os.stat(f"/proc/{pid}").st_uid
     assert uid != 0, "Postgres must not run as root"
 
 
-def test_up_is_idempotent_and_url_prints_dsn(engine_state: dict[str, object], run_cli) -> None:
+def test_up_is_idempotent_and_url_prints_dsn(engine_state: LocalState, run_cli) -> None:
     res = run_cli("up", "--engine", "local", "--no-schedule")
     assert res.returncode == 0, res.stderr
     assert "reusing the running local engine" in res.stderr
-    assert res.stdout.strip() == engine_state["db_url"]
+    assert res.stdout.strip() == engine_state.db_url
     res = run_cli("url")
     assert res.returncode == 0
-    assert res.stdout.strip() == engine_state["db_url"]
+    assert res.stdout.strip() == engine_state.db_url
     with psycopg.connect(res.stdout.strip()) as c:
         assert c.execute("select 1").fetchone() == (1,)
 
 
-def test_state_file_holds_db_url(engine_home: Path, engine_state: dict[str, object]) -> None:
+def test_state_file_holds_db_url(engine_home: Path, engine_state: LocalState) -> None:
     state = json.loads((engine_home / "engine.json").read_text())
-    assert state["db_url"] == engine_state["db_url"]
+    assert state["db_url"] == engine_state.db_url
     assert state["engine"] == "local"
 
 
@@ -112,7 +114,7 @@ def test_missing_postgres_binary_is_one_clear_message(tmp_path: Path, run_cli) -
 
 
 def test_engine_error_type_for_stop_of_unknown_cluster(tmp_path: Path) -> None:
-    assert engine.down(home=tmp_path / "never-started") is False
+    assert engines.down(home=tmp_path / "never-started") is False
 
 
 @pytest.mark.parametrize(("dsn", "needle"), [

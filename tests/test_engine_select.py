@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pydeploy import engine_select
+from pydeploy.engines import choice as engine_select
 from pydeploy.errors import ConfigError
 
 

@@ -8,6 +8,7 @@ drives the jobs' functions directly, the way `monitoring-dispatch` does each min
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
@@ -23,9 +24,11 @@ from typing import Any
 import psycopg
 import pytest
 
-from pydeploy import engine
+from pydeploy import engines
+from pydeploy.engines import LocalState, StateFile
+from pydeploy.engines.processes import stop_pid, wait_gone
+from pydeploy.receiver import receiver
 from tests.alerting import NetWorker, add_channel, breach_errors, evaluate, prepare, pump, q
-from tests.http_receiver import receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -241,36 +244,29 @@ def test_request_lost_from_pg_nets_queue_is_retried_after_the_grace_and_sent_onc
 def own_engine(tmp_path: Path) -> Iterator[tuple[Path, str]]:
     home = tmp_path / "engine"
     try:
-        state = engine.up(engine.UpOptions(engine="local", home=home))
-        url = str(state["db_url"])
+        url = engines.up(engines.UpOptions(engine="local", home=home)).db_url
         prepare(url)
         yield home, url
     finally:
-        engine.down(home, purge=True)
+        engines.down(home, purge=True)
 
 
 def stop_engine_worker(home: Path) -> None:
-    """Stop the engine's pg_net stand-in worker; the next engine.up starts a new one."""
-    state = engine.read_state(home) or {}
-    pid = int(str(state.get("net_worker_pid") or 0))
-    if pid:
-        engine.stop_pid(pid)
-        engine.write_state({**state, "net_worker_pid": 0}, home)  # so that nobody signals a reused pid
+    """Stop the engine's pg_net stand-in worker; the next engines.up starts a new one."""
+    store = StateFile(home)
+    state = store.read()
+    assert isinstance(state, LocalState)
+    if state.net_worker_pid:
+        stop_pid(state.net_worker_pid)
+        store.write(dataclasses.replace(state, net_worker_pid=0))  # so that nobody signals a reused pid
 
 
 def crash_postgres(home: Path) -> None:
     """Immediate shutdown (SIGQUIT to the postmaster): no checkpoint, crash recovery on the next start."""
-    state = engine.read_state(home) or {}
-    pid = int(str(state["postmaster_pid"]))
-    os.kill(pid, signal.SIGQUIT)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.05)
-    raise AssertionError("postmaster did not exit")
+    state = StateFile(home).read()
+    assert isinstance(state, LocalState) and state.postmaster_pid
+    os.kill(state.postmaster_pid, signal.SIGQUIT)
+    assert wait_gone(state.postmaster_pid, 30), "postmaster did not exit"
 
 
 def outbox(url: str) -> list[tuple[str, str, str, int]]:
@@ -291,7 +287,7 @@ def test_outbox_survives_a_crash_and_a_restart_each_notification_delivered_exact
         q(url, "select monitoring.dispatch_deliveries(now())")
         assert outbox(url) == [("firing", "ops", "sending", 1)]
         crash_postgres(home)
-        url = str(engine.up(engine.UpOptions(engine="local", home=home))["db_url"])  # recovery, new pg_net worker
+        url = engines.up(engines.UpOptions(engine="local", home=home)).db_url  # recovery, new pg_net worker
         assert q(url, "select count(*) from net.http_request_queue") == [(0,)], "the unlogged queue was reset"
         q(url, "select monitoring.test_channel('ops')")  # the next request reuses the lost one's id
         pump(url, lambda: {s for _, _, s, _ in outbox(url)} == {"delivered"}, timeout=20)
@@ -305,8 +301,8 @@ def test_outbox_survives_a_crash_and_a_restart_each_notification_delivered_exact
         q(url, "select monitoring.test_channel('ops'), monitoring.test_channel('ops-2')")
         q(url, "select monitoring.dispatch_deliveries(now(), 1)")
         assert [s for _, _, s, _ in outbox(url)[2:]] == ["sending", "queued"]
-        engine.down(home)
-        url = str(engine.up(engine.UpOptions(engine="local", home=home))["db_url"])
+        engines.down(home)
+        url = engines.up(engines.UpOptions(engine="local", home=home)).db_url
         pump(url, lambda: {s for _, _, s, _ in outbox(url)} == {"delivered"}, timeout=20)
         assert outbox(url)[2:] == [("test", "ops", "delivered", 1), ("test", "ops-2", "delivered", 1)]
         time.sleep(0.3)

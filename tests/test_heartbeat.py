@@ -12,8 +12,8 @@ from collections.abc import Callable
 import psycopg
 import pytest
 
+from pydeploy.receiver import receiver
 from tests.alerting import q
-from tests.http_receiver import receiver
 
 
 def _due(url: str) -> None:

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pydeploy.engines import LocalState
 from tests.databases import migrated_database
 
 # a row to write per table (the one-row tables have no key to name)
@@ -23,7 +24,7 @@ ROWS = {"alert_rules": "name = 'slow_queue'", "channels": "name = 'ops'", "reten
 
 
 @pytest.fixture(scope="module")
-def limits_db(engine_state: dict[str, object]) -> Iterator[str]:
+def limits_db(engine_state: LocalState) -> Iterator[str]:
     with migrated_database(engine_state, "limits") as url:
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("select monitoring.set_channel('ops', 'webhook', 'http://127.0.0.1:9/hook')")

@@ -36,8 +36,8 @@ import psycopg
 import pytest
 from psycopg.types.json import Jsonb
 
+from pydeploy.receiver import receiver
 from tests.alerting import add_channel, payloads, pump, q, signed_ok
-from tests.http_receiver import receiver
 
 WRITE_SECONDS = 45.0
 WRITERS = 4

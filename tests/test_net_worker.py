@@ -9,7 +9,7 @@ import time
 import psycopg
 import pytest
 
-from tests.http_receiver import receiver
+from pydeploy.receiver import receiver
 
 
 def _response(url: str, request_id: int, timeout: float = 15) -> tuple:
@@ -39,8 +39,8 @@ def test_post_delivers_exact_body_and_headers_and_records_response(engine_url: s
         status, ctype, headers, content, timed_out, error = _response(engine_url, rid)
         got = rec.requests[0]
     assert (status, timed_out, error) == (201, False, None)
-    assert ctype == "application/json" and headers["X-Receiver"] == "test"
-    assert json.loads(content) == {"ok": True}
+    assert ctype == "application/json" and headers["X-Receiver"] == "pydeploy"
+    assert json.loads(content) == {"received": True}
     assert got.method == "POST" and got.path == "/hook"
     assert got.headers["X-Test"] == "1"
     # pg_net sends convert_to(body::text, 'UTF8'): jsonb's canonical text, byte for byte

@@ -11,7 +11,6 @@ numbers, alerts and their deliveries to a signed channel) so that "sees nothing"
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import json
 import logging
@@ -25,9 +24,10 @@ from typing import Any
 import psycopg
 import pytest
 
+from pydeploy.engines import LocalState
 from pydeploy.net_worker import Worker
-from tests.databases import migrated_database
-from tests.http_receiver import receiver
+from pydeploy.receiver import receiver, signature
+from tests.databases import migrated_database, rolled_back
 
 ROOT = Path(__file__).resolve().parent.parent
 SUPABASE = ROOT / "node_modules" / ".bin" / "supabase"
@@ -43,10 +43,6 @@ SESSIONS = {
 SLOW_PHONE = "+5511966665555"  # written by a slow statement, so it lands in pg_stat_statements
 PHONES = [p for p, _ in SESSIONS.values()] + [SLOW_PHONE, "+44 20 7946 0958"]
 OPS_KEY = "ops-signing-" + uuid.uuid4().hex
-
-
-def _with_db(url: str, name: str) -> str:
-    return url.rsplit("/", 1)[0] + "/" + name
 
 
 def _fetch(conn: psycopg.Connection, query: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:
@@ -65,7 +61,7 @@ def _try(conn: psycopg.Connection, statement: str) -> psycopg.Error | None:
 
 
 @pytest.fixture(scope="module")
-def priv_db(engine_state: dict[str, object]) -> Iterator[str]:
+def priv_db(engine_state: LocalState) -> Iterator[str]:
     """A migrated database of this module's own, with rows in every table the roles must not see."""
     with migrated_database(engine_state, "priv") as url:
         with psycopg.connect(url, autocommit=True) as c:
@@ -103,12 +99,8 @@ def priv_db(engine_state: dict[str, object]) -> Iterator[str]:
 @pytest.fixture
 def db(priv_db: str) -> Iterator[psycopg.Connection]:
     """A connection to the module database as postgres, in a transaction rolled back after the test."""
-    c = psycopg.connect(priv_db, autocommit=False)
-    try:
+    with rolled_back(priv_db) as c:
         yield c
-    finally:
-        c.rollback()
-        c.close()
 
 
 def _relations(conn: psycopg.Connection) -> list[tuple[str, str, str]]:
@@ -416,7 +408,7 @@ def test_supabase_db_lint_reports_nothing_for_monitoring_and_public(priv_db: str
 
 # -- 6. secrets stay secret -----------------------------------------------------------------------------
 def test_channel_secrets_stay_out_of_settings_views_statements_queue_and_logs(
-        priv_db: str, engine_state: dict[str, object], caplog: pytest.LogCaptureFixture) -> None:
+        priv_db: str, engine_state: LocalState, caplog: pytest.LogCaptureFixture) -> None:
     key = "leak-signing-" + uuid.uuid4().hex
     token = "leak-path-" + uuid.uuid4().hex
     with receiver([200]) as rec, psycopg.connect(priv_db, autocommit=True) as c:
@@ -455,7 +447,7 @@ def test_channel_secrets_stay_out_of_settings_views_statements_queue_and_logs(
                            "where url = %s", (url,))
         assert len(queued) == 1
         _, headers, sent = queued[0]
-        good = "sha256=" + hmac.new(key.encode(), body.encode(), hashlib.sha256).hexdigest()
+        good = signature(key, body.encode())
         assert sent == body and headers["X-Signature"] == good
         assert key not in json.dumps(headers) and key not in sent, "the key travels only as its HMAC"
 
@@ -473,7 +465,7 @@ def test_channel_secrets_stay_out_of_settings_views_statements_queue_and_logs(
         c.execute("select monitoring.reconcile_deliveries(now())")
         assert _fetch(c, "select status from monitoring.deliveries where id = %s", (delivery,)) == [("delivered",)]
     assert key not in caplog.text and token not in caplog.text, "the pg_net worker logged the secret"
-    server_log = Path(str(engine_state["pg_root"])) / "postgres.log"
+    server_log = engine_state.pg_root / "postgres.log"
     assert server_log.exists(), f"no server log at {server_log}"
     log_text = server_log.read_text(errors="replace")
     assert key not in log_text and token not in log_text, "the Postgres log holds the secret"

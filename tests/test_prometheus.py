@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from pydeploy import exporter_queries
+from pydeploy.engines import LocalState
 from tests.alerting import q
 from tests.databases import migrated_database
 from tests.prom_stack import free_port, get_json, http, program, run
@@ -76,7 +77,7 @@ def _data(url: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def db(engine_state: dict[str, object]) -> Iterator[str]:
+def db(engine_state: LocalState) -> Iterator[str]:
     with migrated_database(engine_state, "prom") as url:
         _data(url)
         q(url, f"alter role {exporter_queries.ROLE} with login password '{PASSWORD}'")

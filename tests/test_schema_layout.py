@@ -60,7 +60,7 @@ def test_no_patches_in_the_schema_files():
 
 
 def test_migrations_and_schemas_build_the_same_catalog(engine_state):
-    result = schema_check.compare(str(engine_state["db_url"]), ROOT)
+    result = schema_check.compare(engine_state.db_url, ROOT)
     assert result.same, "\n".join(result.diff[:80])
     assert result.schema_files == sorted(p.name for p in SCHEMAS.glob("*.sql"))
 
@@ -80,7 +80,7 @@ def test_a_schema_edit_without_a_migration_is_caught(engine_state, tmp_path):
     # a changed function body, as a developer would make it
     assert "v_cc integer := 0;" in text
     views.write_text(text.replace("v_cc integer := 0;", "v_cc integer := 1;", 1))  # a changed body
-    result = schema_check.compare(str(engine_state["db_url"]), project)
+    result = schema_check.compare(engine_state.db_url, project)
     assert not result.same
     assert any("v_cc integer := 1;" in line for line in result.diff)
 
@@ -91,7 +91,7 @@ def test_a_migration_without_a_schema_edit_is_caught(engine_state, tmp_path):
         "alter table monitoring.alert_rules add column owner_team text;\n"
         "update monitoring.alert_rules set threshold = 95 where name = 'low_delivery_rate';\n"
     )
-    result = schema_check.compare(str(engine_state["db_url"]), project)
+    result = schema_check.compare(engine_state.db_url, project)
     assert not result.same
     diff = "\n".join(result.diff)
     assert "owner_team" in diff

@@ -303,17 +303,24 @@ def assert_views_equal_raw(cur: psycopg.Cursor) -> None:
         assert [tuple(r) for r in views[name]] == [tuple(r) for r in raw[name]], name
 
 
+def seed(cur: psycopg.Cursor, initial: list[tuple], ops: list[tuple], first_refresh_minutes: int) -> list[int]:
+    """Empty tables, then `initial`, a full refresh `first_refresh_minutes` before P_NOW, then `ops`;
+    returns the keys of the notifications inserted."""
+    reset(cur)
+    keys: list[int] = []
+    apply(cur, initial, keys)
+    cur.execute(
+        "select monitoring.refresh_rollups(%s, p_full => true)", (P_NOW - timedelta(minutes=first_refresh_minutes),)
+    )
+    apply(cur, ops, keys)
+    return keys
+
+
 def run_example(
     conn: psycopg.Connection, initial: list[tuple], ops: list[tuple], full: bool, first_refresh_minutes: int
 ) -> None:
     with conn.transaction(), conn.cursor() as cur:
-        reset(cur)
-        keys: list[int] = []
-        apply(cur, initial, keys)
-        cur.execute(
-            "select monitoring.refresh_rollups(%s, p_full => true)", (P_NOW - timedelta(minutes=first_refresh_minutes),)
-        )
-        apply(cur, ops, keys)
+        seed(cur, initial, ops, first_refresh_minutes)
         cur.execute("select monitoring.refresh_rollups(%s, p_full => %s)", (P_NOW, full))
         assert_views_equal_raw(cur)
         raise psycopg.Rollback()
@@ -381,13 +388,7 @@ def test_regular_refresh_equals_raw_after_late_changes(
     """Late status changes, receipts, backfills and deletes anywhere in the 7-day horizon show after
     the every-minute refresh alone, and in the rules at evaluation."""
     with conn.transaction(), conn.cursor() as cur:
-        reset(cur)
-        keys: list[int] = []
-        apply(cur, initial, keys)
-        cur.execute(
-            "select monitoring.refresh_rollups(%s, p_full => true)", (P_NOW - timedelta(minutes=first_refresh_minutes),)
-        )
-        apply(cur, ops, keys)
+        keys = seed(cur, initial, ops, first_refresh_minutes)
         cur.execute("select (monitoring.refresh_rollups(%s)) ->> 'full'", (P_NOW,))
         assert cur.fetchone()[0] == "false"
         assert_views_equal_raw(cur)

@@ -1,4 +1,4 @@
-"""The `pydeploy` command line: every command's --help is its manual."""
+"""The root of the `pydeploy` command line: every command's --help is its manual."""
 
 from __future__ import annotations
 
@@ -10,34 +10,14 @@ from typing import Any
 
 import click
 import psycopg
-from rich.console import Console
 from rich.table import Table
 
 from pydeploy import dsn as dsnmod
-from pydeploy import engine as enginemod
+from pydeploy import engines
 from pydeploy import migrations as mig
+from pydeploy.cli.common import DB_URL_HELP, Context, err, out
 from pydeploy.errors import PydeployError
 from pydeploy.paths import migrations_dir, seed_file
-
-err = Console(stderr=True, highlight=False)
-# Wide enough for tables when the output is a pipe or a file, not a terminal.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-
-
-class Context:
-    def __init__(self, log_format: str) -> None:
-        self.log_format = log_format
-
-    def say(self, msg: str) -> None:
-        if self.log_format == "json":
-            sys.stderr.write(json.dumps({"timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                         "level": "info", "service": "pydeploy", "message": msg}) + "\n")
-        else:
-            err.print(msg)
-
-
-DB_URL_HELP = ("Database URL (postgresql://user:pass@host:port/db). Default: $SUPABASE_DB_URL, "
-               "else the running local engine.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -83,8 +63,8 @@ def up(obj: Context, engine: str, port: int | None, seed: bool, migrate: bool, d
     Example:
       pydeploy up --seed && psql "$(pydeploy url)" -c 'select * from monitoring.delivery_stats'
     """
-    state = enginemod.up(enginemod.UpOptions(engine=engine, port=port), obj.say)
-    url = str(state["db_url"])
+    state = engines.up(engines.UpOptions(engine=engine, port=port), obj.say)
+    url = state.db_url
     if migrate:
         _migrate(obj, url)
     if seed:
@@ -101,7 +81,7 @@ def up(obj: Context, engine: str, port: int | None, seed: bool, migrate: bool, d
                             "and to_regclass('cron.job') is not null").fetchone() == (True,):
                 conn.execute("select monitoring.schedule_jobs('db')")
                 obj.say("scheduled the monitoring jobs with pg_cron (pydeploy unschedule to stop them)")
-    obj.say(f"engine: {state['engine']}, ready at {dsnmod.redact(url)}")
+    obj.say(f"engine: {state.engine}, ready at {dsnmod.redact(url)}")
     out.print(url)
 
 
@@ -115,7 +95,7 @@ def down(obj: Context, purge: bool) -> None:
     Example:
       pydeploy down --purge
     """
-    if not enginemod.down(purge=purge, say=obj.say):
+    if not engines.down(purge=purge, say=obj.say):
         obj.say("no engine was running")
 
 
@@ -127,10 +107,10 @@ def url() -> None:
     Example:
       supabase migration list --db-url "$(pydeploy url)?sslmode=disable"
     """
-    state = enginemod.read_state()
-    if not state or not state.get("running"):
+    state = engines.running()
+    if state is None:
         raise PydeployError("no local engine is running", "start one with `pydeploy up`")
-    out.print(str(state["db_url"]), soft_wrap=True)
+    out.print(state.db_url, soft_wrap=True)
 
 
 def _migrate(obj: Context, url: str) -> list[mig.MigrationFile]:
@@ -162,7 +142,7 @@ def migrate(obj: Context, db_url: str | None) -> None:
     Example:
       pydeploy migrate --db-url "postgresql://postgres:…@db.<ref>.supabase.co:5432/postgres"
     """
-    _migrate(obj, dsnmod.resolve(db_url))
+    _migrate(obj, engines.resolve(db_url))
 
 
 @cli.command()
@@ -176,7 +156,7 @@ def status(db_url: str | None, as_json: bool, exit_code: bool) -> None:
     Example:
       pydeploy status --json | jq '.pending'
     """
-    url = dsnmod.resolve(db_url)
+    url = engines.resolve(db_url)
     with dsnmod.connect(url) as conn:
         st = mig.status(conn, migrations_dir())
     drifted = {f.version for f in st.drifted}
@@ -232,7 +212,7 @@ def schema_check_cmd(obj: Context, db_url: str | None, as_json: bool) -> None:
     """
     from pydeploy import schema_check
 
-    result = schema_check.compare(dsnmod.resolve(db_url))
+    result = schema_check.compare(engines.resolve(db_url))
     if as_json:
         out.print_json(result.as_json())
     elif result.same:
@@ -257,9 +237,9 @@ def net_worker(db_url: str) -> None:
 
 def _register_commands() -> None:
     """Command groups that live in their own modules."""
-    from pydeploy.cli_bench import bench
-    from pydeploy.cli_functions import functions
-    from pydeploy.cli_ops import COMMANDS
+    from pydeploy.cli.bench import bench
+    from pydeploy.cli.functions import functions
+    from pydeploy.cli.ops import COMMANDS
 
     for command in [*COMMANDS, functions, bench]:
         cli.add_command(command)

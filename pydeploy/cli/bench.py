@@ -1,4 +1,4 @@
-"""`pydeploy bench`: the command line face of pydeploy.bench (register with cli.add_command(bench))."""
+"""`pydeploy bench`: the command line face of pydeploy.bench (registered by pydeploy.cli.main)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,15 @@ import json
 import sys
 
 import click
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pydeploy import bench as benchmod
 from pydeploy import dsn as dsnmod
-from pydeploy.bench_data import QUICK_FACTOR, Scale
+from pydeploy import engines
+from pydeploy.bench.data import QUICK_FACTOR, Scale
+from pydeploy.cli.common import err, out
 from pydeploy.errors import ConfigError
-
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def _fmt(v: float | None, unit: str) -> str:
@@ -87,8 +85,10 @@ def bench(db_url: str | None, scale_text: str | None, quick: bool, repeat: int, 
     if quick and scale_text:
         raise ConfigError("--quick and --scale both set the data size", "give one of them")
     scale = Scale.parse(scale_text) if scale_text else Scale.factor(QUICK_FACTOR) if quick else Scale()
-    url = dsnmod.resolve(db_url)
-    benchmod.with_db(url, "postgres")  # a URL, not a keyword DSN
+    url = engines.resolve(db_url)
+    if not dsnmod.is_url(url):
+        raise ConfigError("--db-url must be a URL (postgresql://…) for pydeploy bench",
+                          "use e.g. postgresql://postgres:postgres@127.0.0.1:5432/postgres")
     opts = benchmod.BenchOptions(admin_url=url, scale=scale, repeat=repeat, keep=keep, fresh=fresh, quick=quick,
                                  write_seconds=write_seconds or (5.0 if quick else 10.0),
                                  write_rounds=write_rounds or (6 if quick else 8))

@@ -9,28 +9,21 @@ import time
 from typing import Any
 
 import click
-from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from pydeploy import alertmanager as am
 from pydeploy import channels as chan
 from pydeploy import dsn as dsnmod
+from pydeploy import engines, validate
 from pydeploy import monitor as monmod
 from pydeploy import report as repmod
-from pydeploy import validate
 from pydeploy import verify as vermod
+from pydeploy.cli.common import db_url_option, json_option, out
 from pydeploy.db import friendly_errors, one, rows
 from pydeploy.errors import ConfigError
 from pydeploy.paths import migrations_dir
 from pydeploy.report import _plain
-
-# Wide enough for tables when the output is a pipe or a file, not a terminal.
-out = Console(highlight=False, width=None if sys.stdout.isatty() else 160)
-DB_URL_HELP = ("Database URL (postgresql://user:pass@host:port/db). Default: $SUPABASE_DB_URL, "
-               "else the running local engine.")
-db_url_option = click.option("--db-url", default=None, help=DB_URL_HELP)
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
 def _print_json(data: Any) -> None:
@@ -98,7 +91,7 @@ def channel_add(name: str, kind: str, url: str | None, signing_secret: str | Non
         auth.check()
     if resend_interval is not None and kind != "alertmanager":
         raise ConfigError("--resend-interval applies to alertmanager channels only", "leave it out")
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn, conn.transaction():
+    with dsnmod.connect(engines.resolve(db_url)) as conn, conn.transaction():
         chan.add(conn, spec)
         if auth:
             am.set_auth(conn, name, auth)
@@ -117,7 +110,7 @@ def channel_list(db_url: str | None, as_json: bool) -> None:
     Example:
       pydeploy channel list --json
     """
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn:
+    with dsnmod.connect(engines.resolve(db_url)) as conn:
         data = chan.listing(conn)
     if as_json:
         _print_json(data)
@@ -136,7 +129,7 @@ def channel_remove(name: str, db_url: str | None) -> None:
     Example:
       pydeploy channel remove oncall
     """
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn:
+    with dsnmod.connect(engines.resolve(db_url)) as conn:
         chan.remove(conn, name)
     click.echo(f"channel {name} removed", err=True)
 
@@ -155,7 +148,7 @@ def channel_test(name: str, timeout: float, db_url: str | None, as_json: bool) -
     Example:
       pydeploy channel test oncall
     """
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn:
+    with dsnmod.connect(engines.resolve(db_url)) as conn:
         res = chan.test(conn, name, timeout)
     if as_json:
         _print_json(res)
@@ -200,7 +193,7 @@ def configure(rule: str, threshold: str | None, for_period: str | None, repeat_i
     if not sets:
         raise ConfigError("nothing to change", "give at least one of --threshold, --for, --repeat, --schedule, "
                                                "--enable/--disable")
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn, friendly_errors(f"configure {rule}"), conn.transaction():
+    with dsnmod.connect(engines.resolve(db_url)) as conn, friendly_errors(f"configure {rule}"), conn.transaction():
         assignments = ", ".join(f"{k} = %({k})s" for k in sets)
         n = one(conn, f"with u as (update monitoring.alert_rules set {assignments} where name = %(rule)s "
                       "returning 1) select count(*) from u", {**sets, "rule": rule})
@@ -220,7 +213,7 @@ def rules(db_url: str | None, as_json: bool) -> None:
     Example:
       pydeploy rules
     """
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn, friendly_errors("rules"):
+    with dsnmod.connect(engines.resolve(db_url)) as conn, friendly_errors("rules"):
         data = rows(conn, "select name, severity, metric, comparator, threshold, unit, \"window\", for_period, "
                           "repeat_interval, schedule, enabled from monitoring.alert_rules order by name")
     if as_json:
@@ -260,7 +253,7 @@ def schedule(mode: str, project_url: str | None, service_key: str | None, db_url
         validate.url(project_url, "--project-url")
     if mode == "db" and project_url:
         raise ConfigError("--project-url is only used with --mode edge", "add --mode edge, or drop --project-url")
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn, friendly_errors("schedule"):
+    with dsnmod.connect(engines.resolve(db_url)) as conn, friendly_errors("schedule"):
         with conn.transaction():
             if mode == "edge":
                 names = rows(conn, "select project_url_secret, service_key_secret from monitoring.settings where id")
@@ -289,7 +282,7 @@ def unschedule(db_url: str | None) -> None:
     Example:
       pydeploy unschedule
     """
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn, friendly_errors("unschedule"):
+    with dsnmod.connect(engines.resolve(db_url)) as conn, friendly_errors("unschedule"):
         res = one(conn, "select monitoring.unschedule_jobs()")
     click.echo(json.dumps(_plain(res)), err=True)
 
@@ -331,7 +324,7 @@ def silence_add(matchers: tuple[str, ...], duration: str, comment: str, author: 
     if not comment.strip():
         raise ConfigError("--comment is empty", "say why, e.g. --comment 'carrier maintenance'")
     who = author or os.environ.get("USER") or "pydeploy"
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn, friendly_errors("silence add"), conn.transaction():
+    with dsnmod.connect(engines.resolve(db_url)) as conn, friendly_errors("silence add"), conn.transaction():
         sid = one(conn, "select monitoring.create_silence(%s::jsonb, %s::interval, %s, %s)",
                   (json.dumps(parsed), dur, comment, who))
     click.echo(sid)
@@ -349,7 +342,7 @@ def silence_list(show_all: bool, db_url: str | None, as_json: bool) -> None:
       pydeploy silence list
     """
     where = "" if show_all else "where ends_at > now()"
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn, friendly_errors("silence list"):
+    with dsnmod.connect(engines.resolve(db_url)) as conn, friendly_errors("silence list"):
         data = rows(conn, f"select id, starts_at, ends_at, matchers, comment, created_by from monitoring.silences "
                           f"{where} order by id")
     if as_json:
@@ -369,7 +362,7 @@ def silence_expire(silence_id: int, db_url: str | None) -> None:
     Example:
       pydeploy silence expire 3
     """
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn, friendly_errors("silence expire"), conn.transaction():
+    with dsnmod.connect(engines.resolve(db_url)) as conn, friendly_errors("silence expire"), conn.transaction():
         ok = one(conn, "select monitoring.expire_silence(%s)", (silence_id,))
     if not ok:
         raise ConfigError(f"silence {silence_id} does not exist or has already ended", "see pydeploy silence list")
@@ -392,7 +385,7 @@ def verify(db_url: str | None, as_json: bool) -> None:
     Example:
       pydeploy verify --db-url "$SUPABASE_DB_URL"
     """
-    url = dsnmod.resolve(db_url)
+    url = engines.resolve(db_url)
     with dsnmod.connect(url) as conn:
         checks = vermod.run(conn, url, migrations_dir())
     failed = [c for c in checks if c.ok is False]
@@ -423,7 +416,7 @@ def report(db_url: str | None, as_json: bool, watch: bool, interval: float) -> N
     Example:
       pydeploy report --watch
     """
-    url = dsnmod.resolve(db_url)
+    url = engines.resolve(db_url)
     with dsnmod.connect(url) as conn, friendly_errors("report"):
         if as_json:
             _print_json(repmod.collect(conn))
@@ -453,7 +446,7 @@ def monitor(db_url: str | None, as_json: bool, notify: bool) -> None:
     Example (crontab):
       */15 * * * * cd /srv/monitoring && .venv/bin/pydeploy monitor --notify --json >> monitor.log
     """
-    with dsnmod.connect(dsnmod.resolve(db_url)) as conn:
+    with dsnmod.connect(engines.resolve(db_url)) as conn:
         res = monmod.check(conn, notify)
     if as_json:
         _print_json(res)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import socket
 import sys
 from types import FrameType
 from typing import Any
@@ -11,28 +10,14 @@ from typing import Any
 import click
 
 from pydeploy import dsn as dsnmod
+from pydeploy import engines
 from pydeploy import functions_server as fs
+from pydeploy.cli.common import say
 from pydeploy.errors import ConfigError
+from pydeploy.ports import port_is_free
 
 DB_URL_HELP = ("Database the functions use (SUPABASE_DB_URL). Default: $SUPABASE_DB_URL, else the running "
                "local engine.")
-
-
-def _port_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def _say(obj: Any, msg: str) -> None:
-    # obj is pydeploy.cli.Context (not imported here: cli imports this module while loading)
-    if obj is not None and hasattr(obj, "say"):
-        obj.say(msg)
-    else:
-        click.echo(msg, err=True)
 
 
 @click.group()
@@ -70,8 +55,8 @@ def serve(obj: Any, port: int, host: str, db_url: str | None, service_key: str |
       curl -s -X POST http://127.0.0.1:54321/functions/v1/check-error-rate \\
            -H "Authorization: Bearer $SUPABASE_SERVICE_ROLE_KEY" -d '{"threshold": 50}'
     """
-    url = dsnmod.resolve(db_url)
-    if not _port_free(host, port):
+    url = engines.resolve(db_url)
+    if not port_is_free(port, host):
         raise ConfigError(f"port {port} on {host} is in use", "pass --port with a free port")
     generated = not service_key
     key = service_key or fs.dev_service_key()
@@ -81,7 +66,7 @@ def serve(obj: Any, port: int, host: str, db_url: str | None, service_key: str |
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, on_term)
-    _say(obj, f"starting Deno for {', '.join(fs.FUNCTIONS)} on {host}:{port} "
+    say(obj, f"starting Deno for {', '.join(fs.FUNCTIONS)} on {host}:{port} "
               f"(database {dsnmod.redact(url)})")
     server = fs.start(url, port=port, host=host, service_key=key, output=sys.stderr.fileno())
     try:
@@ -90,13 +75,13 @@ def serve(obj: Any, port: int, host: str, db_url: str | None, service_key: str |
         click.echo(f"SUPABASE_URL={server.url}")
         if generated:
             click.echo(f"SUPABASE_SERVICE_ROLE_KEY={key}")
-            _say(obj, "that key was generated for this run; pass --service-key to choose one")
+            say(obj, "that key was generated for this run; pass --service-key to choose one")
         sys.stdout.flush()
-        _say(obj, "serving; press Ctrl-C to stop")
+        say(obj, "serving; press Ctrl-C to stop")
         code = server.process.wait()
         raise fs.FunctionsServerError(f"deno exited with status {code}", "see its messages above")
     except KeyboardInterrupt:
-        _say(obj, "stopping")
+        say(obj, "stopping")
     finally:
         fs.stop(server)
         signal.signal(signal.SIGTERM, previous)

@@ -1,9 +1,12 @@
-"""The local engine: Debian's PostgreSQL 15 with pg_cron, in a folder pydeploy owns.
+"""The local engine's cluster: Debian's PostgreSQL 15 with pg_cron, in a folder pydeploy owns.
 
 Postgres refuses to run as root, so when pydeploy runs as root every server command runs as
 the unprivileged `postgres` user. That user must be able to reach the data folder; when the
 project sits below a folder it cannot traverse (such as /root) the data goes to the system
 temp folder instead, and engine.json says where.
+
+The server's settings are written in one place, `write_settings` (SETTINGS, into
+data/pydeploy.conf on every start); `init` only makes the cluster include that file.
 """
 
 from __future__ import annotations
@@ -13,13 +16,12 @@ import hashlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydeploy.engines.processes import pid_alive, wait_gone
 from pydeploy.errors import EngineError
 
 SERVER_USER = "postgres"
@@ -65,23 +67,8 @@ def check_extensions(bindir: Path) -> None:
                           f"apt-get install -y postgresql-{version}-cron")
 
 
-def port_is_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
-class LocalEngine:
+class LocalCluster:
     """A Postgres cluster under `home` (or the temp folder when the server user cannot reach it)."""
 
     home: Path
@@ -163,6 +150,7 @@ class LocalEngine:
         return data
 
     def write_settings(self, data: Path, port: int) -> None:
+        """data/pydeploy.conf: SETTINGS (shared_preload_libraries, pg_cron's, …) and the port."""
         lines = [f"{k} = {v}" for k, v in SETTINGS.items()] + [f"port = {port}"]
         path = data / "pydeploy.conf"
         path.write_text("# written by pydeploy up; edits are overwritten\n" + "\n".join(lines) + "\n")
@@ -178,13 +166,7 @@ class LocalEngine:
             pid = int(pidfile.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        except PermissionError:
-            return pid
-        return pid
+        return pid if pid_alive(pid) else None
 
     def start(self, data: Path, bindir: Path, port: int) -> int:
         """Start the server on `port`; return the postmaster pid."""
@@ -209,13 +191,8 @@ class LocalEngine:
             return
         self._run([str(bindir / "pg_ctl"), "-D", str(data), "stop", "-m", "fast", "-w", "-t", "60"],
                   check=False, timeout=90)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.1)
+        if wait_gone(pid, 30, poll=0.1):
+            return
         raise EngineError(f"Postgres (pid {pid}) did not stop within 30 s",
                           f"stop it by hand: kill {pid}")
 
