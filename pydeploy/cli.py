@@ -215,10 +215,11 @@ def net_worker(db_url: str) -> None:
 def _register_commands() -> None:
     """Command groups that live in their own modules."""
     from pydeploy.cli_bench import bench
+    from pydeploy.cli_dashboard import dashboard
     from pydeploy.cli_functions import functions
     from pydeploy.cli_ops import COMMANDS
 
-    for command in [*COMMANDS, functions, bench]:
+    for command in [*COMMANDS, functions, dashboard, bench]:
         cli.add_command(command)
 
 
