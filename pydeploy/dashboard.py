@@ -197,12 +197,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _route(self) -> None:
-        if urlsplit(self.path).path.startswith(FUNCTIONS_PREFIX):
-            self._proxy()
-        elif self.command in ("GET", "HEAD"):
-            self._static()
-        else:
-            self._json(405, {"error": "method_not_allowed", "reason": f"{self.command} is not allowed here"})
+        try:
+            if urlsplit(self.path).path.startswith(FUNCTIONS_PREFIX):
+                self._proxy()
+            elif self.command in ("GET", "HEAD"):
+                self._static()
+            else:
+                self._json(405, {"error": "method_not_allowed", "reason": f"{self.command} is not allowed here"})
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the browser went away (page closed or reloaded)
 
     do_GET = do_HEAD = do_POST = do_OPTIONS = _route
 
