@@ -5,7 +5,7 @@ DENO := node_modules/.bin/deno
 SQL_PATHS := supabase/migrations supabase/tests supabase/seed.sql pydeploy/sql
 WEB_SRC := $(shell find web/src web/standalone -type f 2>/dev/null) web/build.mjs web/package-lock.json
 
-.PHONY: bootstrap demo test lint lint-python lint-sql lint-web web test-web pytest down clean
+.PHONY: bootstrap demo test lint lint-python lint-sql lint-web web test-web pytest screenshot down clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -40,6 +40,11 @@ test-web:
 
 pytest:
 	$(VENV)/pytest -p no:cacheprovider
+
+# The README's picture: the dashboard on the demo data, by the browser test that checks the layout.
+screenshot: bootstrap web
+	DASHBOARD_SCREENSHOT=docs/images/dashboard.png $(VENV)/pytest -p no:cacheprovider -q \
+	  tests/test_dashboard_browser.py -k layout
 
 down:
 	$(VENV)/pydeploy down

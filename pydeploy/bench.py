@@ -656,6 +656,9 @@ class Bench:
         self.bench_migrate()
         with connect(self.cluster.url(MONITORED)) as c:
             self.bench_views(c)
+            from pydeploy import bench_dashboard  # imported here: it imports this module
+            for row in bench_dashboard.measure(c, self.opts.repeat):
+                self.report.add(row)
             self.bench_checks(c)
             self.bench_cron(c)
             self.bench_spec(c)
