@@ -89,7 +89,7 @@ begin
   if p_window is null or p_window not in ('24h', '7d') then
     raise exception using
       errcode = 'invalid_parameter_value',
-      message = format('dashboard: window must be ''24h'' or ''7d'' (got %s)',
+      message = format('dashboard: p_window must be ''24h'' or ''7d'' (got %s)',
         coalesce(pg_catalog.quote_literal(pg_catalog.left(p_window, 40)), 'null')),
       hint = 'pass window=24h for the last 24 hours or window=7d for the last 7 days';
   end if;
@@ -126,7 +126,7 @@ begin
   if p_limit is null or p_limit not between 1 and 200 then
     raise exception using
       errcode = 'invalid_parameter_value',
-      message = format('dashboard: limit must be an integer from 1 to 200 (got %s)', coalesce(p_limit::text, 'null')),
+      message = format('dashboard: p_limit must be an integer from 1 to 200 (got %s)', coalesce(p_limit::text, 'null')),
       hint = 'pass limit=50 (the default) or another number from 1 to 200';
   end if;
 
@@ -241,7 +241,7 @@ begin
   if p_actor is null or pg_catalog.btrim(p_actor) = '' or pg_catalog.char_length(p_actor) > 200 then
     raise exception using
       errcode = 'invalid_parameter_value',
-      message = 'silence: actor must be 1 to 200 characters naming who silences',
+      message = 'create_silence_as: p_actor must be 1 to 200 characters naming who silences',
       hint = 'the Edge Function passes the admin''s e-mail and user id from their JWT';
   end if;
   v_match := pg_catalog.regexp_match(coalesce(p_duration, ''), '^([1-9][0-9]{0,5})(m|h|d)$');
@@ -255,7 +255,7 @@ begin
   if v_duration is null or v_duration > interval '30 days' then
     raise exception using
       errcode = 'invalid_parameter_value',
-      message = format('silence: duration must be a number and a unit m, h or d, from 1m to 30d (got %s)',
+      message = format('create_silence_as: p_duration must be a number and a unit m, h or d, from 1m to 30d (got %s)',
         coalesce(pg_catalog.quote_literal(pg_catalog.left(p_duration, 40)), 'null')),
       hint = 'such as ''30m'', ''2h'' or ''1d''; for longer use pydeploy silence add or monitoring.create_silence';
   end if;
@@ -263,20 +263,20 @@ begin
     or (select pg_catalog.count(*) from pg_catalog.jsonb_object_keys(p_matchers)) not between 1 and 20 then
     raise exception using
       errcode = 'invalid_parameter_value',
-      message = 'silence: matchers must be an object of 1 to 20 labels, such as {"alertname": "low_delivery_rate"}',
+      message = 'create_silence_as: p_matchers must be an object of 1 to 20 labels, such as {"alertname": "low_delivery_rate"}',
       hint = 'silence one alert by its labels (alertname, severity, session_id...)';
   end if;
   for v_key, v_value in select e.key, e.value from pg_catalog.jsonb_each(p_matchers) as e loop
     if v_key !~ '^[A-Za-z_][A-Za-z0-9_]{0,99}$' then
       raise exception using
         errcode = 'invalid_parameter_value',
-        message = format('silence: matcher name %s is not a label name', pg_catalog.quote_literal(pg_catalog.left(v_key, 40))),
+        message = format('create_silence_as: p_matchers: %s is not a label name', pg_catalog.quote_literal(pg_catalog.left(v_key, 40))),
         hint = 'label names are letters, digits and _, starting with a letter or _, such as alertname';
     end if;
     if pg_catalog.jsonb_typeof(v_value) <> 'string' or pg_catalog.char_length(v_value #>> '{}') not between 1 and 200 then
       raise exception using
         errcode = 'invalid_parameter_value',
-        message = format('silence: matcher %s must be a text of 1 to 200 characters (got %s)',
+        message = format('create_silence_as: p_matchers: %s must be a text of 1 to 200 characters (got %s)',
           v_key, pg_catalog.left(v_value::text, 40)),
         hint = 'such as {"alertname": "low_delivery_rate"}';
     end if;
@@ -284,7 +284,7 @@ begin
   if p_comment is null or pg_catalog.btrim(p_comment) = '' or pg_catalog.char_length(p_comment) > 500 then
     raise exception using
       errcode = 'invalid_parameter_value',
-      message = 'silence: comment must say why, in 1 to 500 characters',
+      message = 'create_silence_as: p_comment must say why, in 1 to 500 characters',
       hint = 'such as ''carrier maintenance until 14:00, ticket OPS-12''';
   end if;
   v_id := monitoring.create_silence(p_matchers, v_duration, pg_catalog.btrim(p_comment), pg_catalog.btrim(p_actor));
@@ -314,13 +314,13 @@ begin
   if p_actor is null or pg_catalog.btrim(p_actor) = '' or pg_catalog.char_length(p_actor) > 200 then
     raise exception using
       errcode = 'invalid_parameter_value',
-      message = 'expire silence: actor must be 1 to 200 characters naming who expires it',
+      message = 'expire_silence_as: p_actor must be 1 to 200 characters naming who expires it',
       hint = 'the Edge Function passes the admin''s e-mail and user id from their JWT';
   end if;
   if p_id is null or p_id < 1 then
     raise exception using
       errcode = 'invalid_parameter_value',
-      message = format('expire silence: id must be a positive integer (got %s)', coalesce(p_id::text, 'null')),
+      message = format('expire_silence_as: p_id must be a positive integer (got %s)', coalesce(p_id::text, 'null')),
       hint = 'pass the id of a silence listed by the dashboard';
   end if;
   update monitoring.silences as s
@@ -333,7 +333,7 @@ begin
   if v_row.id is null then
     raise exception using
       errcode = 'no_data_found',
-      message = format('expire silence: no active or pending silence has id %s', p_id),
+      message = format('expire_silence_as: no active or pending silence has id %s', p_id),
       hint = 'it may have ended already; reload the dashboard for the current list';
   end if;
   return pg_catalog.to_jsonb(v_row);

@@ -153,8 +153,8 @@ async function readJson(req: Request): Promise<unknown> {
   }
 }
 
-// The database's validation errors name the field in their message ("dashboard: window must…")
-const FIELD_IN_MESSAGE = /^(?:dashboard|silence|expire silence): (\w+)/;
+// The database's validation errors name the argument ("dashboard: p_window must…")
+const FIELD_IN_MESSAGE = /^\w+: p_(\w+)/;
 
 function fromDatabase(err: unknown): Response | null {
   const code = (err as { code?: unknown }).code;
