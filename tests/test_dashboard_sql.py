@@ -30,7 +30,7 @@ def test_the_document_carries_the_views_rows_exactly(conn: psycopg.Connection) -
     d = doc(conn)
     for key, name in (("delivery", "delivery_stats"), ("queue", "queue_stats"), ("latency", "delivery_latency"),
                       ("functions", "function_stats"), ("sessions", "connection_status"),
-                      ("topErrors", "top_errors_24h"), ("alerts", "active_alerts")):
+                      ("alerts", "active_alerts")):
         assert d[key] == view(conn, name), key
     assert d["health"] == conn.execute("select monitoring.health()").fetchone()[0]
     day = next(r for r in d["delivery"] if r["window_name"] == "24h")

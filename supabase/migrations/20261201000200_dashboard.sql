@@ -151,9 +151,6 @@ begin
     'sessions', (
       select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(v)), '[]') from monitoring.connection_status as v
     ),
-    'topErrors', (
-      select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(v)), '[]') from monitoring.top_errors_24h as v
-    ),
     'recentErrors', (
       select coalesce(pg_catalog.jsonb_agg(pg_catalog.to_jsonb(e) order by e.created_at desc, e.id), '[]')
       from (
@@ -210,7 +207,7 @@ $$;
 
 comment on function monitoring.dashboard(text, integer) is
 'The monitoring dashboard''s document in one call: health() with its reasons; the rows of delivery_stats, '
-'queue_stats, delivery_latency, function_stats, connection_status, top_errors_24h, active_alerts (with '
+'queue_stats, delivery_latency, function_stats, connection_status, active_alerts (with '
 'runbooks) and dead_letters (without payload) as JSON objects (new view columns flow through); '
 'hourly_stats for the chart window (''24h'' or ''7d''), oldest first; the p_limit most recent error '
 'logs with phone numbers masked; the alert rules'' thresholds; silences active, pending or ended in '

@@ -69,7 +69,6 @@ export interface DashboardDoc {
   latency: Row[];
   functions: Row[];
   sessions: Row[];
-  topErrors: Row[];
   recentErrors: Row[];
   alerts: Alert[];
   rules: Record<string, { threshold: number; comparator: string; severity: string }>;
