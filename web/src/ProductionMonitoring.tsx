@@ -601,7 +601,7 @@ export function ProductionMonitoring({
         <DeliveryChart hourly={doc.hourly} threshold={threshold} />
       </Card>
 
-      <div className="grid grid-cols-1 gap-4 lg:grid-cols-2">
+      <div className="grid grid-cols-1 gap-4 2xl:grid-cols-2">
         <Card title="alerts firing or pending" testId="card-alerts">
           <Alerts alerts={doc.alerts} onSilence={onSilence} />
         </Card>
