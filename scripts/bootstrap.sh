@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what the project needs, idempotently and fast when everything is present:
 # Debian packages (PostgreSQL 15, pg_cron, pgTAP, plpgsql_check, pg_prove, Prometheus,
-# Alertmanager and postgres_exporter for the integration tests), the pinned Supabase
+# Alertmanager and postgres_exporter for the integration tests, Chromium for the dashboard's
+# browser tests), the pinned Supabase
 # CLI and Deno from npm into ./node_modules, and a .venv with pydeploy installed editable.
 # As root it installs what is missing; otherwise it stops with the exact command to run.
 set -euo pipefail
@@ -9,7 +10,7 @@ cd "$(dirname "$0")/.."
 
 APT_PKGS=(postgresql-15 postgresql-15-cron postgresql-15-pgtap postgresql-15-plpgsql-check
           libtap-parser-sourcehandler-pgtap-perl nodejs npm python3-venv make
-          prometheus prometheus-alertmanager prometheus-postgres-exporter)
+          prometheus prometheus-alertmanager prometheus-postgres-exporter chromium)
 is_root() { [ "$(id -u)" = 0 ]; }
 
 missing=()
@@ -46,6 +47,14 @@ if [ ! -x node_modules/.bin/supabase ] || [ ! -x node_modules/.bin/deno ] \
   echo "bootstrap: npm ci (supabase CLI, deno)"
   npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
   cp package-lock.json node_modules/.pydeploy-lock
+fi
+
+# The dashboard's build and test tools (web/package-lock.json: esbuild, React, supabase-js, uPlot,
+# Tailwind, TypeScript, Vitest); their platform binaries come as optional npm dependencies too.
+if [ ! -d web/node_modules ] || ! cmp -s web/package-lock.json web/node_modules/.pydeploy-lock; then
+  echo "bootstrap: npm ci in web/ (dashboard build: esbuild, React, uPlot, Tailwind)"
+  (cd web && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  cp web/package-lock.json web/node_modules/.pydeploy-lock
 fi
 
 # The Edge Functions' npm: imports (pinned in supabase/functions/deno.lock), cached up front so

@@ -88,6 +88,29 @@ step "7. The deployment verifies end to end (pydeploy verify)"
 $PD verify || true
 
 $PD channel remove demo >/dev/null 2>&1 || true
+
+step "8. The dashboard in a browser (pydeploy dashboard: ProductionMonitoring.tsx as a page, built by make web)"
+if [ -f .pydeploy/dashboard.pid ] && kill -0 "$(cat .pydeploy/dashboard.pid)" 2>/dev/null; then
+  kill "$(cat .pydeploy/dashboard.pid)" 2>/dev/null || true   # the one a previous demo started
+  sleep 1
+fi
+DPORT=54323
+.venv/bin/python -c "import socket,sys; s=socket.socket(); s.bind(('127.0.0.1', $DPORT))" 2>/dev/null || DPORT=0
+rm -f .pydeploy/dashboard.url
+setsid nohup $PD dashboard --port "$DPORT" > .pydeploy/dashboard.url 2> .pydeploy/dashboard.log < /dev/null &
+echo $! > .pydeploy/dashboard.pid
+for _ in $(seq 1 120); do [ -s .pydeploy/dashboard.url ] && break; sleep 0.5; done
+if [ -s .pydeploy/dashboard.url ]; then
+  echo "The dashboard runs in the background (pid $(cat .pydeploy/dashboard.pid)); open this URL (it carries its key):"
+  echo
+  echo "    $(cat .pydeploy/dashboard.url)"
+  echo
+  echo "Stop it with: kill \$(cat .pydeploy/dashboard.pid)"
+else
+  echo "the dashboard did not start; see .pydeploy/dashboard.log" >&2
+  tail -5 .pydeploy/dashboard.log >&2 || true
+fi
+
 step "Done. The engine keeps running at: $url"
 cat <<TXT
 Try next:
@@ -96,5 +119,6 @@ Try next:
   .venv/bin/pydeploy rules                 the alert rules; change one with pydeploy configure
   .venv/bin/pydeploy silence add --match alertname=low_delivery_rate --duration 1h --comment test
   .venv/bin/pydeploy receiver --status 503  rehearse a failing endpoint (see docs/reliability.md)
+  .venv/bin/pydeploy dashboard --open      the dashboard page (make web builds it); see README "Dashboard"
   .venv/bin/pydeploy down                  stop it (add --purge to delete its data)
 TXT

@@ -16,7 +16,7 @@ LAYERS: list[set[str]] = [
     {"errors", "paths", "ports"},
     {"dsn", "db", "sql_split", "validate"},
     {"migrations", "engines", "receiver", "net_worker", "channels", "report", "monitor", "verify",
-     "functions_server", "schema_check", "alertmanager", "heartbeat", "exporter_queries"},
+     "functions_server", "schema_check", "alertmanager", "heartbeat", "exporter_queries", "dashboard"},
     {"bench"},
     {"cli"},
 ]

@@ -18,7 +18,13 @@ import psycopg
 from psycopg import sql
 
 from pydeploy import migrations
+from pydeploy.bench.cluster import MONITORED, PLAIN
+from pydeploy.bench.context import Run
+from pydeploy.bench.measure import connect, timed
+from pydeploy.bench.reads import cron_jobs, run_cycle
+from pydeploy.bench.report import Row, summarize
 from pydeploy.errors import PydeployError
+from pydeploy.paths import project_dir
 
 
 def git_files(project: Path, rev: str, folder: str) -> dict[str, bytes]:
@@ -68,3 +74,60 @@ def alternate(conns: dict[str, psycopg.Connection], query: str | sql.Composable,
         for name in order:
             out[name].append(timed(conns[name], query))
     return out
+
+
+AB = "bench_ab"
+
+
+def bench_ab(run: Run) -> None:
+    """The A/B stage: this code's database against a copy of the same data at `--ab REV`."""
+    ref = run.opts.ab_ref
+    if not ref:
+        return
+    run.say(f"A/B: migrating a copy of the data with the migrations of {ref}")
+    run.cluster.drop(AB)
+    run.cluster.create(AB, template=PLAIN)
+    with connect(run.cluster.url(AB)) as c:
+        n = migrate_to(c, project_dir(), ref)
+        c.execute("select monitoring.refresh_rollups(p_full => true)")
+        for t in ("public.whatsapp_notifications", "public.whatsapp_error_logs"):
+            c.execute(f"vacuum (analyze) {t}")
+    run.report.details["ab"] = {"ref": ref, "migrations": n}
+    with connect(run.cluster.url(MONITORED)) as new, connect(run.cluster.url(AB)) as old:
+        for conn in (new, old):
+            conn.execute("select monitoring.refresh_rollups()")  # as pg_cron did a moment ago
+        views = [r[0] for r in new.execute(
+            "select table_name from information_schema.views where table_schema = 'monitoring' order by 1"
+        ).fetchall()]
+        old_views = {r[0] for r in old.execute(
+            "select table_name from information_schema.views where table_schema = 'monitoring'").fetchall()}
+        queries: list[tuple[str, str | sql.Composable]] = [
+            (v, sql.SQL("select * from monitoring.{}").format(sql.Identifier(v))) for v in views if v in old_views
+        ]
+        queries.append(("health()", "select monitoring.health()"))
+        for i, (name, q) in enumerate(queries):
+            run.bar("A/B reads", i, len(queries) + 1)
+            got = alternate({"new": new, "old": old}, q, run.opts.repeat, timed)
+            _add(run, name, got, ref)
+        jobs = {"new": cron_jobs(new), "old": cron_jobs(old)}
+        cycles: dict[str, list[float]] = {"new": [], "old": []}
+        for side, conn in (("new", new), ("old", old)):
+            run_cycle(conn, jobs[side])  # warm-up
+        for i in range(run.opts.repeat):
+            for side in (("new", "old") if i % 2 == 0 else ("old", "new")):
+                conn = new if side == "new" else old
+                cycles[side].append(sum(run_cycle(conn, jobs[side]).values()))
+        _add(run, f"full cron cycle ({len(jobs['new'])} jobs, retention apart)", cycles, ref)
+        run.bar("A/B reads", len(queries) + 1, len(queries) + 1)
+    if not run.opts.keep:
+        run.cluster.drop(AB)
+
+
+def _add(run: Run, name: str, got: dict[str, list[float]], ref: str) -> None:
+    new = summarize("a/b", f"{name}: this code", got["new"])
+    old = summarize("a/b", f"{name}: {ref}", got["old"])
+    run.report.add(new)
+    run.report.add(old)
+    if new.median and old.median:
+        run.report.add(Row("a/b", f"{name}: this code / {ref}", "x", round(new.median / old.median, 2),
+                           note="median of alternating runs on the same data; below 1 is faster"))

@@ -28,6 +28,7 @@ class BenchOptions:
     write_seconds: float = 10.0
     write_rounds: int = 8
     migrate_rounds: int = 3
+    ab_ref: str | None = None  # git revision to compare with (--ab)
 
 
 class Run:

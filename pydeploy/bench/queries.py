@@ -44,3 +44,13 @@ WRITER_SCRIPT = "\n".join([
     "where id = ':id';",
     "",
 ])
+
+
+# Read receipts arriving for messages sent 1 to 6 days ago: the late changes the monitoring's
+# triggers log (bench_receipt_ids holds ids of such rows, made by the writes stage).
+RECEIPT_SCRIPT = "\n".join([
+    r"\set k random(1, 50000)",
+    "update public.whatsapp_notifications set status = 'read', read_at = now(), updated_at = now() "
+    "where id = (select r.id from public.bench_receipt_ids as r where r.k = :k);",
+    "",
+])

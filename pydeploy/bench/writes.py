@@ -16,7 +16,7 @@ import psycopg
 from pydeploy.bench.cluster import MONITORED, PLAIN
 from pydeploy.bench.context import Run
 from pydeploy.bench.measure import connect
-from pydeploy.bench.queries import WRITER_SCRIPT
+from pydeploy.bench.queries import RECEIPT_SCRIPT, WRITER_SCRIPT
 from pydeploy.bench.reads import cron_jobs, run_cycle
 from pydeploy.bench.report import summarize
 from pydeploy.errors import PydeployError
@@ -85,6 +85,44 @@ def bench_writes(run: Run) -> None:
         with connect(url) as c:
             c.execute("delete from public.whatsapp_notifications where order_id like 'BENCH-%'")
             c.execute("vacuum (analyze) public.whatsapp_notifications")
+    bench_late_receipts(run, pgbench, dbs)
+
+
+def bench_late_receipts(run: Run, pgbench: str, dbs: dict[str, str]) -> None:
+    """What a late change costs the app: read receipts for rows 1 to 6 days old, which the
+    monitoring's change-capture triggers log (young rows never run them)."""
+    o = run.opts
+    for url in dbs.values():
+        with connect(url) as c:
+            c.execute("drop table if exists public.bench_receipt_ids")
+            c.execute("""create table public.bench_receipt_ids as
+                         select row_number() over ()::integer as k, id from (
+                           select id from public.whatsapp_notifications
+                           where created_at between now() - interval '6 days' and now() - interval '1 day'
+                           order by created_at limit 50000) as s""")
+            c.execute("alter table public.bench_receipt_ids add primary key (k)")
+    tps: dict[str, list[float]] = {"plain": [], "monitored": []}
+    with tempfile.TemporaryDirectory(prefix="pydeploy-bench-") as tmp:
+        script = Path(tmp) / "receipts.sql"
+        script.write_text(RECEIPT_SCRIPT)
+        rounds = max(2, o.write_rounds // 2)
+        for r in range(rounds):
+            for j, kind in enumerate(("plain", "monitored") if r % 2 == 0 else ("monitored", "plain")):
+                run.bar("late receipts (pgbench)", 2 * r + j, 2 * rounds)
+                _checkpoint(run)
+                tps[kind].append(_pgbench(run, pgbench, script, dbs[kind], [], [])[1])
+        run.bar("late receipts (pgbench)", 2 * rounds, 2 * rounds)
+    pairs = [round(100 * m / max(1e-9, p), 1) for p, m in zip(tps["plain"], tps["monitored"], strict=True)]
+    for kind in ("plain", "monitored"):
+        run.report.add(summarize("writes", f"late read receipts, {kind} database ({o.writers} writers)", tps[kind],
+                                 "tx/s", note="UPDATE of a row 1-6 days old: the change-capture trigger runs"))
+    run.report.add(summarize("writes", "late read receipts monitored/plain", pairs, "%",
+                             note="the cost of logging a late change (-1/+1 rows); young rows never pay it"))
+    with connect(dbs["monitored"]) as c:
+        c.execute("select monitoring.refresh_rollups()")  # consume what the receipts logged
+    for url in dbs.values():
+        with connect(url) as c:
+            c.execute("drop table if exists public.bench_receipt_ids")
 
 
 def _wal_lsn(run: Run) -> str:

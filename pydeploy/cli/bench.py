@@ -61,8 +61,11 @@ def render(report: benchmod.Report) -> Table:
               help="Length of each pgbench round (default 10 s, 5 s with --quick; 8 rounds, 6 with --quick).")
 @click.option("--write-rounds", type=click.IntRange(1, 100), default=None,
               help="pgbench rounds per database, run as back-to-back pairs (default 8, 6 with --quick).")
+@click.option("--ab", "ab_ref", default=None, metavar="REV",
+              help="Also migrate a copy of the same data with the migrations of git revision REV (a commit, tag or "
+                   "branch) and time every view, health() and the cron cycle on both, alternating: an A/B in one run.")
 def bench(db_url: str | None, scale_text: str | None, quick: bool, repeat: int, as_json: bool, keep: bool,
-          fresh: bool, write_seconds: float | None, write_rounds: int | None) -> None:
+          fresh: bool, write_seconds: float | None, write_rounds: int | None, ab_ref: str | None) -> None:
     """Measure the monitoring at production scale, side by side with the spec's queries.
 
     Creates two databases beside the one given (bench_plain: the app's tables only;
@@ -81,6 +84,7 @@ def bench(db_url: str | None, scale_text: str | None, quick: bool, repeat: int, 
       pydeploy bench --quick                       # ~1 M rows, a few minutes
       pydeploy bench --json > bench.json           # full scale, 10 M rows
       pydeploy bench --scale 0.01 --repeat 3 --keep
+      pydeploy bench --quick --ab 5fef6e1             # this code against an older commit, same data
     """
     if quick and scale_text:
         raise ConfigError("--quick and --scale both set the data size", "give one of them")
@@ -91,7 +95,7 @@ def bench(db_url: str | None, scale_text: str | None, quick: bool, repeat: int, 
                           "use e.g. postgresql://postgres:postgres@127.0.0.1:5432/postgres")
     opts = benchmod.BenchOptions(admin_url=url, scale=scale, repeat=repeat, keep=keep, fresh=fresh, quick=quick,
                                  write_seconds=write_seconds or (5.0 if quick else 10.0),
-                                 write_rounds=write_rounds or (6 if quick else 8))
+                                 write_rounds=write_rounds or (6 if quick else 8), ab_ref=ab_ref)
     with Progress(TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=False) as progress:
         tasks: dict[str, TaskID] = {}

@@ -238,10 +238,11 @@ def net_worker(db_url: str) -> None:
 def _register_commands() -> None:
     """Command groups that live in their own modules."""
     from pydeploy.cli.bench import bench
+    from pydeploy.cli.dashboard import dashboard
     from pydeploy.cli.functions import functions
     from pydeploy.cli.ops import COMMANDS
 
-    for command in [*COMMANDS, functions, bench]:
+    for command in [*COMMANDS, functions, dashboard, bench]:
         cli.add_command(command)
 
 

@@ -388,6 +388,47 @@ comment on function monitoring.mask_phone(text) is
 'last 4 digits, every other digit becomes *, separators are dropped: +55 11 99999-9999 -> '
 '+55*******9999. Without a leading + only the last 4 digits stay; 4 digits or fewer: all *.';
 
+create or replace function monitoring._mask_phones(
+  -- free text such as an error message
+  p_text text
+)
+returns text
+language plpgsql
+immutable
+parallel safe
+set search_path = ''
+set jit = off
+as $$
+declare
+  v_out text := '';
+  v_rest text := p_text;
+  v_match text[];
+  v_pos integer;
+begin
+  if p_text is null then
+    return null;
+  end if;
+  -- a run of 7 or more digits, optionally with a leading + and separators (space . - ( ) /)
+  loop
+    v_match := pg_catalog.regexp_match(v_rest, '\+?[0-9][0-9 .()/-]{5,}[0-9]');
+    exit when v_match is null;
+    v_pos := pg_catalog.strpos(v_rest, v_match[1]);
+    if pg_catalog.length(pg_catalog.regexp_replace(v_match[1], '[^0-9]', '', 'g')) >= 7 then
+      v_out := v_out || pg_catalog.left(v_rest, v_pos - 1) || monitoring.mask_phone(v_match[1]);
+    else
+      v_out := v_out || pg_catalog.left(v_rest, v_pos - 1) || v_match[1];
+    end if;
+    v_rest := pg_catalog.substr(v_rest, v_pos + pg_catalog.length(v_match[1]));
+  end loop;
+  return v_out || v_rest;
+end
+$$;
+
+comment on function monitoring._mask_phones(text) is
+'Internal: free text with every phone number in it (7 or more digits, optional + and separators) '
+'masked as monitoring.mask_phone does: "invalid number +55 11 99999-9999" -> '
+'"invalid number +55*******9999".';
+
 create or replace function monitoring.get_delivery_stats(
   -- the moment "now" for the windows
   p_now timestamptz default now()

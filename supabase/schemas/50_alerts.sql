@@ -93,12 +93,23 @@ create table if not exists monitoring.silences (
   matchers jsonb not null,
   comment text not null,
   created_by text not null default current_user,
-  created_at timestamptz not null default now()
+  created_at timestamptz not null default now(),
+  expired_by text,
+  expired_at timestamptz
 );
 
 comment on table monitoring.silences is
 'Silences: while active (starts_at <= now < ends_at), alerts whose labels match every matcher are not notified; '
 'their state is still tracked.';
+
+comment on column monitoring.silences.created_by is
+'Who created the silence: the database user, or for the dashboard the admin''s e-mail and user id.';
+
+comment on column monitoring.silences.expired_by is
+'Who expired the silence early through the dashboard (e-mail and user id); null otherwise.';
+
+comment on column monitoring.silences.expired_at is
+'When the silence was expired early through the dashboard; null otherwise.';
 
 comment on column monitoring.silences.matchers is
 'Array of {"name", "value", "isRegex", "isEqual"} label matchers (alertname, severity or any label); an object '
@@ -387,6 +398,134 @@ $$;
 
 comment on function monitoring.expire_silence(bigint, timestamptz) is
 'End a silence now; true when it was active or pending.';
+
+create or replace function monitoring.create_silence_as(
+  -- who silences: the admin's e-mail and user id from their JWT, 1 to 200 characters
+  p_actor text,
+  -- equality matchers as an object of labels, e.g. {"alertname": "low_delivery_rate"}
+  p_matchers jsonb,
+  -- how long: a number and a unit, m (minutes), h (hours) or d (days), from 1m to 30d, e.g. '2h'
+  p_duration text,
+  -- why, 1 to 500 characters
+  p_comment text
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_match text[];
+  v_duration interval;
+  v_key text;
+  v_value jsonb;
+  v_id bigint;
+begin
+  if p_actor is null or pg_catalog.btrim(p_actor) = '' or pg_catalog.char_length(p_actor) > 200 then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = 'create_silence_as: p_actor must be 1 to 200 characters naming who silences',
+      hint = 'the Edge Function passes the admin''s e-mail and user id from their JWT';
+  end if;
+  v_match := pg_catalog.regexp_match(coalesce(p_duration, ''), '^([1-9][0-9]{0,5})(m|h|d)$');
+  if v_match is not null then
+    v_duration := pg_catalog.make_interval(
+      mins => case v_match[2] when 'm' then v_match[1]::integer else 0 end,
+      hours => case v_match[2] when 'h' then v_match[1]::integer else 0 end,
+      days => case v_match[2] when 'd' then v_match[1]::integer else 0 end
+    );
+  end if;
+  if v_duration is null or v_duration > interval '30 days' then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('create_silence_as: p_duration must be a number and a unit m, h or d, from 1m to 30d (got %s)',
+        coalesce(pg_catalog.quote_literal(pg_catalog.left(p_duration, 40)), 'null')),
+      hint = 'such as ''30m'', ''2h'' or ''1d''; for longer use pydeploy silence add or monitoring.create_silence';
+  end if;
+  if p_matchers is null or pg_catalog.jsonb_typeof(p_matchers) <> 'object'
+    or (select pg_catalog.count(*) from pg_catalog.jsonb_object_keys(p_matchers)) not between 1 and 20 then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = 'create_silence_as: p_matchers must be an object of 1 to 20 labels, such as {"alertname": "low_delivery_rate"}',
+      hint = 'silence one alert by its labels (alertname, severity, session_id...)';
+  end if;
+  for v_key, v_value in select e.key, e.value from pg_catalog.jsonb_each(p_matchers) as e loop
+    if v_key !~ '^[A-Za-z_][A-Za-z0-9_]{0,99}$' then
+      raise exception using
+        errcode = 'invalid_parameter_value',
+        message = format('create_silence_as: p_matchers: %s is not a label name', pg_catalog.quote_literal(pg_catalog.left(v_key, 40))),
+        hint = 'label names are letters, digits and _, starting with a letter or _, such as alertname';
+    end if;
+    if pg_catalog.jsonb_typeof(v_value) <> 'string' or pg_catalog.char_length(v_value #>> '{}') not between 1 and 200 then
+      raise exception using
+        errcode = 'invalid_parameter_value',
+        message = format('create_silence_as: p_matchers: %s must be a text of 1 to 200 characters (got %s)',
+          v_key, pg_catalog.left(v_value::text, 40)),
+        hint = 'such as {"alertname": "low_delivery_rate"}';
+    end if;
+  end loop;
+  if p_comment is null or pg_catalog.btrim(p_comment) = '' or pg_catalog.char_length(p_comment) > 500 then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = 'create_silence_as: p_comment must say why, in 1 to 500 characters',
+      hint = 'such as ''carrier maintenance until 14:00, ticket OPS-12''';
+  end if;
+  v_id := monitoring.create_silence(p_matchers, v_duration, pg_catalog.btrim(p_comment), pg_catalog.btrim(p_actor));
+  return (select pg_catalog.to_jsonb(s) from monitoring.silences as s where s.id = v_id);
+end
+$$;
+
+comment on function monitoring.create_silence_as(text, jsonb, text, text) is
+'A silence made from the dashboard: equality matchers (an object of 1 to 20 labels), a duration such as '
+'''2h'' (1m to 30d) and a comment, recorded with created_by = p_actor; returns the silence. Bad '
+'arguments raise invalid_parameter_value naming the field and change nothing.';
+
+create or replace function monitoring.expire_silence_as(
+  -- who expires it: the admin's e-mail and user id from their JWT, 1 to 200 characters
+  p_actor text,
+  -- the silence's id
+  p_id bigint
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_row monitoring.silences;
+begin
+  if p_actor is null or pg_catalog.btrim(p_actor) = '' or pg_catalog.char_length(p_actor) > 200 then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = 'expire_silence_as: p_actor must be 1 to 200 characters naming who expires it',
+      hint = 'the Edge Function passes the admin''s e-mail and user id from their JWT';
+  end if;
+  if p_id is null or p_id < 1 then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = format('expire_silence_as: p_id must be a positive integer (got %s)', coalesce(p_id::text, 'null')),
+      hint = 'pass the id of a silence listed by the dashboard';
+  end if;
+  update monitoring.silences as s
+  set
+    ends_at = greatest(pg_catalog.now(), s.starts_at + interval '1 microsecond'),
+    expired_by = pg_catalog.btrim(p_actor),
+    expired_at = pg_catalog.now()
+  where s.id = p_id and s.ends_at > pg_catalog.now()
+  returning s.* into v_row;
+  if v_row.id is null then
+    raise exception using
+      errcode = 'no_data_found',
+      message = format('expire_silence_as: no active or pending silence has id %s', p_id),
+      hint = 'it may have ended already; reload the dashboard for the current list';
+  end if;
+  return pg_catalog.to_jsonb(v_row);
+end
+$$;
+
+comment on function monitoring.expire_silence_as(text, bigint) is
+'Expire an active or pending silence now from the dashboard, recording expired_by = p_actor and '
+'expired_at; returns the silence. Raises no_data_found when no such silence is running.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Lifecycle

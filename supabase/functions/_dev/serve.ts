@@ -10,12 +10,14 @@
 
 import { handler as checkErrorRate } from "../check-error-rate/index.ts";
 import { handler as health } from "../health/index.ts";
+import { handler as monitoringDashboard } from "../monitoring-dashboard/index.ts";
 import { corsHeaders, json } from "../_shared/http.ts";
 import { logger } from "../_shared/log.ts";
 
 export const FUNCTIONS: Record<string, (req: Request) => Promise<Response>> = {
   "health": health,
   "check-error-rate": checkErrorRate,
+  "monitoring-dashboard": monitoringDashboard,
 };
 
 const PREFIX = "/functions/v1/";
