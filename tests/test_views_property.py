@@ -233,7 +233,7 @@ def raw_answers(cur: psycopg.Cursor) -> dict[str, list[tuple]]:
         """select count(*) filter (where status = 'pending'), count(*) filter (where status = 'processing'),
              min(created_at) filter (where status = 'pending'),
              round(extract(epoch from %(p)s::timestamptz - min(created_at) filter (where status = 'pending')), 1)
-           from public.whatsapp_notifications""",
+           from public.whatsapp_notifications where created_at > %(p)s::timestamptz - interval '8 days'""",
         {"p": p},
     )
     pending, processing, oldest, age = cur.fetchone()

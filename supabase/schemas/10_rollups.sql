@@ -110,6 +110,10 @@ create table if not exists monitoring.notification_minutes (
   read_sum_ms numeric not null default 0
 );
 
+-- the queue backlog's oldest pending message starts from the first minute that has one
+create index if not exists notification_minutes_pending_idx
+on monitoring.notification_minutes (bucket) where pending > 0;
+
 comment on table monitoring.notification_minutes is
 'Per-minute rollup of public.whatsapp_notifications by created_at minute (UTC): counts by current '
 'status, error-log count, count and sum of delivery, queue and read time (histograms: latency_minutes). '

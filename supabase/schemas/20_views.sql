@@ -663,18 +663,41 @@ set jit = off
 set plan_cache_mode = force_custom_plan
 as $$
 declare
+  v_horizon constant interval := interval '8 days';
   v_pending bigint;
   v_processing bigint;
   v_oldest timestamptz;
+  v_w timestamptz;
+  v_start timestamptz;
+  v_c timestamptz;
 begin
-  select count(*) filter (where n.status = 'pending'), count(*) filter (where n.status = 'processing')
-  into v_pending, v_processing
-  from public.whatsapp_notifications as n
-  where n.status in ('pending', 'processing');
+  -- The backlog of the minute horizon (rows created in the last 8 days) from the rollups, which
+  -- are exact: the app's status column carries no index, so its status updates stay HOT.
+  select d.pending, d.processing into v_pending, v_processing
+  from monitoring._delivery_window(p_now, v_horizon) as d;
 
-  select min(n.created_at) into v_oldest
-  from public.whatsapp_notifications as n
-  where n.status = 'pending';
+  -- the oldest pending row: in the first rollup minute holding one, else in the raw minutes
+  -- the rollups do not hold (the window's partial first minute, the live tail)
+  v_w := monitoring._watermark();
+  v_start := p_now - v_horizon;
+  v_c := pg_catalog.date_bin('1 minute', v_start, '2000-01-01 00:00:00+00') + interval '1 minute';
+  select least(
+    (
+      select min(n.created_at)
+      from (
+        select m.bucket from monitoring.notification_minutes as m
+        where m.pending > 0 and m.bucket >= v_c and m.bucket < v_w
+        order by m.bucket
+        limit 1
+      ) as b
+      inner join public.whatsapp_notifications as n
+        on n.created_at >= b.bucket and n.created_at < b.bucket + interval '1 minute' and n.status = 'pending'
+    ),
+    (
+      select min(n.created_at) from public.whatsapp_notifications as n
+      where n.status = 'pending' and ((n.created_at > v_start and n.created_at < v_c) or n.created_at >= greatest(v_c, v_w))
+    )
+  ) into v_oldest;
 
   return query
   select
@@ -694,8 +717,8 @@ end
 $$;
 
 comment on function monitoring.get_queue_stats(timestamptz) is
-'monitoring.queue_stats as of p_now: backlog now, and queue time of rows created in the last 15 min '
-'and 1 h.';
+'monitoring.queue_stats as of p_now: backlog now (messages of the last 8 days still pending or processing), and '
+'queue time of rows created in the last 15 min and 1 h.';
 
 create or replace function monitoring.get_delivery_latency(
   -- the moment "now" for the windows

@@ -42,7 +42,15 @@ select throws_ok(
 );
 
 select has_index('public', 'whatsapp_notifications', 'whatsapp_notifications_created_at_idx', 'created_at index');
-select has_index('public', 'whatsapp_notifications', 'whatsapp_notifications_backlog_idx', 'backlog partial index');
+select is(
+  (
+    select count(*)::integer from pg_index as i
+    inner join pg_attribute as a on i.indrelid = a.attrelid and a.attnum = any(i.indkey)
+    where i.indrelid = 'public.whatsapp_notifications'::regclass and a.attname = 'status'
+  ),
+  0,
+  'no index on whatsapp_notifications.status: the sender''s status updates stay HOT'
+);
 select has_index('public', 'whatsapp_error_logs', 'whatsapp_error_logs_created_at_idx', 'error created_at index');
 
 -- the only triggers on the app tables are the rollups' change capture, each guarded by a WHEN
