@@ -412,3 +412,19 @@ def test_crafted_edges_equal_raw(conn: psycopg.Connection) -> None:
 @pytest.mark.parametrize("full", [True, False])
 def test_empty_tables_rate_100(conn: psycopg.Connection, full: bool) -> None:
     run_example(conn, [], [], full=full, first_refresh_minutes=0)
+
+
+def test_refresh_after_a_minute_recomputes_whole_minutes(conn: psycopg.Connection) -> None:
+    """The every-minute job's case: the previous refresh ran a minute ago, so the next one starts
+    from a moment inside a minute (rollup_state.changes_from); it must recompute that minute whole."""
+    with conn.transaction(), conn.cursor() as cur:
+        keys = seed(cur, [("insert", -m * 30_000 - 7_000, s, 1_000, 2_000)
+                          for m in range(40) for s in ("sent", "failed", "pending")], [], 0)
+        assert keys
+        cur.execute("update monitoring.rollup_state set changes_from = %s",
+                    (P_NOW - timedelta(minutes=7, seconds=31, milliseconds=250),))
+        cur.execute("select (monitoring.refresh_rollups(%s)) ->> 'from'", (P_NOW,))
+        start = datetime.fromisoformat(cur.fetchone()[0])
+        assert start.second == 0 and start.microsecond == 0, "the recompute starts on a whole minute"
+        assert_views_equal_raw(cur)
+        raise psycopg.Rollback()

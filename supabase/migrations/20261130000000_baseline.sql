@@ -1574,9 +1574,13 @@ begin
   v_w := pg_catalog.date_bin('1 minute', p_now, '2000-01-01 00:00:00+00');
   v_floor := v_w - v_settings.minute_horizon;
   v_full := p_full or v_state.watermark < v_floor or v_state.changes_from < v_floor;
+  -- whole minutes only: a bucket is recomputed whole or not at all
   v_from := case
     when v_full then v_floor
-    else least(v_w - monitoring._change_lag(), v_state.changes_from, v_state.watermark)
+    else pg_catalog.date_bin(
+        '1 minute', least(v_w - monitoring._change_lag(), v_state.changes_from, v_state.watermark),
+        '2000-01-01 00:00:00+00'
+      )
   end;
 
   v_hours := monitoring._refresh_notifications(v_from, v_w, v_floor);
@@ -4643,13 +4647,17 @@ $$;
 comment on function monitoring._get_secret(text) is
 'Internal: the value of a secret (Vault or fallback), or null when it does not resolve.';
 
-create or replace function monitoring._validate_url(
+create or replace function monitoring._parse_url(
   -- the URL
   p_url text,
   -- the field named in the error, such as channels.url
-  p_field text
+  p_field text,
+  -- a good URL for this field, shown in the hints
+  p_example text,
+  -- where credentials belong instead, shown in the hint when the URL carries user:password@
+  p_credentials_hint text
 )
-returns void
+returns text[]
 language plpgsql
 immutable
 set search_path = ''
@@ -4662,22 +4670,48 @@ begin
   if v_match is null then
     raise exception using
       errcode = 'check_violation',
+      -- never the value: a webhook URL can hold a token
       message = format('%s is not a URL', p_field),
-      hint = 'use an https URL such as https://example.com/hooks/alerts';
+      hint = format('use a URL such as %s', p_example);
   end if;
   if position('@' in v_match[2]) > 0 then
     raise exception using
       errcode = 'check_violation',
       message = format('%s must not carry credentials before the host', p_field),
-      hint = 'put credentials in a signing secret or the URL path, not in user:password@host';
+      hint = p_credentials_hint;
   end if;
   v_port := substring(v_match[2] from ':([^:\]]*)$');
   if v_port is not null and (v_port !~ '^[0-9]{1,5}$' or v_port::integer not between 1 and 65535) then
     raise exception using
       errcode = 'check_violation',
       message = format('%s has port %L, which is not a port number (1-65535)', p_field, left(v_port, 20)),
-      hint = 'use a URL such as https://example.com:8443/hooks/alerts, or leave the port out';
+      hint = format('use a URL such as %s, or leave the port out', p_example);
   end if;
+  return v_match;
+end
+$$;
+
+comment on function monitoring._parse_url(text, text, text, text) is
+'Internal: split p_url into {scheme, host[:port], rest}, raising a check_violation naming p_field when it is not a '
+'URL, carries user:password@ or has an invalid port. The validators of each kind of URL build on it.';
+
+create or replace function monitoring._validate_url(
+  -- the URL
+  p_url text,
+  -- the field named in the error, such as channels.url
+  p_field text
+)
+returns void
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_match text[] := monitoring._parse_url(
+    p_url, p_field, 'https://example.com/hooks/alerts',
+    'put credentials in a signing secret or the URL path, not in user:password@host'
+  );
+begin
   if lower(v_match[1]) = 'https' then
     return;
   end if;
@@ -5177,35 +5211,17 @@ immutable
 set search_path = ''
 as $$
 declare
-  v_match text[];
-  v_port text;
+  v_match text[] := monitoring._parse_url(
+    p_url, p_field, 'http://alertmanager:9093',
+    'store them with monitoring.set_channel_auth(channel, ''basic'', ''user:password'')'
+  );
 begin
-  v_match := regexp_match(coalesce(p_url, ''), '^([A-Za-z][A-Za-z0-9+.-]*)://([^/?#\s]+)([/?#]\S*)?$');
-  if v_match is null then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('%s is not a URL (got %L)', p_field, left(p_url, 200)),
-      hint = 'give Alertmanager''s base URL, such as http://alertmanager:9093';
-  end if;
   if lower(v_match[1]) not in ('http', 'https') then
     raise exception using
       errcode = 'check_violation',
       message = format('%s must be an http or https URL for an alertmanager channel (got %s://)', p_field,
         left(v_match[1], 50)),
       hint = 'give Alertmanager''s base URL, such as http://alertmanager:9093 or https://alertmanager.example.com';
-  end if;
-  if position('@' in v_match[2]) > 0 then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('%s must not carry credentials before the host', p_field),
-      hint = 'store them with monitoring.set_channel_auth(channel, ''basic'', ''user:password'')';
-  end if;
-  v_port := substring(v_match[2] from ':([^:\]]*)$');
-  if v_port is not null and (v_port !~ '^[0-9]{1,5}$' or v_port::integer not between 1 and 65535) then
-    raise exception using
-      errcode = 'check_violation',
-      message = format('%s has port %L, which is not a port number (1-65535)', p_field, left(v_port, 20)),
-      hint = 'use a URL such as http://alertmanager:9093';
   end if;
   if v_match[3] ~ '[?#]' then
     raise exception using
@@ -9017,6 +9033,7 @@ monitoring._validate_single_row(),
 monitoring._validate_silence(),
 monitoring._validate_alertmanager_url(text, text),
 monitoring._validate_url(text, text),
+monitoring._parse_url(text, text, text, text),
 monitoring._watermark(),
 monitoring._refresh_for_evaluation(timestamptz),
 monitoring._webhook_payload(monitoring.alerts, monitoring.alert_rules, text, timestamptz),

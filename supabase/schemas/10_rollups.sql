@@ -896,9 +896,13 @@ begin
   v_w := pg_catalog.date_bin('1 minute', p_now, '2000-01-01 00:00:00+00');
   v_floor := v_w - v_settings.minute_horizon;
   v_full := p_full or v_state.watermark < v_floor or v_state.changes_from < v_floor;
+  -- whole minutes only: a bucket is recomputed whole or not at all
   v_from := case
     when v_full then v_floor
-    else least(v_w - monitoring._change_lag(), v_state.changes_from, v_state.watermark)
+    else pg_catalog.date_bin(
+        '1 minute', least(v_w - monitoring._change_lag(), v_state.changes_from, v_state.watermark),
+        '2000-01-01 00:00:00+00'
+      )
   end;
 
   v_hours := monitoring._refresh_notifications(v_from, v_w, v_floor);
