@@ -823,6 +823,9 @@ create table if not exists monitoring.latency_minutes (
   primary key (bucket, kind, bin)
 );
 
+-- bins a late change emptied, found without scanning the table (refresh_rollups deletes them)
+create index if not exists latency_minutes_empty_idx on monitoring.latency_minutes (bucket) where n = 0;
+
 comment on column monitoring.latency_minutes.kind is
 'latency: delivery time (sent_at - created_at); queue: queue time (processing_started_at - created_at).';
 
@@ -1231,6 +1234,8 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
+-- plans for the actual bounds: a generic plan guesses a third of the table and scans it
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_hours timestamptz [];
@@ -1337,6 +1342,8 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
+-- plans for the actual bounds: a generic plan guesses a third of the table and scans it
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_dirty timestamptz [];
@@ -1399,6 +1406,8 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
+-- plans for the actual bounds: a generic plan guesses a third of the table and scans it
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_hours timestamptz [];
@@ -1459,6 +1468,8 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
+-- plans for the actual bounds: a generic plan guesses a third of the table and scans it
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   -- the first day the minute tables cover whole
@@ -1515,6 +1526,8 @@ volatile
 security definer -- callers (service_role, pg_cron) may only read the rollups; this writes them
 set search_path = ''
 set jit = off
+-- plans for the actual bounds: a generic plan guesses a third of the table and scans it
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_started timestamptz := pg_catalog.clock_timestamp();
@@ -2654,11 +2667,29 @@ create table if not exists monitoring._statement_texts (
 );
 
 comment on table monitoring._statement_texts is
-'Internal cache of pg_stat_statements query texts for slow statements, so monitoring.slow_queries need not read '
-'the whole text file on every query (14 ms at 5,000 statements). Filled by _cache_statement_texts() (the '
-'refresh-rollups job), read by get_slow_queries().';
+'Internal cache of pg_stat_statements query texts of slow statements: reading texts means reading the whole text '
+'file (20 ms at 5,000 statements), so each text is read once. Written by _snapshot_slow_queries().';
 
-create or replace function monitoring._cache_statement_texts()
+create table if not exists monitoring._slow_statements (
+  userid oid not null,
+  dbid oid not null,
+  queryid bigint not null,
+  calls bigint not null,
+  mean_ms numeric not null,
+  max_ms numeric not null,
+  total_ms numeric not null,
+  rows bigint not null,
+  query text,
+  taken_at timestamptz not null default now(),
+  primary key (userid, dbid, queryid)
+);
+
+comment on table monitoring._slow_statements is
+'Internal: the statements of pg_stat_statements whose mean time was at least slow_query_target_ms at the last '
+'refresh-rollups job (every minute), with their texts: what monitoring.slow_queries shows. Reading '
+'pg_stat_statements costs 5-10 ms at 5,000 statements, so it is read once a minute, not per query.';
+
+create or replace function monitoring._snapshot_slow_queries()
 returns integer
 language plpgsql
 volatile
@@ -2675,28 +2706,34 @@ begin
   end if;
   select t.slow_query_target_ms into v_target from monitoring.health_thresholds as t where t.id;
   begin
-    -- texts are read (the expensive part) only when a slow statement has none cached yet
-    if exists (
-      select 1 from extensions.pg_stat_statements(false) as s
-      where
-        s.mean_exec_time >= v_target
-        and not exists (
-          select 1 from monitoring._statement_texts as c
-          where c.userid = s.userid and c.dbid = s.dbid and c.queryid = s.queryid
+    delete from monitoring._slow_statements;
+    -- one read without texts; a text not cached yet is read from the file (coalesce runs the
+    -- subquery only then)
+    insert into monitoring._slow_statements (userid, dbid, queryid, calls, mean_ms, max_ms, total_ms, rows, query)
+    select
+      s.userid, s.dbid, s.queryid, s.calls,
+      round(s.mean_exec_time::numeric, 1), round(s.max_exec_time::numeric, 1), round(s.total_exec_time::numeric, 1),
+      s.rows,
+      coalesce(
+        c.query,
+        (
+          select t.query from extensions.pg_stat_statements(true) as t
+          where t.userid = s.userid and t.dbid = s.dbid and t.queryid = s.queryid
         )
-    ) then
-      insert into monitoring._statement_texts (userid, dbid, queryid, query)
-      select s.userid, s.dbid, s.queryid, s.query
-      from extensions.pg_stat_statements(true) as s
-      where s.mean_exec_time >= v_target and s.query is not null and s.queryid is not null
-      on conflict (userid, dbid, queryid) do update set query = excluded.query;
-      get diagnostics v_n = row_count;
-      delete from monitoring._statement_texts as c
-      where not exists (
-        select 1 from extensions.pg_stat_statements(false) as s
-        where c.userid = s.userid and c.dbid = s.dbid and c.queryid = s.queryid
-      );
-    end if;
+      )
+    from extensions.pg_stat_statements(false) as s
+    left join monitoring._statement_texts as c
+      on c.userid = s.userid and c.dbid = s.dbid and c.queryid = s.queryid
+    where s.mean_exec_time >= v_target and s.queryid is not null;
+    get diagnostics v_n = row_count;
+    insert into monitoring._statement_texts (userid, dbid, queryid, query)
+    select x.userid, x.dbid, x.queryid, x.query from monitoring._slow_statements as x where x.query is not null
+    on conflict (userid, dbid, queryid) do nothing;
+    delete from monitoring._statement_texts as c
+    where not exists (
+      select 1 from monitoring._slow_statements as x
+      where x.userid = c.userid and x.dbid = c.dbid and x.queryid = c.queryid
+    );
   exception when object_not_in_prerequisite_state or insufficient_privilege then
     return 0;
   end;
@@ -2704,9 +2741,10 @@ begin
 end
 $$;
 
-comment on function monitoring._cache_statement_texts() is
-'Internal: cache the query texts of slow statements (mean time at least slow_query_target_ms) that have none '
-'cached yet; reads pg_stat_statements'' text file only then. Returns the texts written.';
+comment on function monitoring._snapshot_slow_queries() is
+'Internal: take the slow statements of pg_stat_statements (mean time at least slow_query_target_ms) into '
+'_slow_statements, with their texts (cached in _statement_texts, read from the file once). Run by the '
+'refresh-rollups job every minute. Returns the statements taken.';
 
 create or replace function monitoring.get_slow_queries()
 returns table (
@@ -2722,68 +2760,39 @@ returns table (
 )
 language plpgsql
 stable
-security definer -- pg_stat_statements shows other roles' query text only to pg_read_all_stats
+security definer -- the snapshot is locked away; it holds other roles' statements
 set search_path = ''
 set jit = off
 as $$
-declare
-  v_target numeric;
-  v_alert numeric;
-  v_uncached boolean;
 begin
-  -- Supabase installs pg_stat_statements in schema extensions; elsewhere the view is empty
-  if pg_catalog.to_regprocedure('extensions.pg_stat_statements(boolean)') is null then
-    return;
-  end if;
-  select t.slow_query_target_ms, t.slow_query_alert_ms into v_target, v_alert
-  from monitoring.health_thresholds as t
-  where t.id;
-
-  begin
-    -- statistics without texts are cheap; texts come from the cache, and only when a statement
-    -- turned slow since the last refresh does this call read the text file (showtext)
-    select exists (
-      select 1 from extensions.pg_stat_statements(false) as s
-      where
-        s.mean_exec_time >= v_target
-        and s.dbid = (select d.oid from pg_catalog.pg_database as d where d.datname = pg_catalog.current_database())
-        and not exists (
-          select 1 from monitoring._statement_texts as c
-          where c.userid = s.userid and c.dbid = s.dbid and c.queryid = s.queryid
-        )
-    ) into v_uncached;
-    return query
-    select
-      s.queryid,
-      r.rolname::text,
-      s.calls,
-      round(s.mean_exec_time::numeric, 1),
-      round(s.max_exec_time::numeric, 1),
-      round(s.total_exec_time::numeric, 1),
-      s.rows,
-      case when s.mean_exec_time >= v_alert then 'alert' else 'slow' end,
-      coalesce(c.query, s.query)
-    from extensions.pg_stat_statements(v_uncached) as s
-    left join pg_catalog.pg_roles as r on s.userid = r.oid
-    left join monitoring._statement_texts as c
-      on c.userid = s.userid and c.dbid = s.dbid and c.queryid = s.queryid
-    where
-      s.dbid = (select d.oid from pg_catalog.pg_database as d where d.datname = pg_catalog.current_database())
-      and s.mean_exec_time >= v_target
-    order by s.mean_exec_time desc
-    limit 100;
-  exception when object_not_in_prerequisite_state or insufficient_privilege then
-    -- installed but not preloaded (shared_preload_libraries), or not readable: nothing to show
-    return;
-  end;
+  return query
+  select
+    s.queryid,
+    r.rolname::text,
+    s.calls,
+    s.mean_ms,
+    s.max_ms,
+    s.total_ms,
+    s.rows,
+    case when s.mean_ms >= t.slow_query_alert_ms then 'alert' else 'slow' end,
+    s.query
+  from monitoring._slow_statements as s
+  cross join monitoring.health_thresholds as t
+  left join pg_catalog.pg_roles as r on s.userid = r.oid
+  where
+    t.id
+    and s.dbid = (select d.oid from pg_catalog.pg_database as d where d.datname = pg_catalog.current_database())
+    and s.mean_ms >= t.slow_query_target_ms
+  order by s.mean_ms desc
+  limit 100;
 end
 $$;
 
 comment on function monitoring.get_slow_queries() is
 'monitoring.slow_queries: statements of this database whose mean execution time is at least '
-'health_thresholds.slow_query_target_ms (100 ms), level ''alert'' from slow_query_alert_ms (500 ms); query texts '
-'from the cache the refresh job keeps (_cache_statement_texts). Empty where extensions.pg_stat_statements is not '
-'installed or not preloaded.';
+'health_thresholds.slow_query_target_ms (100 ms), level ''alert'' from slow_query_alert_ms (500 ms), as '
+'pg_stat_statements had them at the last refresh-rollups job (every minute). Empty where '
+'extensions.pg_stat_statements is not installed or not preloaded.';
 
 -- =============================================================================================
 -- Views
@@ -6699,7 +6708,7 @@ begin
         v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
       when 'refresh-rollups' then
         v_result := monitoring.refresh_rollups();
-        v_result := v_result || jsonb_build_object('statementTexts', monitoring._cache_statement_texts());
+        v_result := v_result || jsonb_build_object('slowStatements', monitoring._snapshot_slow_queries());
       when 'check-whatsapp-errors' then
         select r.threshold into v_threshold from monitoring.alert_rules as r where r.name = 'error_rate_webhook';
         v_result := monitoring.check_error_rate(coalesce(floor(v_threshold)::integer, 50), now());
@@ -8949,7 +8958,7 @@ monitoring.top_errors_24h
 to service_role;
 
 -- Owner only: monitoring._secrets (the fallback secret store), monitoring._unlogged_epoch,
--- monitoring._statement_texts (read through get_slow_queries), and the rollups'
+-- monitoring._statement_texts and _slow_statements (read through get_slow_queries), and the rollups'
 -- change logs (_notification_changes, _error_changes, _refresh_marks: written by the app-table triggers and
 -- refresh_rollups(), both security definer).
 
@@ -8960,7 +8969,7 @@ monitoring._alertmanager_payload(jsonb),
 monitoring._breaches(numeric, text, numeric),
 monitoring._dashboard_hours(text),
 monitoring._mask_phones(text),
-monitoring._cache_statement_texts(),
+monitoring._snapshot_slow_queries(),
 monitoring._check_alertmanager_url_secret(text, text),
 monitoring._check_auth_secret(text, text),
 monitoring._channel_payload(text, jsonb),
@@ -9110,3 +9119,11 @@ monitoring.exporter_sessions(),
 monitoring.exporter_slow_queries(),
 monitoring.exporter_top_errors()
 to monitoring_exporter;
+
+-- Not a grant, but the last thing the schema does: the configuration tables are tiny and never
+-- reach autovacuum's thresholds; without statistics the planner guesses thousands of rows, which
+-- pushed views such as job_status over the JIT threshold (185 ms instead of 0.3 ms at 10 M
+-- notifications, docs/benchmarks.md).
+analyze monitoring.settings, monitoring.jobs, monitoring.alert_rules, monitoring.retention_policies,
+monitoring.rollup_settings, monitoring.rollup_state, monitoring.health_thresholds, monitoring.channels,
+monitoring._limits, monitoring.heartbeat;

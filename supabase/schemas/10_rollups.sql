@@ -145,6 +145,9 @@ create table if not exists monitoring.latency_minutes (
   primary key (bucket, kind, bin)
 );
 
+-- bins a late change emptied, found without scanning the table (refresh_rollups deletes them)
+create index if not exists latency_minutes_empty_idx on monitoring.latency_minutes (bucket) where n = 0;
+
 comment on column monitoring.latency_minutes.kind is
 'latency: delivery time (sent_at - created_at); queue: queue time (processing_started_at - created_at).';
 
@@ -553,6 +556,8 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
+-- plans for the actual bounds: a generic plan guesses a third of the table and scans it
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_hours timestamptz [];
@@ -659,6 +664,8 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
+-- plans for the actual bounds: a generic plan guesses a third of the table and scans it
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_dirty timestamptz [];
@@ -721,6 +728,8 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
+-- plans for the actual bounds: a generic plan guesses a third of the table and scans it
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_hours timestamptz [];
@@ -781,6 +790,8 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
+-- plans for the actual bounds: a generic plan guesses a third of the table and scans it
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   -- the first day the minute tables cover whole
@@ -837,6 +848,8 @@ volatile
 security definer -- callers (service_role, pg_cron) may only read the rollups; this writes them
 set search_path = ''
 set jit = off
+-- plans for the actual bounds: a generic plan guesses a third of the table and scans it
+set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_started timestamptz := pg_catalog.clock_timestamp();

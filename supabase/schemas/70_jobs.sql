@@ -569,7 +569,7 @@ begin
         v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
       when 'refresh-rollups' then
         v_result := monitoring.refresh_rollups();
-        v_result := v_result || jsonb_build_object('statementTexts', monitoring._cache_statement_texts());
+        v_result := v_result || jsonb_build_object('slowStatements', monitoring._snapshot_slow_queries());
       when 'check-whatsapp-errors' then
         select r.threshold into v_threshold from monitoring.alert_rules as r where r.name = 'error_rate_webhook';
         v_result := monitoring.check_error_rate(coalesce(floor(v_threshold)::integer, 50), now());

@@ -107,7 +107,7 @@ monitoring.top_errors_24h
 to service_role;
 
 -- Owner only: monitoring._secrets (the fallback secret store), monitoring._unlogged_epoch,
--- monitoring._statement_texts (read through get_slow_queries), and the rollups'
+-- monitoring._statement_texts and _slow_statements (read through get_slow_queries), and the rollups'
 -- change logs (_notification_changes, _error_changes, _refresh_marks: written by the app-table triggers and
 -- refresh_rollups(), both security definer).
 
@@ -118,7 +118,7 @@ monitoring._alertmanager_payload(jsonb),
 monitoring._breaches(numeric, text, numeric),
 monitoring._dashboard_hours(text),
 monitoring._mask_phones(text),
-monitoring._cache_statement_texts(),
+monitoring._snapshot_slow_queries(),
 monitoring._check_alertmanager_url_secret(text, text),
 monitoring._check_auth_secret(text, text),
 monitoring._channel_payload(text, jsonb),
@@ -268,3 +268,11 @@ monitoring.exporter_sessions(),
 monitoring.exporter_slow_queries(),
 monitoring.exporter_top_errors()
 to monitoring_exporter;
+
+-- Not a grant, but the last thing the schema does: the configuration tables are tiny and never
+-- reach autovacuum's thresholds; without statistics the planner guesses thousands of rows, which
+-- pushed views such as job_status over the JIT threshold (185 ms instead of 0.3 ms at 10 M
+-- notifications, docs/benchmarks.md).
+analyze monitoring.settings, monitoring.jobs, monitoring.alert_rules, monitoring.retention_policies,
+monitoring.rollup_settings, monitoring.rollup_state, monitoring.health_thresholds, monitoring.channels,
+monitoring._limits, monitoring.heartbeat;
