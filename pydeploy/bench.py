@@ -571,7 +571,7 @@ class Bench:
 
     # ---- retention
     def bench_retention(self) -> None:
-        """The scheduled job, `call monitoring.run_retention_job()`: batches committed one by one.
+        """The scheduled job's command (monitoring.expected_jobs): batches committed one by one.
 
         It really deletes (the databases are the benchmark's own). When fewer than 100,000 error
         rows are older than keep_for (a rerun on --keep data), 200,000 are added first so that
@@ -601,7 +601,8 @@ class Bench:
             self.bar("retention", 0, 1)
             try:
                 t0 = time.perf_counter()
-                c.execute("call monitoring.run_retention_job(now())")
+                cmd = c.execute("select command from monitoring.expected_jobs where job = 'retention'").fetchone()
+                c.execute(str(cmd[0]) if cmd else "")
                 total_ms = (time.perf_counter() - t0) * 1000
             finally:
                 time.sleep(0.2)
@@ -612,7 +613,7 @@ class Bench:
             row = c.execute("select ok, error, detail from monitoring.job_runs where job = 'retention' "
                             "order by id desc limit 1").fetchone()
         if not row or not row[0]:
-            raise PydeployError(f"run_retention_job failed: {row[1] if row else 'no job_runs row'}",
+            raise PydeployError(f"the retention job failed: {row[1] if row else 'no job_runs row'}",
                                 "see select * from monitoring.job_runs where job = 'retention'")
         detail: dict[str, Any] = row[2] or {}
         deleted = int(sum(int(v) for v in (detail.get("deleted") or {}).values()))

@@ -197,7 +197,7 @@ def test_every_public_function_given_only_nulls_refuses_clearly_or_changes_nothi
         report: dict[str, str] = {}
         for name, kind, args, ident in public_functions(c):
             if kind == "p":
-                # a procedure (run_retention_job) commits per batch and takes null p_now as now(), by design
+                # procedures commit (there is none left in monitoring; see test_retention.py)
                 continue
             named = sql.SQL(", ").join(sql.SQL("{} => null").format(sql.Identifier(a)) for a in args)
             query = sql.SQL("select monitoring.{}({})").format(sql.Identifier(name), named)
