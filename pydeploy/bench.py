@@ -328,7 +328,7 @@ class Bench:
             self.say(f"generating {o.scale.describe()} into {PLAIN}")
             self.cluster.drop(MONITORED)
             self.cluster.create(PLAIN)
-            engine.prepare(self.cluster.url(PLAIN), standin=True)
+            engine.prepare(self.cluster.url(PLAIN))
             create_app_tables(self.cluster.url(PLAIN))
             with connect(self.cluster.url(PLAIN)) as c:
                 g = bench_data.generate(c, o.scale, self.bar)
@@ -375,7 +375,7 @@ class Bench:
             self.bar("migrate (empty database)", i, self.opts.migrate_rounds)
             self.cluster.create(EMPTY)
             url = self.cluster.url(EMPTY)
-            engine.prepare(url, standin=True)
+            engine.prepare(url)
             with connect(url) as c:
                 t0 = time.perf_counter()
                 migrations.migrate(c, migrations_dir())

@@ -16,10 +16,11 @@ from pathlib import Path
 import psycopg
 
 from pydeploy import dsn as dsnmod
-from pydeploy import engine_select
+from pydeploy import engine_select, extensions_build
 from pydeploy.engine_container import ContainerEngine
 from pydeploy.engine_local import (
     LocalEngine,
+    binary_version,
     check_extensions,
     db_url,
     find_bindir,
@@ -80,13 +81,16 @@ def _wait_ready(url: str, timeout: float = 30) -> None:
     raise EngineError(f"the database at {dsnmod.redact(url)} did not accept connections: {last}")
 
 
-def prepare(url: str, *, standin: bool) -> None:
-    """Make the database look like Supabase for our code: roles, schemas, pg_net's contract."""
-    files = ["supabase_like.sql"] + (["pg_net_standin.sql"] if standin else [])
+def prepare(url: str, *, standin: bool | None = None) -> None:
+    """Make the database look like Supabase for our code: roles, schemas, Vault where the server
+    loads it, and pg_net's contract: the stand-in's unless the server loads the real pg_net
+    (standin None: decided by the server's shared_preload_libraries)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("select pg_advisory_lock(hashtext('pydeploy:prepare'))")
-        for name in files:
-            conn.execute((SQL_DIR / name).read_text())
+        conn.execute((SQL_DIR / "supabase_like.sql").read_text())
+        real_pg_net = extensions_build.prepare_sql(conn)
+        if standin if standin is not None else not real_pg_net:
+            conn.execute((SQL_DIR / "pg_net_standin.sql").read_text())
 
 
 # -- the pg_net stand-in worker process --------------------------------------------------------
@@ -154,10 +158,20 @@ def up(opts: UpOptions, say: Say = lambda _: None) -> dict[str, object]:
 def _up_local(opts: UpOptions, home: Path, state: dict[str, object] | None, say: Say) -> dict[str, object]:
     bindir = find_bindir()
     check_extensions(bindir)
+    src = extensions_build.source_dir()
+    if src is not None:
+        extensions_build.ensure_installed(src, bindir, say)
     eng = LocalEngine(home)
     root = Path(str(state["pg_root"])) if state and state.get("pg_root") else eng.pg_root()
     data = eng.init(root, bindir)
     pid = eng.running_pid(data)
+    started = False
+    if pid is not None and state and state.get("port"):
+        reason = _restart_reason(db_url(int(str(state["port"]))), bindir, eng.settings(data))
+        if reason:
+            say(f"restarting the local engine: {reason}")
+            eng.stop(data, bindir)
+            pid = None
     port: int
     if pid is not None and state and state.get("port"):
         port = int(str(state["port"]))
@@ -177,21 +191,53 @@ def _up_local(opts: UpOptions, home: Path, state: dict[str, object] | None, say:
             port = free_port()
         say(f"starting Postgres on 127.0.0.1:{port} (data in {data})")
         pid = eng.start(data, bindir, port)
+        started = True
     url = db_url(port)
     _wait_ready(url)
-    prepare(url, standin=True)
+    prepare(url)
     worker_pid = int(str(state.get("net_worker_pid", 0))) if state else 0
-    if not worker_pid or not _pid_alive(worker_pid):
+    with psycopg.connect(url, autocommit=True) as c:
+        real_pg_net = "pg_net" in extensions_build.preloaded(c)
+    if real_pg_net:
+        if worker_pid:
+            stop_pid(worker_pid)  # a stand-in worker from before the real pg_net was loaded
+            worker_pid = 0
+        if started:  # a paused or redirected worker (tests) serves the engine's database again
+            extensions_build.serve_database(url, "postgres")
+    elif not worker_pid or not _pid_alive(worker_pid):
         worker_pid = start_net_worker(url, home)
         say(f"started the pg_net stand-in worker (pid {worker_pid})")
     new_state: dict[str, object] = {
         "engine": "local", "running": True, "db_url": url, "port": port, "pg_root": str(root), "data_dir": str(data),
         "bindir": str(bindir), "postmaster_pid": pid, "net_worker_pid": worker_pid,
+        "pg_net": "extension" if real_pg_net else "stand-in",
         "started_at": (state or {}).get("started_at") if state and state.get("port") == port
         else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     write_state(new_state, home)
     return new_state
+
+
+def _restart_reason(url: str, bindir: Path, settings: dict[str, str]) -> str | None:
+    """Why a running local server must be restarted before use, or None.
+
+    - its binaries changed under it (e.g. apt upgraded PostgreSQL's minor version: the running
+      server then fails to load plpgsql.so and every new backend's libraries);
+    - the libraries it preloads are not the ones this run needs (e.g. $PYDEPLOY_EXTENSIONS_SRC
+      was set or unset since it started)."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=5) as c:
+            row = c.execute("select version(), current_setting('shared_preload_libraries')").fetchone()
+    except psycopg.Error as exc:
+        return f"it does not answer queries ({str(exc).strip().splitlines()[0] if str(exc).strip() else exc})"
+    running, preload = (str(row[0]), str(row[1])) if row else ("", "")
+    installed = binary_version(bindir)
+    if installed and not running.startswith(f"PostgreSQL {installed}"):
+        return f"its binaries changed since it started (running {running.split(' on ')[0]}, installed {installed})"
+    want = settings.get("shared_preload_libraries", "").strip("'")
+    if want and preload.replace(" ", "") != want:
+        return f"it preloads '{preload}', this run needs '{want}'"
+    return None
 
 
 def down(home: Path | None = None, purge: bool = False, say: Say = lambda _: None) -> bool:

@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydeploy import extensions_build
 from pydeploy.errors import EngineError
 
 SERVER_USER = "postgres"
@@ -162,8 +163,15 @@ class LocalEngine:
             f.write("include_if_exists = 'pydeploy.conf'\n")
         return data
 
+    def settings(self, data: Path) -> dict[str, str]:
+        """SETTINGS, plus the real pg_net's and Vault's when $PYDEPLOY_EXTENSIONS_SRC is set."""
+        user = self._user()
+        extra = extensions_build.server_settings(data.parent, user.pw_uid if user else None,
+                                                 user.pw_gid if user else None)
+        return {**SETTINGS, **extra}
+
     def write_settings(self, data: Path, port: int) -> None:
-        lines = [f"{k} = {v}" for k, v in SETTINGS.items()] + [f"port = {port}"]
+        lines = [f"{k} = {v}" for k, v in self.settings(data).items()] + [f"port = {port}"]
         path = data / "pydeploy.conf"
         path.write_text("# written by pydeploy up; edits are overwritten\n" + "\n".join(lines) + "\n")
         user = self._user()
@@ -221,6 +229,12 @@ class LocalEngine:
 
     def purge(self, root: Path) -> None:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def binary_version(bindir: Path) -> str:
+    """What `postgres -V` says, e.g. '15.18 (Debian 15.18-0+deb12u1)'."""
+    out = subprocess.run([str(bindir / "postgres"), "-V"], capture_output=True, text=True, check=False).stdout
+    return out.strip().removeprefix("postgres (PostgreSQL) ")
 
 
 def db_url(port: int, dbname: str = "postgres") -> str:

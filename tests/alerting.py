@@ -17,7 +17,7 @@ from typing import Any
 
 import psycopg
 
-from pydeploy import migrations
+from pydeploy import extensions_build, migrations
 from pydeploy.net_worker import Worker
 from tests.http_receiver import Received
 
@@ -43,21 +43,40 @@ def prepare(url: str, fast: bool = True) -> None:
             c.execute(FAST)
 
 
+def real_pg_net(url: str) -> bool:
+    """Whether the cluster of `url` loads the real pg_net (built from $PYDEPLOY_EXTENSIONS_SRC)."""
+    with psycopg.connect(url, autocommit=True) as c:
+        return "pg_net" in extensions_build.preloaded(c)
+
+
 class NetWorker:
-    """The pg_net stand-in worker for one database, in a thread; stoppable and restartable."""
+    """pg_net's worker for one database; stoppable and restartable.
+
+    - With the real pg_net: the cluster's one background worker (it serves one database,
+      pg_net.database_name) is pointed at this database while the block runs, parked in an empty
+      database by stop(), and given back to the engine's `postgres` database at the end.
+    - Otherwise: the stand-in worker, in a thread of this process.
+    """
 
     def __init__(self, url: str, poll_interval: float = 0.05) -> None:
         self.url, self.poll_interval = url, poll_interval
+        self.real = real_pg_net(url)
         self.worker: Worker | None = None
         self.thread: threading.Thread | None = None
 
     def start(self) -> NetWorker:
+        if self.real:
+            extensions_build.serve_database(self.url)
+            return self
         self.worker = Worker(self.url, poll_interval=self.poll_interval)
         self.thread = threading.Thread(target=self.worker.run, kwargs={"install_signals": False}, daemon=True)
         self.thread.start()
         return self
 
     def stop(self) -> None:
+        if self.real:
+            extensions_build.serve_database(self.url, extensions_build.IDLE_DATABASE)
+            return
         if self.worker is not None and self.thread is not None:
             self.worker.stop()
             self.thread.join(10)
@@ -68,7 +87,10 @@ class NetWorker:
         return self.start()
 
     def __exit__(self, *_: object) -> None:
-        self.stop()
+        if self.real:
+            extensions_build.serve_database(self.url, "postgres")
+        else:
+            self.stop()
 
 
 def signed_ok(r: Received, key: str = SECRET) -> bool:

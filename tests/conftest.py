@@ -73,7 +73,7 @@ def scratch_db(engine_state: dict[str, object]) -> Iterator[Callable[[], str]]:
             c.execute(f'create database "{name}"')
         made.append(name)
         url = _with_db(admin, name)
-        engine.prepare(url, standin=True)
+        engine.prepare(url)
         return url
 
     yield make

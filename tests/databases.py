@@ -24,7 +24,7 @@ def migrated_database(engine_state: dict[str, object], prefix: str) -> Iterator[
         c.execute(f'create database "{name}"')
     try:
         url = admin.rsplit("/", 1)[0] + "/" + name
-        engine.prepare(url, standin=True)
+        engine.prepare(url)
         with psycopg.connect(url, autocommit=True) as c:
             migrations.migrate(c, ROOT / "supabase" / "migrations")
         yield url

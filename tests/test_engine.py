@@ -11,7 +11,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from pydeploy import engine
+from pydeploy import engine, engine_local
 from pydeploy.errors import EngineError
 
 
@@ -73,11 +73,15 @@ def test_down_leaves_no_process_and_up_again(tmp_path: Path, run_cli, cli_env) -
     state = json.loads((home / "engine.json").read_text())
     data_dir = state["data_dir"]
     assert _pids_of_cluster(data_dir), "postgres should be running"
-    assert os.path.exists(f"/proc/{state['net_worker_pid']}")
+    if state["pg_net"] == "stand-in":
+        assert os.path.exists(f"/proc/{state['net_worker_pid']}")
+    else:  # the real pg_net's worker is a Postgres background worker: no process of pydeploy's
+        assert state["pg_net"] == "extension" and state["net_worker_pid"] == 0
     res = run_cli("down", env=env)
     assert res.returncode == 0, res.stderr
     assert _pids_of_cluster(data_dir) == []
-    assert not os.path.exists(f"/proc/{state['net_worker_pid']}"), "the pg_net stand-in worker must stop"
+    if state["net_worker_pid"]:
+        assert not os.path.exists(f"/proc/{state['net_worker_pid']}"), "the pg_net stand-in worker must stop"
     res = run_cli("url", env=env)
     assert res.returncode == 1
     assert "no local engine is running" in res.stderr
@@ -132,3 +136,26 @@ def test_bad_dsn_is_one_clear_message(run_cli, dsn: str, needle: str) -> None:
 def test_engine_error_has_hint() -> None:
     err = EngineError("x", "do y")
     assert "do y" in str(err)
+
+
+def test_up_restarts_a_server_whose_binaries_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """apt may upgrade PostgreSQL's minor version under a running server (which then cannot load
+    plpgsql.so): `up` notices that `postgres -V` no longer matches the running server and restarts it.
+    The upgrade itself is simulated by what `postgres -V` reports; the restart is real."""
+    home = tmp_path / "upgraded"
+    try:
+        first = engine.up(engine.UpOptions(engine="local", home=home))
+        said: list[str] = []
+        assert engine.up(engine.UpOptions(engine="local", home=home), said.append)["postmaster_pid"] == \
+            first["postmaster_pid"], said
+        assert not any("restarting" in s for s in said)
+        real = engine_local.binary_version(Path(str(first["bindir"])))
+        monkeypatch.setattr(engine, "binary_version", lambda _bindir: real.replace("15.", "15.99", 1))
+        said.clear()
+        again = engine.up(engine.UpOptions(engine="local", home=home), said.append)
+        assert any("restarting the local engine: its binaries changed" in s for s in said), said
+        assert again["postmaster_pid"] != first["postmaster_pid"]
+        with psycopg.connect(str(again["db_url"])) as c:
+            assert c.execute("select 1").fetchone() == (1,)
+    finally:
+        engine.down(home, purge=True)

@@ -23,7 +23,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pydeploy import engine
+from pydeploy import engine, extensions_build
 from tests.alerting import NetWorker, add_channel, breach_errors, evaluate, prepare, pump, q
 from tests.http_receiver import receiver
 
@@ -250,8 +250,12 @@ def own_engine(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 def stop_engine_worker(home: Path) -> None:
-    """Stop the engine's pg_net stand-in worker; the next engine.up starts a new one."""
+    """Stop the engine's pg_net worker; the next engine.up starts a new one (the real pg_net's is
+    parked in an empty database, and engine.up gives it back to `postgres` when it starts the server)."""
     state = engine.read_state(home) or {}
+    if state.get("pg_net") == "extension":
+        extensions_build.serve_database(str(state["db_url"]), extensions_build.IDLE_DATABASE)
+        return
     pid = int(str(state.get("net_worker_pid") or 0))
     if pid:
         engine.stop_pid(pid)
