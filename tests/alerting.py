@@ -134,3 +134,30 @@ def pump(url: str, until: Callable[[], bool], timeout: float = 30, watch: Callab
     raise AssertionError("condition not reached in time: " + json.dumps(
         [list(map(str, r)) for r in q(url, "select id, channel, event, status, attempts, last_status_code, "
                                            "last_error from monitoring.deliveries order by id")]))
+
+
+# -- the secret store: Vault where the server loads it (the real extension), else monitoring._secrets --
+def _has_vault(c: psycopg.Connection) -> bool:
+    row = c.execute("select to_regclass('vault.decrypted_secrets') is not null").fetchone()
+    return bool(row and row[0])
+
+
+def secret_store(c: psycopg.Connection) -> str:
+    """What monitoring.set_secret() answers: 'vault' or 'monitoring._secrets'."""
+    return "vault" if _has_vault(c) else "monitoring._secrets"
+
+
+def read_secret_sql(c: psycopg.Connection) -> str:
+    """A query for one secret's value by name (%s)."""
+    return ("select decrypted_secret from vault.decrypted_secrets where name = %s" if _has_vault(c)
+            else "select secret from monitoring._secrets where name = %s")
+
+
+def secret_names_sql(c: psycopg.Connection) -> str:
+    return "select name from vault.secrets" if _has_vault(c) else "select name from monitoring._secrets"
+
+
+def delete_secrets_sql(c: psycopg.Connection) -> str:
+    """Delete the secrets whose names are in the array %s."""
+    return ("delete from vault.secrets where name = any(%s)" if _has_vault(c)
+            else "delete from monitoring._secrets where name = any(%s)")
