@@ -228,6 +228,14 @@ select ok(
 );
 delete from monitoring._secrets
 where name = 'project_url';
+-- Vault where the server loads it (the local engine given the real extensions, Supabase)
+do $$
+begin
+  if to_regclass('vault.secrets') is not null then
+    execute $sql$delete from vault.secrets where name = 'project_url'$sql$;
+  end if;
+end
+$$;
 set local client_min_messages = error;
 select is(
   monitoring.run_job('check-whatsapp-errors-edge') ->> 'ok',
