@@ -15,7 +15,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pydeploy"
 LAYERS: list[set[str]] = [
     {"errors", "paths", "ports"},
     {"dsn", "db", "sql_split", "validate"},
-    {"migrations", "engines", "receiver", "net_worker", "channels", "report", "monitor", "verify",
+    {"migrations", "engines", "receiver", "net_worker", "channels", "report", "monitor", "verify", "advisor",
+     "extensions_build",
      "functions_server", "schema_check", "alertmanager", "heartbeat", "exporter_queries"},
     {"bench"},
     {"cli"},
