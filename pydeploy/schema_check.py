@@ -116,7 +116,7 @@ def scratch_database(admin_dsn: str, prefix: str) -> Iterator[str]:
         c.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
     try:
         dsn = make_conninfo(admin_dsn, dbname=name)
-        prepare(dsn, standin=True)
+        prepare(dsn)
         yield dsn
     finally:
         with psycopg.connect(admin_dsn, autocommit=True) as c:

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 
-from pydeploy import heartbeat, validate
+from pydeploy import advisor, heartbeat, validate
 from pydeploy import migrations as mig
 from pydeploy.db import one, rows
 from pydeploy.receiver import Receiver
@@ -45,10 +45,11 @@ def _extensions(conn: psycopg.Connection) -> list[Check]:
                         "where to_regnamespace('net') is not null")
     has_post = one(conn, "select to_regprocedure('net.http_post(text,jsonb,jsonb,jsonb,integer)') is not null")
     if "pg_net" in have:
-        out.append(Check("extension pg_net", True, "pg_net is installed"))
+        version = one(conn, "select extversion from pg_extension where extname = 'pg_net'")
+        out.append(Check("extension pg_net", True, f"pg_net {version} (the extension) delivers"))
     else:
         out.append(Check("extension pg_net", bool(has_post and standin),
-                         "pydeploy's local pg_net stand-in provides net.http_post" if has_post and standin
+                         "pydeploy's local pg_net stand-in (not the extension) delivers" if has_post and standin
                          else "neither pg_net nor the local stand-in is installed",
                          "Supabase: create extension pg_net with schema extensions; locally: pydeploy up"))
     out.append(Check("extension pgcrypto", "pgcrypto" in have,
@@ -148,6 +149,11 @@ def _security(conn: psycopg.Connection) -> list[Check]:
                      "row level security is on for all three tables" if len(rls) == 3 and not off
                      else f"RLS off: {', '.join(off) or 'tables missing'}",
                      "alter table public.<table> enable row level security"))
+    findings = advisor.defects(advisor.check(conn))
+    out.append(Check("Security Advisor rules", not findings,
+                     f"no ERROR or WARN finding ({len(advisor.RULES)} rules, as Supabase's Security Advisor)"
+                     if not findings else "; ".join(f"{f.level} {f.rule}: {f.object}" for f in findings[:10]),
+                     "see docs/reliability.md, Security Advisor"))
     return out
 
 

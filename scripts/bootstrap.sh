@@ -35,6 +35,30 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# Build inputs for the real pg_net and Supabase Vault (pydeploy builds them with PGXS when
+# $PYDEPLOY_EXTENSIONS_SRC names the folder of their source archives). The server headers are
+# pinned to the installed server's exact version: an unpinned postgresql-server-dev-15 would
+# upgrade postgresql-15 itself under any running server, which then fails to load plpgsql.so.
+server_version=$(dpkg-query -W -f='${Version}' postgresql-15 2>/dev/null || true)
+dev_missing=()
+if [ -n "$server_version" ] && [ "$(dpkg-query -W -f='${Version}' postgresql-server-dev-15 2>/dev/null || true)" != "$server_version" ]; then
+  dev_missing+=("postgresql-server-dev-15=$server_version")
+fi
+for p in libcurl4-openssl-dev libsodium-dev; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || dev_missing+=("$p")
+done
+if [ ${#dev_missing[@]} -gt 0 ]; then
+  if is_root; then
+    echo "bootstrap: installing build packages for pg_net and Vault: ${dev_missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${dev_missing[@]}" >/dev/null
+  else
+    echo "bootstrap: missing Debian packages: ${dev_missing[*]}" >&2
+    echo "run as root: apt-get update && apt-get install -y ${dev_missing[*]}" >&2
+    exit 1
+  fi
+fi
+
 python3 - <<'PY' || { echo "bootstrap: Python >= 3.11 is required (python3 is older)" >&2; exit 1; }
 import sys
 sys.exit(0 if sys.version_info >= (3, 11) else 1)

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 
-from pydeploy import migrations
+from pydeploy import extensions_build, migrations
 from pydeploy.net_worker import Worker
 from pydeploy.receiver import Received
 
@@ -41,21 +41,40 @@ def prepare(url: str, fast: bool = True) -> None:
             c.execute(FAST)
 
 
+def real_pg_net(url: str) -> bool:
+    """Whether the cluster of `url` loads the real pg_net (built from $PYDEPLOY_EXTENSIONS_SRC)."""
+    with psycopg.connect(url, autocommit=True) as c:
+        return "pg_net" in extensions_build.preloaded(c)
+
+
 class NetWorker:
-    """The pg_net stand-in worker for one database, in a thread; stoppable and restartable."""
+    """pg_net's worker for one database; stoppable and restartable.
+
+    - With the real pg_net: the cluster's one background worker (it serves one database,
+      pg_net.database_name) is pointed at this database while the block runs, parked in an empty
+      database by stop(), and given back to the engine's `postgres` database at the end.
+    - Otherwise: the stand-in worker, in a thread of this process.
+    """
 
     def __init__(self, url: str, poll_interval: float = 0.05) -> None:
         self.url, self.poll_interval = url, poll_interval
+        self.real = real_pg_net(url)
         self.worker: Worker | None = None
         self.thread: threading.Thread | None = None
 
     def start(self) -> NetWorker:
+        if self.real:
+            extensions_build.serve_database(self.url)
+            return self
         self.worker = Worker(self.url, poll_interval=self.poll_interval)
         self.thread = threading.Thread(target=self.worker.run, kwargs={"install_signals": False}, daemon=True)
         self.thread.start()
         return self
 
     def stop(self) -> None:
+        if self.real:
+            extensions_build.serve_database(self.url, extensions_build.IDLE_DATABASE)
+            return
         if self.worker is not None and self.thread is not None:
             self.worker.stop()
             self.thread.join(10)
@@ -66,7 +85,10 @@ class NetWorker:
         return self.start()
 
     def __exit__(self, *_: object) -> None:
-        self.stop()
+        if self.real:
+            extensions_build.serve_database(self.url, "postgres")
+        else:
+            self.stop()
 
 
 def signed_ok(r: Received, key: str = SECRET) -> bool:
@@ -109,3 +131,30 @@ def pump(url: str, until: Callable[[], bool], timeout: float = 30, watch: Callab
     raise AssertionError("condition not reached in time: " + json.dumps(
         [list(map(str, r)) for r in q(url, "select id, channel, event, status, attempts, last_status_code, "
                                            "last_error from monitoring.deliveries order by id")]))
+
+
+# -- the secret store: Vault where the server loads it (the real extension), else monitoring._secrets --
+def _has_vault(c: psycopg.Connection) -> bool:
+    row = c.execute("select to_regclass('vault.decrypted_secrets') is not null").fetchone()
+    return bool(row and row[0])
+
+
+def secret_store(c: psycopg.Connection) -> str:
+    """What monitoring.set_secret() answers: 'vault' or 'monitoring._secrets'."""
+    return "vault" if _has_vault(c) else "monitoring._secrets"
+
+
+def read_secret_sql(c: psycopg.Connection) -> str:
+    """A query for one secret's value by name (%s)."""
+    return ("select decrypted_secret from vault.decrypted_secrets where name = %s" if _has_vault(c)
+            else "select secret from monitoring._secrets where name = %s")
+
+
+def secret_names_sql(c: psycopg.Connection) -> str:
+    return "select name from vault.secrets" if _has_vault(c) else "select name from monitoring._secrets"
+
+
+def delete_secrets_sql(c: psycopg.Connection) -> str:
+    """Delete the secrets whose names are in the array %s."""
+    return ("delete from vault.secrets where name = any(%s)" if _has_vault(c)
+            else "delete from monitoring._secrets where name = any(%s)")

@@ -70,7 +70,7 @@ def scratch_db(engine_state: LocalState) -> Iterator[Callable[[], str]]:
             c.execute(f'create database "{name}"')
         made.append(name)
         url = with_database(admin, name)
-        engines.prepare(url, standin=True)
+        engines.prepare(url)
         return url
 
     yield make

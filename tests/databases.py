@@ -26,7 +26,7 @@ def migrated_database(engine_state: LocalState, prefix: str) -> Iterator[str]:
         c.execute(f'create database "{name}"')
     try:
         url = with_database(admin, name)
-        engines.prepare(url, standin=True)
+        engines.prepare(url)
         with psycopg.connect(url, autocommit=True) as c:
             migrations.migrate(c, ROOT / "supabase" / "migrations")
         yield url

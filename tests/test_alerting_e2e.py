@@ -36,9 +36,11 @@ def test_pg_cron_fires_the_checks_and_one_signed_firing_notification_arrives(eng
               (session,))
             q(engine_url, "select monitoring.schedule_jobs()")
             # the nightly retention command, made to run this minute too: pg_cron must be able to
-            # run the procedure that commits per batch
+            # run the anonymous block that commits per batch
             retention_cmd = q(engine_url, "select command from cron.job where jobname = 'monitoring-retention'")[0][0]
-            assert retention_cmd == "call monitoring.run_retention_job()"
+            assert retention_cmd == q(engine_url, "select command from monitoring.expected_jobs "
+                                                  "where job = 'retention'")[0][0]
+            assert retention_cmd.startswith("do $retention$")
             q(engine_url, "insert into public.whatsapp_error_logs (error_type, error_message, created_at) "
                           "select 'e2e-retention', 'old', now() - interval '40 days' from generate_series(1, 250)")
             runs_before = q(engine_url, "select coalesce(max(id), 0) from monitoring.job_runs "

@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from pydeploy.receiver import receiver
-from tests.alerting import NetWorker, prepare
+from tests.alerting import NetWorker, delete_secrets_sql, prepare
 from tests.conftest import PYDEPLOY
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -315,7 +315,7 @@ def test_schedule_edge_mode_stores_secrets_and_refuses_without_them(run_cli, eng
     key = "edge-mode-service-key-0123456789"
     try:
         with psycopg.connect(engine_url, autocommit=True) as c:
-            c.execute("delete from monitoring._secrets where name in ('project_url', 'service_role_key')")
+            c.execute(delete_secrets_sql(c), (["project_url", "service_role_key"],))
         res = run_cli("schedule", "--mode", "edge", env={"SUPABASE_SERVICE_ROLE_KEY": ""})
         assert res.returncode == 1
         assert "project_url" in res.stderr and "Traceback" not in res.stderr
@@ -333,5 +333,5 @@ def test_schedule_edge_mode_stores_secrets_and_refuses_without_them(run_cli, eng
     finally:
         run_cli("unschedule")
         with psycopg.connect(engine_url, autocommit=True) as c:
-            c.execute("delete from monitoring._secrets where name in ('project_url', 'service_role_key')")
+            c.execute(delete_secrets_sql(c), (["project_url", "service_role_key"],))
             c.execute("update monitoring.jobs set scheduled_at = null")

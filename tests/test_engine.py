@@ -12,7 +12,7 @@ import psycopg
 import pytest
 
 from pydeploy import engines
-from pydeploy.engines import LocalState
+from pydeploy.engines import LocalState, local, local_cluster
 from pydeploy.errors import EngineError
 
 
@@ -75,11 +75,15 @@ def test_down_leaves_no_process_and_up_again(tmp_path: Path, run_cli, cli_env) -
     state = json.loads((home / "engine.json").read_text())
     data_dir = state["data_dir"]
     assert _pids_of_cluster(data_dir), "postgres should be running"
-    assert os.path.exists(f"/proc/{state['net_worker_pid']}")
+    if state["pg_net"] == "stand-in":
+        assert os.path.exists(f"/proc/{state['net_worker_pid']}")
+    else:  # the real pg_net's worker is a Postgres background worker: no process of pydeploy's
+        assert state["pg_net"] == "extension" and state["net_worker_pid"] == 0
     res = run_cli("down", env=env)
     assert res.returncode == 0, res.stderr
     assert _pids_of_cluster(data_dir) == []
-    assert not os.path.exists(f"/proc/{state['net_worker_pid']}"), "the pg_net stand-in worker must stop"
+    if state["net_worker_pid"]:
+        assert not os.path.exists(f"/proc/{state['net_worker_pid']}"), "the pg_net stand-in worker must stop"
     res = run_cli("url", env=env)
     assert res.returncode == 1
     assert "no local engine is running" in res.stderr
@@ -134,3 +138,29 @@ def test_bad_dsn_is_one_clear_message(run_cli, dsn: str, needle: str) -> None:
 def test_engine_error_has_hint() -> None:
     err = EngineError("x", "do y")
     assert "do y" in str(err)
+
+
+def test_up_restarts_a_server_whose_binaries_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """apt may upgrade PostgreSQL's minor version under a running server (which then cannot load
+    plpgsql.so): `up` notices that `postgres -V` no longer matches the running server and restarts it.
+    The upgrade itself is simulated by what `postgres -V` reports; the restart is real."""
+    home = tmp_path / "upgraded"
+    opts = engines.UpOptions(engine="local", home=home)
+    try:
+        first = engines.up(opts)
+        assert isinstance(first, LocalState)
+        said: list[str] = []
+        same = engines.up(opts, said.append)
+        assert isinstance(same, LocalState) and same.postmaster_pid == first.postmaster_pid, said
+        assert not any("restarting" in s for s in said)
+        real = local_cluster.binary_version(first.bindir)
+        monkeypatch.setattr(local, "binary_version", lambda _bindir: real.replace("15.", "15.99", 1))
+        said.clear()
+        again = engines.up(opts, said.append)
+        assert isinstance(again, LocalState)
+        assert any("restarting the local engine: its binaries changed" in s for s in said), said
+        assert again.postmaster_pid != first.postmaster_pid
+        with psycopg.connect(again.db_url) as c:
+            assert c.execute("select 1").fetchone() == (1,)
+    finally:
+        engines.down(home, purge=True)

@@ -26,7 +26,8 @@ def test_local_state_file_has_the_keys_it_always_had(tmp_path: Path) -> None:
     doc = json.loads((tmp_path / "engine.json").read_text())
     assert doc == {"engine": "local", "running": True, "db_url": LOCAL.db_url, "port": 5999, "pg_root": "/tmp/x/pg",
                    "data_dir": "/tmp/x/pg/data", "bindir": "/usr/lib/postgresql/15/bin", "postmaster_pid": 123,
-                   "net_worker_pid": 456, "started_at": "2026-01-01T00:00:00Z"}
+                   "net_worker_pid": 456, "started_at": "2026-01-01T00:00:00Z",
+                   "pg_net": "stand-in"}  # which pg_net delivers (issue 17); a file without it reads as stand-in
     assert os.stat(tmp_path / "engine.json").st_mode & 0o777 == 0o600, "it holds a password"
     assert store.read() == LOCAL
 

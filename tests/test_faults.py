@@ -24,7 +24,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from pydeploy import engines
+from pydeploy import engines, extensions_build
 from pydeploy.engines import LocalState, StateFile
 from pydeploy.engines.processes import stop_pid, wait_gone
 from pydeploy.receiver import receiver
@@ -252,10 +252,14 @@ def own_engine(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 
 def stop_engine_worker(home: Path) -> None:
-    """Stop the engine's pg_net stand-in worker; the next engines.up starts a new one."""
+    """Stop the engine's pg_net worker; the next engines.up starts a new one (the real pg_net's is
+    parked in an empty database, and engines.up gives it back to `postgres` when it starts the server)."""
     store = StateFile(home)
     state = store.read()
     assert isinstance(state, LocalState)
+    if state.pg_net == "extension":
+        extensions_build.serve_database(state.db_url, extensions_build.IDLE_DATABASE)
+        return
     if state.net_worker_pid:
         stop_pid(state.net_worker_pid)
         store.write(dataclasses.replace(state, net_worker_pid=0))  # so that nobody signals a reused pid

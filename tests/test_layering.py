@@ -15,8 +15,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "pydeploy"
 LAYERS: list[set[str]] = [
     {"errors", "paths", "ports"},
     {"dsn", "db", "sql_split", "validate"},
-    {"migrations", "engines", "receiver", "net_worker", "channels", "report", "monitor", "verify",
-     "functions_server", "schema_check", "alertmanager", "heartbeat", "exporter_queries", "dashboard"},
+    {"migrations", "engines", "receiver", "net_worker", "channels", "report", "monitor", "verify", "advisor",
+     "extensions_build", "functions_server", "schema_check", "alertmanager", "heartbeat", "exporter_queries",
+     "dashboard"},
     {"bench"},
     {"cli"},
 ]

@@ -48,7 +48,7 @@ def _generate(run: Run, tag: str) -> None:
     run.say(f"generating {o.scale.describe()} into {PLAIN}")
     run.cluster.drop(MONITORED)
     run.cluster.create(PLAIN)
-    prepare(run.cluster.url(PLAIN), standin=True)
+    prepare(run.cluster.url(PLAIN))
     create_app_tables(run.cluster.url(PLAIN))
     with connect(run.cluster.url(PLAIN)) as c:
         g = bench_data.generate(c, o.scale, run.bar)
@@ -99,7 +99,7 @@ def bench_migrate(run: Run) -> None:
         run.bar("migrate (empty database)", i, run.opts.migrate_rounds)
         run.cluster.create(EMPTY)
         url = run.cluster.url(EMPTY)
-        prepare(url, standin=True)
+        prepare(url)
         with connect(url) as c:
             t0 = time.perf_counter()
             migrations.migrate(c, migrations_dir())

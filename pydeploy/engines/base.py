@@ -29,8 +29,9 @@ class Engine(ABC, Generic[S]):
 
     kind: ClassVar[str]
     state_type: type[S]
-    # Whether pydeploy supplies pg_net's contract itself (the stand-in SQL and worker).
-    standin: ClassVar[bool] = False
+    # Whether pydeploy supplies pg_net's contract itself (the stand-in SQL and worker); None:
+    # unless the server loads the real pg_net (the local engine given $PYDEPLOY_EXTENSIONS_SRC).
+    standin: ClassVar[bool | None] = False
 
     def __init__(self, home: Path, port: int | None = None) -> None:
         self.home = home

@@ -5,8 +5,9 @@ the unprivileged `postgres` user. That user must be able to reach the data folde
 project sits below a folder it cannot traverse (such as /root) the data goes to the system
 temp folder instead, and engine.json says where.
 
-The server's settings are written in one place, `write_settings` (SETTINGS, into
-data/pydeploy.conf on every start); `init` only makes the cluster include that file.
+The server's settings are written in one place, `write_settings` (SETTINGS, plus the real pg_net's
+and Vault's when $PYDEPLOY_EXTENSIONS_SRC is set, into data/pydeploy.conf on every start); `init`
+only makes the cluster include that file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydeploy import extensions_build
 from pydeploy.engines.processes import pid_alive, wait_gone
 from pydeploy.errors import EngineError
 
@@ -149,9 +151,16 @@ class LocalCluster:
             f.write("include_if_exists = 'pydeploy.conf'\n")
         return data
 
+    def settings(self, data: Path) -> dict[str, str]:
+        """SETTINGS, plus the real pg_net's and Vault's when $PYDEPLOY_EXTENSIONS_SRC is set."""
+        user = self._user()
+        extra = extensions_build.server_settings(data.parent, user.pw_uid if user else None,
+                                                 user.pw_gid if user else None)
+        return {**SETTINGS, **extra}
+
     def write_settings(self, data: Path, port: int) -> None:
-        """data/pydeploy.conf: SETTINGS (shared_preload_libraries, pg_cron's, …) and the port."""
-        lines = [f"{k} = {v}" for k, v in SETTINGS.items()] + [f"port = {port}"]
+        """data/pydeploy.conf: settings() (shared_preload_libraries, pg_cron's, …) and the port."""
+        lines = [f"{k} = {v}" for k, v in self.settings(data).items()] + [f"port = {port}"]
         path = data / "pydeploy.conf"
         path.write_text("# written by pydeploy up; edits are overwritten\n" + "\n".join(lines) + "\n")
         user = self._user()
@@ -198,6 +207,12 @@ class LocalCluster:
 
     def purge(self, root: Path) -> None:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def binary_version(bindir: Path) -> str:
+    """What `postgres -V` says, e.g. '15.18 (Debian 15.18-0+deb12u1)'."""
+    out = subprocess.run([str(bindir / "postgres"), "-V"], capture_output=True, text=True, check=False).stdout
+    return out.strip().removeprefix("postgres (PostgreSQL) ")
 
 
 def db_url(port: int, dbname: str = "postgres") -> str:

@@ -13,11 +13,13 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydeploy.paths import state_dir
 
 FILE_NAME = "engine.json"
+# which pg_net delivers on the local engine: pydeploy's stand-in worker, or the real extension
+PgNet = Literal["stand-in", "extension"]
 
 
 def now_utc() -> str:
@@ -49,7 +51,7 @@ class EngineState:
 
 @dataclass(frozen=True)
 class LocalState(EngineState):
-    """Debian's Postgres in a folder pydeploy owns, plus the pg_net stand-in worker."""
+    """Debian's Postgres in a folder pydeploy owns, plus the pg_net stand-in worker (or the real pg_net)."""
 
     kind: ClassVar[str] = "local"
     port: int = 0
@@ -58,6 +60,7 @@ class LocalState(EngineState):
     bindir: Path = Path()
     postmaster_pid: int | None = None
     net_worker_pid: int = 0
+    pg_net: PgNet = "stand-in"
 
     def stopped(self) -> LocalState:
         return dataclasses.replace(self, running=False, postmaster_pid=None, net_worker_pid=0)

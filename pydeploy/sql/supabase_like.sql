@@ -26,6 +26,18 @@ grant usage on schema extensions to postgres, anon, authenticated, service_role;
 create extension if not exists pgcrypto with schema extensions;
 create extension if not exists pg_stat_statements with schema extensions;
 
+-- pg_cron as Supabase enables it (Database -> Extensions): in schema pg_catalog, never public
+-- (Security Advisor: extension_in_public). Only in cron.database_name, where the server loads it;
+-- the migrations' own `create extension if not exists pg_cron` then finds it there.
+do $$
+begin
+  if exists (select 1 from pg_catalog.pg_available_extensions where name = 'pg_cron')
+    and current_database() = current_setting('cron.database_name', true) then
+    create extension if not exists pg_cron with schema pg_catalog;
+  end if;
+end
+$$;
+
 -- Supabase grants the API roles everything in public by default and relies on RLS;
 -- reproducing that is what makes our RLS and revoke tests meaningful.
 grant usage on schema public to anon, authenticated, service_role;

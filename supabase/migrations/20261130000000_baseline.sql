@@ -6154,6 +6154,7 @@ execute function monitoring._validate_finite_times('next_attempt_at+');
 --   monitoring-refresh-rollups  * * * * *    monitoring.refresh_rollups()
 --   check-whatsapp-errors       0 * * * *    the spec's hourly check (SQL, or the Edge Function)
 --   monitoring-retention        30 3 * * *   batched deletes, each committed, then refresh_rollups()
+--                                            (a `do` block: _retention_start(), then _retention_step())
 
 -- ---------------------------------------------------------------------------------------------
 -- Jobs
@@ -6257,7 +6258,7 @@ insert into monitoring.jobs (name, job, edge_job, schedule, description) values
 (
   'monitoring-retention', 'retention', null, '30 3 * * *',
   'Delete expired rows in batches (monitoring.retention_policies), each batch committed on its own, then '
-  || 'refresh_rollups(): call monitoring.run_retention_job().'
+  || 'refresh_rollups(): monitoring._retention_start(), then _retention_step() until done.'
 )
 on conflict (name) do nothing;
 
@@ -6268,7 +6269,12 @@ select
   j.name,
   j.schedule,
   case
-    when j.job = 'retention' then 'call monitoring.run_retention_job()'
+    -- each step committed on its own by the anonymous block (a DO block may commit when run
+    -- outside a transaction block, as pg_cron runs it); see 90_retention.sql
+    when j.job = 'retention'
+      then
+        'do $retention$ declare s jsonb; begin commit; s := monitoring._retention_start(); '
+        || 'while s is not null loop commit; s := monitoring._retention_step(s); end loop; end $retention$'
     else format(
       'select monitoring.run_job(%L)',
       case when s.job_mode = 'edge' and j.edge_job is not null then j.edge_job else j.job end
@@ -8076,6 +8082,25 @@ comment on function monitoring._health_delivery(timestamptz) is
 -- ---------------------------------------------------------------------------------------------
 -- health_thresholds and rollup_settings: triggers with messages (their CHECKs stay)
 -- ---------------------------------------------------------------------------------------------
+create or replace function monitoring._pg_net_implementation()
+returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select case
+    when e.extversion is not null then 'pg_net ' || e.extversion
+    when pg_catalog.to_regprocedure('net.http_post(text, jsonb, jsonb, jsonb, integer)') is not null
+      then 'pydeploy stand-in'
+  end
+  from (select 1) as one
+  left join pg_catalog.pg_extension as e on e.extname = 'pg_net';
+$$;
+
+comment on function monitoring._pg_net_implementation() is
+'The pg_net that delivers: ''pg_net <version>'' (the extension), ''pydeploy stand-in'' (the local engine without '
+'the real extension) or null (none: deliveries wait).';
+
 create or replace function monitoring._health_compose(
   -- the moment "now"
   p_now timestamptz
@@ -8095,12 +8120,13 @@ as $$
     'scheduler', monitoring._health_scheduler(p_now),
     'alerts', monitoring._health_alerts(p_now),
     'delivery', monitoring._health_delivery(p_now)
+    || jsonb_build_object('pgNetImplementation', monitoring._pg_net_implementation())
   );
 $$;
 
 comment on function monitoring._health_compose(timestamptz) is
 'The sections of health() without status and timestamp: services (functions, whatsapp), database, scheduler, alerts '
-'and delivery; each carries level and, when not healthy, reason.';
+'and delivery (with pgNetImplementation: the pg_net in use); each carries level and, when not healthy, reason.';
 
 -- =============================================================================================
 -- API: Public
@@ -8522,7 +8548,7 @@ comment on function monitoring.dashboard(text, integer) is
 
 -- Retention: how long each kind of row is kept (the spec's "clean up old logs (> 30 days)"), the
 -- batched deletes, and the nightly job that runs them, each batch committed on its own so no
--- app table is locked for long, followed by the full rollup refresh.
+-- app table is locked for long, followed by a regular rollup refresh.
 
 -- ---------------------------------------------------------------------------------------------
 -- Retention settings
@@ -8648,8 +8674,8 @@ $$;
 
 comment on function monitoring.run_retention(timestamptz) is
 'One-shot retention in ONE transaction: delete rows older than each policy''s keep_for in batches, then a '
-'regular refresh_rollups(); returns rows deleted per target. The scheduled job uses the procedure '
-'run_retention_job(), which commits per batch.';
+'regular refresh_rollups(); returns rows deleted per target. The scheduled job (monitoring.expected_jobs) '
+'commits per batch: _retention_start(), then _retention_step() until done.';
 
 alter table monitoring.retention_policies enable row level security;
 
@@ -8661,12 +8687,11 @@ for each row execute function monitoring._validate_not_null();
 --
 -- monitoring.run_retention() is a function, so everything it does is one transaction: at 10 M rows
 -- that held row locks on whatsapp_error_logs for ~12 s and kept back vacuum's horizon as long. The
--- scheduled job calls the procedure monitoring.run_retention_job(), which commits after every batch
--- (each holds its locks for tens of milliseconds), then runs a regular refresh_rollups() in a
--- transaction of its own, and logs the run in job_runs like run_job does. run_retention() stays
--- for a one-shot manual run in one transaction.
+-- scheduled job (below) commits after every batch (each holds its locks for tens of milliseconds),
+-- then runs a regular refresh_rollups() in a transaction of its own, and logs the run in job_runs
+-- like run_job does. run_retention() stays for a one-shot manual run in one transaction.
 
--- one batch of one retention policy: the shared body of run_retention() and run_retention_job()
+-- one batch of one retention policy: the shared body of run_retention() and _retention_step()
 create or replace function monitoring._retention_batch(
   -- retention_policies.target
   p_target text,
@@ -8745,104 +8770,167 @@ $$;
 comment on function monitoring._retention_batch(text, timestamptz, integer) is
 'Delete at most p_limit rows of one retention target older than p_cutoff; returns the rows deleted.';
 
--- A procedure, not a function, so that it can commit between batches. No SET clause: Postgres
--- forbids transaction control in a procedure that has one; every name in the body is qualified.
-create or replace procedure monitoring.run_retention_job(
+-- The scheduled job is a `do` block (monitoring.expected_jobs.command) that commits between the
+-- calls of two functions, each with `set search_path = ''` (a procedure that commits cannot carry a
+-- SET clause, which Supabase's Security Advisor reports as function_search_path_mutable):
+--   monitoring._retention_start()    validate, take the job's lock, plan the run (no deletes)
+--   monitoring._retention_step(s)    one batch of deletes, or the regular rollup refresh, or the
+--                                    job_runs entry; returns the next state, null when done
+-- Each batch commits on its own (short locks), the refresh runs in its own transaction, and an
+-- overlapping run skips.
+create or replace function monitoring._retention_start(
   -- now (null: the time of the call)
   p_now timestamptz default null
 )
+returns jsonb
 language plpgsql
+volatile
+set search_path = ''
 as $$
 declare
-  v_now timestamptz := coalesce(p_now, now());
-  v_started timestamptz := clock_timestamp();
-  v_policy record;
-  v_rows integer;
-  v_total bigint;
-  v_batches integer;
-  v_batch_started timestamptz;
-  v_longest_ms numeric := 0;
-  v_deleted jsonb := '{}'::jsonb;
-  v_refresh jsonb;
-  v_refresh_ms numeric;
-  v_message text;
-  v_context text;
+  v_now timestamptz := coalesce(p_now, pg_catalog.now());
+  v_policies jsonb;
 begin
   -- 'infinity' would make every row older than its cutoff, and each batch commits
   if not isfinite(v_now) then
     raise exception using
       errcode = 'invalid_parameter_value',
-      message = format('run_retention_job: p_now must be a finite time (got %s)', v_now),
+      message = format('_retention_start: p_now must be a finite time (got %s)', v_now),
       hint = 'leave p_now out: it defaults to now()';
   end if;
-  -- the key run_job('retention') takes: a manual run_job and the scheduled procedure never overlap
-  if not pg_catalog.pg_try_advisory_lock(pg_catalog.hashtext('monitoring.run_job'), pg_catalog.hashtext('retention')) then
-    raise notice 'monitoring.run_retention_job: another retention run holds its lock; skipped';
-    return;
+  -- the key run_job('retention') takes: a manual run_job and the scheduled job never overlap.
+  -- A session lock: it spans the commits between the steps; _retention_step releases it.
+  if not pg_catalog.pg_try_advisory_lock(
+    pg_catalog.hashtext('monitoring.run_job'), pg_catalog.hashtext('retention')
+  ) then
+    raise notice 'monitoring-retention: another retention run holds its lock; skipped';
+    return null;
   end if;
-  commit;
-
-  <<policies>>
-  for v_policy in
-    select p.target, p.keep_for, p.batch_size, p.max_batches
-    from monitoring.retention_policies as p where p.enabled order by p.target
-  loop
-    v_total := 0;
-    v_batches := 0;
-    loop
-      v_batch_started := pg_catalog.clock_timestamp();
-      begin
-        v_rows := monitoring._retention_batch(v_policy.target, v_now - v_policy.keep_for, v_policy.batch_size);
-      exception when others then
-        get stacked diagnostics v_message = message_text, v_context = pg_exception_context;
-      end;
-      exit policies when v_message is not null;
-      commit;
-      v_longest_ms := greatest(
-        v_longest_ms, extract(epoch from pg_catalog.clock_timestamp() - v_batch_started) * 1000
-      );
-      v_total := v_total + v_rows;
-      v_batches := v_batches + 1;
-      exit when v_rows < v_policy.batch_size or v_batches >= v_policy.max_batches;
-    end loop;
-    v_deleted := v_deleted || jsonb_build_object(v_policy.target, v_total);
-  end loop;
-
-  -- a regular refresh in a transaction of its own (see run_retention: no full refresh is needed)
-  if v_message is null then
-    v_batch_started := pg_catalog.clock_timestamp();
-    begin
-      v_refresh := monitoring.refresh_rollups(p_now => v_now);
-    exception when others then
-      get stacked diagnostics v_message = message_text, v_context = pg_exception_context;
-    end;
-    commit;
-    v_refresh_ms := round(extract(epoch from pg_catalog.clock_timestamp() - v_batch_started)::numeric * 1000, 1);
-  end if;
-
-  insert into monitoring.job_runs (job, started_at, finished_at, ok, error, detail)
-  values (
-    'retention', v_started, pg_catalog.clock_timestamp(), v_message is null, v_message,
-    jsonb_build_object(
-      'deleted', v_deleted,
-      'refresh', v_refresh,
-      'refreshMs', v_refresh_ms,
-      'longestBatchMs', round(v_longest_ms, 1),
-      'context', v_context
-    )
+  select coalesce(jsonb_agg(jsonb_build_object(
+    'target', p.target,
+    'cutoff', v_now - p.keep_for,
+    'batchSize', p.batch_size,
+    'maxBatches', p.max_batches
+  ) order by p.target), '[]'::jsonb)
+  into v_policies
+  from monitoring.retention_policies as p
+  where p.enabled;
+  return jsonb_build_object(
+    'now', v_now,
+    'started', pg_catalog.clock_timestamp(),
+    'phase', 'delete',
+    'policies', v_policies,
+    'policy', 0,
+    'batches', 0,
+    'rows', 0,
+    'deleted', '{}'::jsonb,
+    'longestBatchMs', 0
   );
-  commit;
-  perform pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('monitoring.run_job'), pg_catalog.hashtext('retention'));
-  if v_message is not null then
-    raise warning 'monitoring.run_retention_job failed: %', v_message;
-  end if;
 end
 $$;
 
-comment on procedure monitoring.run_retention_job(timestamptz) is -- noqa: LT01
-'The scheduled retention job (call monitoring.run_retention_job()): batched deletes committed one by one, then a '
-'regular refresh_rollups() in its own transaction; logs the run in job_runs (detail: deleted per target, '
-'longestBatchMs). Call it outside a transaction block; an overlapping run skips.';
+comment on function monitoring._retention_start(timestamptz) is
+'First step of the retention job (see monitoring.expected_jobs): refuse an infinite p_now, take the job''s session '
+'lock (null when another run holds it: skip) and return the plan, the state _retention_step() takes.';
+
+create or replace function monitoring._retention_step(
+  -- the state returned by _retention_start() or by the previous step
+  p_state jsonb
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+set jit = off
+as $$
+declare
+  v_state jsonb := p_state;
+  v_policy jsonb;
+  v_rows integer;
+  v_started timestamptz := pg_catalog.clock_timestamp();
+  v_ms numeric;
+  v_refresh jsonb;
+  v_message text;
+  v_context text;
+begin
+  if p_state is null or jsonb_typeof(p_state) <> 'object' or p_state ->> 'phase' is null then
+    raise exception using
+      errcode = 'invalid_parameter_value',
+      message = '_retention_step: p_state must be the state returned by _retention_start() or the previous step',
+      hint = 'run the job''s command: select command from monitoring.expected_jobs where job = ''retention''';
+  end if;
+
+  if v_state ->> 'phase' = 'delete' then
+    v_policy := v_state -> 'policies' -> (v_state ->> 'policy')::integer;
+    if v_policy is null then
+      return jsonb_set(v_state, '{phase}', '"refresh"');
+    end if;
+    begin
+      v_rows := monitoring._retention_batch(
+        v_policy ->> 'target', (v_policy ->> 'cutoff')::timestamptz, (v_policy ->> 'batchSize')::integer
+      );
+    exception when others then
+      get stacked diagnostics v_message = message_text, v_context = pg_exception_context;
+      return v_state || jsonb_build_object('phase', 'log', 'error', v_message, 'context', v_context);
+    end;
+    v_ms := extract(epoch from pg_catalog.clock_timestamp() - v_started) * 1000;
+    v_state := v_state || jsonb_build_object(
+      'batches', (v_state ->> 'batches')::integer + 1,
+      'rows', (v_state ->> 'rows')::bigint + v_rows,
+      'longestBatchMs', greatest((v_state ->> 'longestBatchMs')::numeric, round(v_ms, 1))
+    );
+    if v_rows < (v_policy ->> 'batchSize')::integer
+      or (v_state ->> 'batches')::integer >= (v_policy ->> 'maxBatches')::integer then
+      v_state := v_state || jsonb_build_object(
+        'deleted', (v_state -> 'deleted') || jsonb_build_object(v_policy ->> 'target', (v_state ->> 'rows')::bigint),
+        'policy', (v_state ->> 'policy')::integer + 1,
+        'batches', 0,
+        'rows', 0
+      );
+    end if;
+    return v_state;
+  end if;
+
+  if v_state ->> 'phase' = 'refresh' then
+    -- a regular refresh in a transaction of its own (see run_retention: no full refresh is needed)
+    begin
+      v_refresh := monitoring.refresh_rollups(p_now => (v_state ->> 'now')::timestamptz);
+    exception when others then
+      get stacked diagnostics v_message = message_text, v_context = pg_exception_context;
+    end;
+    return v_state || jsonb_build_object(
+      'phase', 'log',
+      'refresh', v_refresh,
+      'refreshMs', round(extract(epoch from pg_catalog.clock_timestamp() - v_started)::numeric * 1000, 1),
+      'error', v_message,
+      'context', v_context
+    );
+  end if;
+
+  -- phase log: the run's entry in job_runs, then the lock is released
+  insert into monitoring.job_runs (job, started_at, finished_at, ok, error, detail)
+  values (
+    'retention', (v_state ->> 'started')::timestamptz, pg_catalog.clock_timestamp(), v_state ->> 'error' is null,
+    v_state ->> 'error',
+    jsonb_build_object(
+      'deleted', v_state -> 'deleted',
+      'refresh', v_state -> 'refresh',
+      'refreshMs', v_state -> 'refreshMs',
+      'longestBatchMs', v_state -> 'longestBatchMs',
+      'context', v_state -> 'context'
+    )
+  );
+  perform pg_catalog.pg_advisory_unlock(pg_catalog.hashtext('monitoring.run_job'), pg_catalog.hashtext('retention'));
+  if v_state ->> 'error' is not null then
+    raise warning 'monitoring-retention failed: %', v_state ->> 'error';
+  end if;
+  return null;
+end
+$$;
+
+comment on function monitoring._retention_step(jsonb) is
+'One step of the retention job: one batch of deletes (phase delete), a regular refresh_rollups() (phase refresh) or '
+'the run''s job_runs entry and the release of its lock (phase log, returns null). The job commits after each step.';
 
 
 -- =============================================================================================
@@ -9018,10 +9106,13 @@ monitoring._iso(timestamptz),
 monitoring._latency_edges_ms(),
 monitoring._notification_hist(timestamptz, interval, text),
 monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz),
+monitoring._pg_net_implementation(),
 monitoring._prometheus_label_name(text),
 monitoring._rate(bigint, bigint),
 monitoring._record_failure(bigint, timestamptz, integer, text, boolean, boolean),
 monitoring._retention_batch(text, timestamptz, integer),
+monitoring._retention_start(timestamptz),
+monitoring._retention_step(jsonb),
 monitoring._run_check(monitoring.alert_rules, timestamptz),
 monitoring._severity_rank(text),
 monitoring._silence_for(jsonb, timestamptz),
@@ -9092,10 +9183,6 @@ monitoring.set_heartbeat(text, interval),
 monitoring.set_secret(text, text, text),
 monitoring.test_channel(text, timestamptz),
 monitoring.unschedule_jobs()
-to service_role;
-
-grant execute on procedure
-monitoring.run_retention_job(timestamptz)
 to service_role;
 
 -- Owner only: monitoring._validate_limit() (checks rows of monitoring._limits, which only migrations write).

@@ -15,6 +15,7 @@
 --   monitoring-refresh-rollups  * * * * *    monitoring.refresh_rollups()
 --   check-whatsapp-errors       0 * * * *    the spec's hourly check (SQL, or the Edge Function)
 --   monitoring-retention        30 3 * * *   batched deletes, each committed, then refresh_rollups()
+--                                            (a `do` block: _retention_start(), then _retention_step())
 
 -- ---------------------------------------------------------------------------------------------
 -- Jobs
@@ -118,7 +119,7 @@ insert into monitoring.jobs (name, job, edge_job, schedule, description) values
 (
   'monitoring-retention', 'retention', null, '30 3 * * *',
   'Delete expired rows in batches (monitoring.retention_policies), each batch committed on its own, then '
-  || 'refresh_rollups(): call monitoring.run_retention_job().'
+  || 'refresh_rollups(): monitoring._retention_start(), then _retention_step() until done.'
 )
 on conflict (name) do nothing;
 
@@ -129,7 +130,12 @@ select
   j.name,
   j.schedule,
   case
-    when j.job = 'retention' then 'call monitoring.run_retention_job()'
+    -- each step committed on its own by the anonymous block (a DO block may commit when run
+    -- outside a transaction block, as pg_cron runs it); see 90_retention.sql
+    when j.job = 'retention'
+      then
+        'do $retention$ declare s jsonb; begin commit; s := monitoring._retention_start(); '
+        || 'while s is not null loop commit; s := monitoring._retention_step(s); end loop; end $retention$'
     else format(
       'select monitoring.run_job(%L)',
       case when s.job_mode = 'edge' and j.edge_job is not null then j.edge_job else j.job end

@@ -505,6 +505,25 @@ comment on function monitoring._health_delivery(timestamptz) is
 -- ---------------------------------------------------------------------------------------------
 -- health_thresholds and rollup_settings: triggers with messages (their CHECKs stay)
 -- ---------------------------------------------------------------------------------------------
+create or replace function monitoring._pg_net_implementation()
+returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select case
+    when e.extversion is not null then 'pg_net ' || e.extversion
+    when pg_catalog.to_regprocedure('net.http_post(text, jsonb, jsonb, jsonb, integer)') is not null
+      then 'pydeploy stand-in'
+  end
+  from (select 1) as one
+  left join pg_catalog.pg_extension as e on e.extname = 'pg_net';
+$$;
+
+comment on function monitoring._pg_net_implementation() is
+'The pg_net that delivers: ''pg_net <version>'' (the extension), ''pydeploy stand-in'' (the local engine without '
+'the real extension) or null (none: deliveries wait).';
+
 create or replace function monitoring._health_compose(
   -- the moment "now"
   p_now timestamptz
@@ -524,12 +543,13 @@ as $$
     'scheduler', monitoring._health_scheduler(p_now),
     'alerts', monitoring._health_alerts(p_now),
     'delivery', monitoring._health_delivery(p_now)
+    || jsonb_build_object('pgNetImplementation', monitoring._pg_net_implementation())
   );
 $$;
 
 comment on function monitoring._health_compose(timestamptz) is
 'The sections of health() without status and timestamp: services (functions, whatsapp), database, scheduler, alerts '
-'and delivery; each carries level and, when not healthy, reason.';
+'and delivery (with pgNetImplementation: the pg_net in use); each carries level and, when not healthy, reason.';
 
 -- =============================================================================================
 -- API: Public

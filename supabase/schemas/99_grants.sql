@@ -167,10 +167,13 @@ monitoring._iso(timestamptz),
 monitoring._latency_edges_ms(),
 monitoring._notification_hist(timestamptz, interval, text),
 monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz),
+monitoring._pg_net_implementation(),
 monitoring._prometheus_label_name(text),
 monitoring._rate(bigint, bigint),
 monitoring._record_failure(bigint, timestamptz, integer, text, boolean, boolean),
 monitoring._retention_batch(text, timestamptz, integer),
+monitoring._retention_start(timestamptz),
+monitoring._retention_step(jsonb),
 monitoring._run_check(monitoring.alert_rules, timestamptz),
 monitoring._severity_rank(text),
 monitoring._silence_for(jsonb, timestamptz),
@@ -241,10 +244,6 @@ monitoring.set_heartbeat(text, interval),
 monitoring.set_secret(text, text, text),
 monitoring.test_channel(text, timestamptz),
 monitoring.unschedule_jobs()
-to service_role;
-
-grant execute on procedure
-monitoring.run_retention_job(timestamptz)
 to service_role;
 
 -- Owner only: monitoring._validate_limit() (checks rows of monitoring._limits, which only migrations write).

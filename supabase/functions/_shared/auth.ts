@@ -7,6 +7,9 @@
  * - SUPABASE_JWT_SECRET (else JWT_SECRET): the legacy shared secret (HS256 tokens), which is
  *   also what `pydeploy functions serve` / `pydeploy dashboard` and the tests sign with.
  *
+ * Used by monitoring-dashboard (requireAdmin) and health (isPrivileged: the service role key or an
+ * admin gets the full document).
+ *
  * An admin is a user whose claim at MONITORING_ADMIN_CLAIM (a dotted path, default
  * `app_metadata.role`, the Supabase convention: app_metadata is writable only with the service
  * key, never by the user) equals MONITORING_ADMIN_VALUE (default `admin`), or is an array that
@@ -19,6 +22,7 @@ import {
   type JWTPayload,
   jwtVerify,
 } from "npm:jose@6.2.18";
+import { bearerToken, timingSafeEqual } from "./http.ts";
 
 /** Why a request is refused: 401 (who are you?) or 403 (not allowed), with a reason to show. */
 export class AuthError extends Error {
@@ -193,4 +197,23 @@ export async function requireAdmin(token: string | null): Promise<Caller> {
   const sub = String(claims.sub);
   const email = typeof claims.email === "string" && claims.email ? claims.email : null;
   return { sub, email, actor: email ? `${email} (${sub})` : sub, claims };
+}
+
+/**
+ * Whether the request may see more than the public answer: it carries the service role key, or
+ * the JWT of an admin (verified as above, the same admin rule as the dashboard). Anything else,
+ * a bad or expired token included, is a public caller; health uses this to choose between the
+ * full document and the spec's public one.
+ */
+export async function isPrivileged(req: Request): Promise<boolean> {
+  const token = bearerToken(req);
+  if (!token) return false;
+  const serviceKey = env("SUPABASE_SERVICE_ROLE_KEY");
+  if (serviceKey && (await timingSafeEqual(token, serviceKey))) return true;
+  try {
+    const claims = await verifyToken(token);
+    return isAdmin(claims as Record<string, unknown>, adminRule());
+  } catch {
+    return false;
+  }
 }

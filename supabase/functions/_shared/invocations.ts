@@ -2,6 +2,8 @@
  * Each call of a function is logged in monitoring.function_invocations (through
  * monitoring.record_invocation), which feeds monitoring.function_stats and the health check's
  * services.functions. Recording is fire-and-forget: it never delays or fails the response.
+ * Records are buffered for up to FLUSH_MS and written in one statement, so that a flood of calls
+ * (e.g. anonymous /health) costs the database one statement per second, not one per call.
  */
 
 import { db, STATEMENT_TIMEOUT_MS, withTimeout } from "./db.ts";
@@ -27,25 +29,70 @@ export function background(work: Promise<unknown>): void {
   }
 }
 
-/** Wait for all background work started so far (tests, graceful shutdown). */
+/** Records wait at most this long, so that a flood of calls costs one statement per period. */
+export const FLUSH_MS = 1000;
+/** A batch is written at once when it reaches this size. */
+export const MAX_BATCH = 500;
+
+interface Invocation {
+  f: string;
+  s: number;
+  d: number;
+  t: string;
+}
+
+const buffer: Invocation[] = [];
+let scheduled: (() => void) | undefined;
+
+/** Write the buffered records in one statement (monitoring.record_invocation per row). */
+async function flush(): Promise<void> {
+  const rows = buffer.splice(0, buffer.length);
+  if (rows.length === 0) return;
+  try {
+    const sql = db();
+    const query = sql`
+      select count(monitoring.record_invocation(r.f, r.s, r.d, r.t))
+      from jsonb_to_recordset(${JSON.stringify(rows)}::text::jsonb)
+        as r (f text, s integer, d numeric, t timestamptz)`;
+    await withTimeout(query, STATEMENT_TIMEOUT_MS + 500, () => query.cancel());
+  } catch (err) {
+    logger(rows[0].f).warn({
+      action: "record_invocation",
+      status: "failed",
+      records: rows.length,
+      error: describeError(err),
+    });
+  }
+}
+
+/** Flush after FLUSH_MS (or at once when `now`); one pending flush at a time. */
+function schedule(now: boolean): void {
+  if (scheduled) {
+    if (now) scheduled();
+    return;
+  }
+  let release!: () => void;
+  const due = new Promise<void>((resolve) => (release = resolve));
+  const timer = setTimeout(() => release(), now ? 0 : FLUSH_MS);
+  scheduled = () => {
+    clearTimeout(timer);
+    release();
+  };
+  background(due.then(() => {
+    scheduled = undefined;
+    return flush();
+  }));
+}
+
+/** Wait for all background work started so far, writing buffered records now (tests, shutdown). */
 export async function settle(): Promise<void> {
+  if (buffer.length > 0) schedule(true);
   while (pending.size > 0) await Promise.all([...pending]);
 }
 
-/** Record one invocation of `fn` in the background (see the module comment). */
+/** Record one invocation of `fn`: buffered, written in the background (see the module comment). */
 export function recordInvocation(fn: string, statusCode: number, durationMs: number): void {
-  const log = logger(fn);
   const duration = Math.max(0, Math.round(durationMs * 10) / 10);
-  background(
-    (async () => {
-      try {
-        const sql = db();
-        const query = sql`
-          select monitoring.record_invocation(${fn}::text, ${statusCode}::integer, ${duration}::numeric)`;
-        await withTimeout(query, STATEMENT_TIMEOUT_MS + 500, () => query.cancel());
-      } catch (err) {
-        log.warn({ action: "record_invocation", status: "failed", error: describeError(err) });
-      }
-    })(),
-  );
+  buffer.push({ f: fn, s: statusCode, d: duration, t: new Date().toISOString() });
+  schedule(buffer.length >= MAX_BATCH);
 }

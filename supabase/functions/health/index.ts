@@ -1,15 +1,23 @@
 /**
- * health: the spec's /api/health as a Supabase Edge Function.
+ * health: the spec's /api/health as a Supabase Edge Function, deployed with --no-verify-jwt so that
+ * uptime checkers can reach it.
  *
- * GET answers monitoring.health() (status, timestamp, services.functions, services.whatsapp,
- * database, scheduler, alerts, delivery, reasons) plus the spec's `environment` block (whether
- * each setting is present, never its value). 200 when healthy or degraded; 503 when unhealthy
- * or when the database cannot be reached in time, with a JSON body saying so (never a stack).
- * The database gets HEALTH_BUDGET_MS, so the whole answer comes within 2 s. No cache keeps it;
- * any origin may read it. Each call is recorded in monitoring.function_invocations.
+ * Two answers, the same status codes (200 healthy or degraded; 503 unhealthy or database
+ * unreachable, with a JSON body, never a stack):
+ * - callers with the service role key or an admin's JWT (see _shared/auth.ts) get the full
+ *   document: monitoring.health() (status, timestamp, services, database, scheduler, alerts,
+ *   delivery, reasons) plus the spec's `environment` block (which settings are present);
+ * - everyone else gets only the spec's shape (publicBody): status, timestamp, services.functions
+ *   .status, services.whatsapp {status, connectionState, lastConnected} and environment
+ *   {configured}: nothing that names a version, a size, a rule, a setting or the outbox. That
+ *   answer is cached for HEALTH_CACHE_SECONDS (default 5; one database check at a time), so a
+ *   flood of anonymous calls costs the database one health() per period (docs/edge-functions.md).
+ * The database gets HEALTH_BUDGET_MS, so the whole answer comes within 2 s. Each call is recorded
+ * in monitoring.function_invocations (batched, see _shared/invocations.ts).
  */
 
 import { db, isUnavailable, withTimeout } from "../_shared/db.ts";
+import { isPrivileged } from "../_shared/auth.ts";
 import { corsHeaders, json, methodNotAllowed, preflight } from "../_shared/http.ts";
 import { recordInvocation } from "../_shared/invocations.ts";
 import { describeError, logger } from "../_shared/log.ts";
@@ -17,6 +25,9 @@ import { describeError, logger } from "../_shared/log.ts";
 export const FUNCTION_NAME = "health";
 /** Time the database gets before health answers 503 on its own (the response stays under 2 s). */
 export const HEALTH_BUDGET_MS = 1500;
+
+/** Seconds an anonymous answer is reused when HEALTH_CACHE_SECONDS is not set. */
+export const DEFAULT_CACHE_SECONDS = 5;
 
 const METHODS = ["GET", "HEAD"] as const;
 const CORS = corsHeaders(METHODS);
@@ -101,6 +112,72 @@ async function check(): Promise<{ status: number; body: Record<string, unknown> 
   }
 }
 
+/** check(), with a last guard against a stack trace (check() answers every failure itself). */
+async function guardedCheck(): Promise<{ status: number; body: Record<string, unknown> }> {
+  try {
+    return await check();
+  } catch (err) {
+    const error = describeError(err);
+    log.error({ action: "health_check", status: "error", error });
+    return { status: 503, body: failureBody(error, environment(), "error") };
+  }
+}
+
+function pick(value: unknown, keys: string[]): Record<string, unknown> {
+  const src = value && typeof value === "object" ? value as Record<string, unknown> : {};
+  return Object.fromEntries(keys.map((k) => [k, k in src ? src[k] : null]));
+}
+
+/**
+ * The anonymous answer: the spec's document and nothing more. `environment` says only whether
+ * every setting the system needs is present (`configured`), not which one is missing.
+ */
+export function publicBody(full: Record<string, unknown>): Record<string, unknown> {
+  const services = (full.services ?? {}) as Record<string, unknown>;
+  const env = (full.environment ?? {}) as Record<string, unknown>;
+  const values = Object.values(env);
+  return {
+    status: full.status,
+    timestamp: full.timestamp,
+    services: {
+      functions: pick(services.functions, ["status"]),
+      whatsapp: pick(services.whatsapp, ["status", "connectionState", "lastConnected"]),
+    },
+    environment: { configured: values.length > 0 && values.every((v) => v === true) },
+  };
+}
+
+function cacheSeconds(): number {
+  const raw = (Deno.env.get("HEALTH_CACHE_SECONDS") ?? "").trim();
+  const n = raw === "" ? DEFAULT_CACHE_SECONDS : Number(raw);
+  return Number.isFinite(n) && n >= 0 ? Math.min(n, 300) : DEFAULT_CACHE_SECONDS;
+}
+
+type Answer = { status: number; body: Record<string, unknown> };
+let cached: { answer: Answer; until: number } | undefined;
+let inFlight: Promise<Answer> | undefined;
+
+/** The anonymous answer, computed at most once per cache period (and once at a time). */
+async function publicAnswer(): Promise<Answer> {
+  const now = performance.now();
+  if (cached && now < cached.until) return cached.answer;
+  if (!inFlight) {
+    inFlight = guardedCheck().then(({ status, body }) => {
+      const answer = { status, body: publicBody(body) };
+      cached = { answer, until: performance.now() + cacheSeconds() * 1000 };
+      return answer;
+    }).finally(() => {
+      inFlight = undefined;
+    });
+  }
+  return await inFlight;
+}
+
+/** Forget the cached anonymous answer (tests). */
+export function clearCache(): void {
+  cached = undefined;
+}
+
 /** The function: GET (or HEAD) for the health document, OPTIONS for CORS preflight. */
 export async function handler(req: Request): Promise<Response> {
   const started = performance.now();
@@ -110,20 +187,17 @@ export async function handler(req: Request): Promise<Response> {
     recordInvocation(FUNCTION_NAME, res.status, performance.now() - started);
     return res;
   }
-  let status: number;
-  let body: Record<string, unknown>;
-  try {
-    ({ status, body } = await check());
-  } catch (err) {
-    // check() answers every failure itself; this is the last guard against a stack trace
-    const error = describeError(err);
-    log.error({ action: "health_check", status: "error", error });
-    status = 503;
-    body = failureBody(error, environment(), "error");
-  }
+  const full = await isPrivileged(req);
+  const { status, body } = full ? await guardedCheck() : await publicAnswer();
   const duration = performance.now() - started;
   const level = body.status === "healthy" ? "info" : "warn";
-  log[level]({ action: "health_check", status: String(body.status), duration, httpStatus: status });
+  log[level]({
+    action: "health_check",
+    status: String(body.status),
+    duration,
+    httpStatus: status,
+    view: full ? "full" : "public",
+  });
   recordInvocation(FUNCTION_NAME, status, duration);
   return json(body, status, CORS);
 }

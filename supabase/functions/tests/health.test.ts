@@ -1,5 +1,5 @@
 // Test: the health function against a real database (SUPABASE_DB_URL).
-import { assert, assertEquals, assertMatch } from "./_assert.ts";
+import { assert, assertEquals, assertMatch, assertRejects } from "./_assert.ts";
 import {
   adminDb,
   captureLogs,
@@ -10,16 +10,149 @@ import {
   requireDbUrl,
   withEnv,
 } from "./_helpers.ts";
-import { handler, HEALTH_BUDGET_MS } from "../health/index.ts";
+import { clearCache, handler, HEALTH_BUDGET_MS, publicBody } from "../health/index.ts";
+import { verifyToken } from "../_shared/auth.ts";
 
 const DB_URL = requireDbUrl();
 const SPEC_KEYS = ["status", "timestamp", "services", "environment"];
+const JWT_SECRET = "test-jwt-secret-" + crypto.randomUUID();
 
-async function get(init: RequestInit = {}): Promise<{ res: Response; body: Json }> {
-  const res = await handler(request("health", init));
+function b64url(bytes: Uint8Array): string {
+  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(
+    /=+$/,
+    "",
+  );
+}
+
+/** A Supabase-Auth-like HS256 JWT with the given claims (exp one hour ahead unless given). */
+async function jwt(claims: Record<string, unknown>, secret = JWT_SECRET): Promise<string> {
+  const enc = new TextEncoder();
+  const head = b64url(enc.encode(JSON.stringify({ alg: "HS256", typ: "JWT" })));
+  const body = b64url(
+    enc.encode(
+      JSON.stringify({ sub: "user-1", exp: Math.floor(Date.now() / 1000) + 3600, ...claims }),
+    ),
+  );
+  const key = await crypto.subtle.importKey(
+    "raw",
+    enc.encode(secret),
+    { name: "HMAC", hash: "SHA-256" },
+    false,
+    ["sign"],
+  );
+  const sig = new Uint8Array(await crypto.subtle.sign("HMAC", key, enc.encode(`${head}.${body}`)));
+  return `${head}.${body}.${b64url(sig)}`;
+}
+
+const adminJwt = () => jwt({ role: "authenticated", app_metadata: { role: "admin" } });
+
+/** GET health as an admin (the full document), or anonymously with `anonymous`. */
+async function get(
+  init: RequestInit = {},
+  anonymous = false,
+): Promise<{ res: Response; body: Json }> {
+  const headers = new Headers(init.headers);
+  if (!anonymous && !headers.has("Authorization")) {
+    headers.set("Authorization", `Bearer ${await adminJwt()}`);
+  }
+  // the project's JWT secret only while health runs: other test files check what happens without one
+  const res = await withEnv({ JWT_SECRET }, () => handler(request("health", { ...init, headers })));
   const text = await res.text();
   return { res, body: text ? JSON.parse(text) : null };
 }
+
+dbTest(
+  "anonymous callers get only the spec's document: no version, size, rule or setting",
+  async () => {
+    clearCache();
+    const { res, body } = await get({}, true);
+    const full = await get();
+    assertEquals(res.status, full.res.status);
+    assertEquals(Object.keys(body), SPEC_KEYS);
+    assertEquals(Object.keys(body.services), ["functions", "whatsapp"]);
+    assertEquals(Object.keys(body.services.functions), ["status"]);
+    assertEquals(Object.keys(body.services.whatsapp), [
+      "status",
+      "connectionState",
+      "lastConnected",
+    ]);
+    assertEquals(Object.keys(body.environment), ["configured"]);
+    assertEquals(body.status, full.body.status);
+    const text = JSON.stringify(body);
+    assert(
+      !/PostgreSQL|Debian|\b1[5-9]\.\d+|version|size|maxConnections|watermark|startedAt/i.test(
+        text,
+      ),
+      text,
+    );
+    assert(
+      "version" in full.body.database && "sizeBytes" in full.body.database,
+      "the full one has them",
+    );
+    assertEquals(publicBody(full.body).services, body.services);
+  },
+);
+
+dbTest("the anonymous answer is cached for HEALTH_CACHE_SECONDS; an admin's is fresh", async () => {
+  await withEnv({ HEALTH_CACHE_SECONDS: "30" }, async () => {
+    clearCache();
+    const first = await get({}, true);
+    await new Promise((r) => setTimeout(r, 1100)); // timestamps are to the second
+    const second = await get({}, true);
+    assertEquals(second.body.timestamp, first.body.timestamp, "served from the cache");
+    const admin = await get();
+    assert(admin.body.timestamp > first.body.timestamp, "an admin gets a fresh check");
+    clearCache();
+  });
+});
+
+dbTest(
+  "the service role key, or an admin JWT, gets the full document; other tokens do not",
+  async () => {
+    clearCache();
+    const key = "service-key-" + crypto.randomUUID();
+    await withEnv(
+      { SUPABASE_SERVICE_ROLE_KEY: key, MONITORING_ADMIN_VALUE: undefined },
+      async () => {
+        const full = async (token: string) =>
+          "database" in (await get({ headers: { Authorization: `Bearer ${token}` } })).body;
+        assert(await full(key), "service role key");
+        assert(await full(await adminJwt()), "admin JWT");
+        assert(!(await full(key + "x")), "another key");
+        assert(!(await full(await jwt({ app_metadata: { role: "viewer" } }))), "not an admin");
+        assert(
+          !(await full(await jwt({ role: "admin" }))),
+          "role outside app_metadata (user-editable claims)",
+        );
+        assert(
+          !(await full(await jwt({ app_metadata: { role: "admin" } }, "another-secret"))),
+          "bad signature",
+        );
+        assert(
+          !(await full(
+            await jwt({ app_metadata: { role: "admin" }, exp: Math.floor(Date.now() / 1000) - 1 }),
+          )),
+          "expired",
+        );
+        await withEnv({ MONITORING_ADMIN_VALUE: "ops" }, async () => {
+          assert(await full(await jwt({ app_metadata: { role: "ops" } })), "configured admin role");
+          assert(!(await full(await adminJwt())), "admin is no longer the admin role");
+        });
+      },
+    );
+  },
+);
+
+Deno.test("verifyToken refuses alg none and malformed tokens", async () => {
+  const none = `${b64url(new TextEncoder().encode('{"alg":"none"}'))}.${
+    b64url(new TextEncoder().encode('{"sub":"u","exp":9999999999}'))
+  }.`;
+  for (const bad of [none, "a.b", "!!.??.**"]) {
+    await withEnv({ JWT_SECRET }, () => assertRejects(() => verifyToken(bad)));
+  }
+  const token = await adminJwt();
+  assert((await withEnv({ JWT_SECRET }, () => verifyToken(token))).sub === "user-1");
+});
 
 dbTest("GET answers monitoring.health() plus environment, 503 only when unhealthy", async () => {
   const sql = adminDb();

@@ -50,7 +50,9 @@ select results_eq(
     ('monitoring-dispatch', '* * * * *', 'select monitoring.run_job(''dispatch'')'),
     ('monitoring-evaluate', '* * * * *', 'select monitoring.run_job(''evaluate'')'),
     ('monitoring-refresh-rollups', '* * * * *', 'select monitoring.run_job(''refresh-rollups'')'),
-    ('monitoring-retention', '30 3 * * *', 'call monitoring.run_retention_job()'),
+    ('monitoring-retention', '30 3 * * *', 'do $retention$ declare s jsonb; begin commit; '
+      's := monitoring._retention_start(); while s is not null loop commit; '
+      's := monitoring._retention_step(s); end loop; end $retention$'),
     ('monitoring-watchdog', '* * * * *', 'select monitoring.run_job(''watchdog'')') $$,
   'the expected jobs: stable names, schedules, one-line commands (check-whatsapp-errors hourly, as the spec)'
 );
@@ -226,6 +228,14 @@ select ok(
 );
 delete from monitoring._secrets
 where name = 'project_url';
+-- Vault where the server loads it (the local engine given the real extensions, Supabase)
+do $$
+begin
+  if to_regclass('vault.secrets') is not null then
+    execute $sql$delete from vault.secrets where name = 'project_url'$sql$;
+  end if;
+end
+$$;
 set local client_min_messages = error;
 select is(
   monitoring.run_job('check-whatsapp-errors-edge') ->> 'ok',
