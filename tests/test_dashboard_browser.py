@@ -117,10 +117,11 @@ def test_the_admin_sees_the_health_badge_the_views_numbers_and_the_chart(open_pa
     page.wait_for_selector("[data-testid=health-badge]", timeout=20_000)
     status = q(url, "select monitoring.health() ->> 'status'")[0][0]
     assert page.inner_text("[data-testid=health-badge]").strip().lower() == status
-    total, sent, failed, pending, rate = q(
-        url, "select total, sent, failed, pending, delivery_rate from monitoring.delivery_stats "
+    total, accepted, sent, failed, pending, rate = q(
+        url, "select total, accepted, sent, failed, pending, delivery_rate from monitoring.delivery_stats "
              "where window_name = '24h'")[0]
     assert number(page.inner_text("[data-testid=stat-total]")) == total
+    assert number(page.inner_text("[data-testid=stat-accepted]")) == accepted, "delivered = accepted by WhatsApp"
     assert number(page.inner_text("[data-testid=stat-sent]")) == sent
     assert number(page.inner_text("[data-testid=stat-failed]")) == failed
     assert number(page.inner_text("[data-testid=stat-pending]")) == pending

@@ -1,6 +1,8 @@
 """pg_net's contract, over real HTTP on loopback, run against both implementations: pydeploy's
 stand-in (SQL in pydeploy/sql/pg_net_standin.sql, worker in pydeploy/net_worker.py) and the real
-pg_net extension (built from $PYDEPLOY_EXTENSIONS_SRC), so that any difference fails a test.
+pg_net extension, so that any difference fails a test. The real pg_net is the session engine's when
+it loads it ($PYDEPLOY_EXTENSIONS_SRC); otherwise this module starts a second local engine that
+builds it from the archives beside the checkout (../shared/third_party, as in CI).
 Where they differ by design the test says so (docs/reliability.md, "The stand-in and the real pg_net")."""
 
 from __future__ import annotations
@@ -11,14 +13,43 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
 
-from pydeploy import engines
+from pydeploy import engines, extensions_build
 from pydeploy.net_worker import Worker
 from pydeploy.receiver import receiver
 from tests.alerting import NetWorker, real_pg_net
+
+SHARED_ARCHIVES = Path(__file__).resolve().parent.parent.parent / "shared" / "third_party"
+
+
+@pytest.fixture(scope="module")
+def real_pg_net_engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """The `postgres` database of a second local engine that loads the real pg_net, built from
+    $PYDEPLOY_EXTENSIONS_SRC or ../shared/third_party; None when neither holds the archives."""
+    src = os.environ.get(extensions_build.ENV, "").strip()
+    if not src and (SHARED_ARCHIVES / "pg_net-0.20.5.tar.gz").exists():
+        src = str(SHARED_ARCHIVES)
+    if not src:
+        yield None
+        return
+    home = tmp_path_factory.mktemp("real-pg-net-engine")
+    saved = os.environ.get(extensions_build.ENV)
+    os.environ[extensions_build.ENV] = src
+    try:
+        state = engines.up(engines.UpOptions(engine="local", home=home))
+    finally:
+        if saved is None:
+            os.environ.pop(extensions_build.ENV, None)
+        else:
+            os.environ[extensions_build.ENV] = saved
+    try:
+        yield state.db_url
+    finally:
+        engines.down(home, purge=True)
 
 
 @pytest.fixture(params=["stand-in", "pg_net"])
@@ -38,11 +69,12 @@ def engine_url(request: pytest.FixtureRequest, scratch_db: Callable[[], str]) ->
             thread.join(10)
         return
     if not real_pg_net(url):
-        message = ("the real pg_net is not loaded by this engine: set PYDEPLOY_EXTENSIONS_SRC to the folder of "
-                   "pg_net-0.20.5.tar.gz (e.g. ../shared/third_party) to compare the stand-in with it")
-        if os.environ.get("PYDEPLOY_EXTENSIONS_SRC"):  # asked for (CI's opt-in, .ci/run), yet not loaded
-            pytest.fail(message + " ($PYDEPLOY_EXTENSIONS_SRC is set: the engine should load it)")
-        pytest.skip(message)
+        other = request.getfixturevalue("real_pg_net_engine")
+        if other is None:
+            pytest.skip("no real pg_net here: set PYDEPLOY_EXTENSIONS_SRC to the folder of pg_net-0.20.5.tar.gz, "
+                        "or check out beside shared/third_party, to compare the stand-in with it")
+        assert real_pg_net(other), "the second engine was built with the real pg_net but does not load it"
+        url = other
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("create extension if not exists pg_net with schema extensions")
     with NetWorker(url):

@@ -1,5 +1,5 @@
 /**
- * Delivery rate (% sent, line, left axis) and errors (bars, right axis) per UTC hour, drawn with
+ * Delivery rate (% accepted by WhatsApp, line, left axis) and errors (bars, right axis) per UTC hour, drawn with
  * uPlot on a canvas that follows its container's width. The low_delivery_rate threshold is drawn
  * as a dashed line when given.
  */

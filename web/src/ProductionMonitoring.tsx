@@ -176,6 +176,7 @@ const KNOWN_DELIVERY = new Set([
   "window_name",
   "window_start",
   "total",
+  "accepted",
   "sent",
   "failed",
   "pending",
@@ -191,7 +192,13 @@ function Totals({ day }: { day: Row | undefined }) {
     <div>
       <div className="grid grid-cols-2 gap-3 sm:grid-cols-3">
         <Stat name="total" value={fmtInt(day.total)} testId="stat-total" />
-        <Stat name="sent" value={fmtInt(day.sent)} testId="stat-sent" tone="text-green-700" />
+        <Stat
+          name="delivered (accepted)"
+          value={fmtInt(day.accepted ?? day.sent)}
+          testId="stat-accepted"
+          tone="text-green-700"
+        />
+        <Stat name="sent, no receipt yet" value={fmtInt(day.sent)} testId="stat-sent" />
         <Stat name="failed" value={fmtInt(day.failed)} testId="stat-failed" tone="text-red-700" />
         <Stat name="pending" value={fmtInt(day.pending)} testId="stat-pending" />
         <Stat
@@ -534,7 +541,8 @@ export function ProductionMonitoring({
           <Totals day={day} />
           {hour && (
             <p className="mt-2 text-xs text-slate-500">
-              last hour: {fmtInt(hour.total)} messages, {fmtNum(hour.delivery_rate, 2, " %")} sent
+              last hour: {fmtInt(hour.total)} messages, {fmtNum(hour.delivery_rate, 2, " %")}{" "}
+              delivered
             </p>
           )}
         </Card>
