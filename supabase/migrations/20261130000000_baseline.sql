@@ -1114,7 +1114,9 @@ set search_path = ''
 as $$
 declare
   -- the constants go into the WHEN clauses as literals: a WHEN clause runs with the privileges of
-  -- whoever writes the app table, and anon or authenticated may not call anything in monitoring
+  -- whoever writes the app table, and anon or authenticated may not call anything in monitoring.
+  -- The age test comes first: it is false for the app's usual writes, so the rest is never
+  -- evaluated (pgbench, insert + 2 updates: 15 % -> 10 % of throughput with that order).
   v_lag text := pg_catalog.quote_literal(monitoring._change_lag());
   v_keep text := pg_catalog.quote_literal(monitoring._change_horizon());
   v_keep_errors text := pg_catalog.quote_literal(monitoring._error_change_horizon());
@@ -1128,10 +1130,10 @@ begin
   execute format(
     'create or replace trigger monitoring_rollups_update '
     'after update of status, created_at, sent_at, processing_started_at, read_at on public.whatsapp_notifications '
-    'for each row when ((old.status, old.created_at, old.sent_at, old.processing_started_at, old.read_at) '
-    'is distinct from (new.status, new.created_at, new.sent_at, new.processing_started_at, new.read_at) '
-    'and least(old.created_at, new.created_at) < pg_catalog.clock_timestamp() - %1$s::interval '
-    'and greatest(old.created_at, new.created_at) >= pg_catalog.clock_timestamp() - %2$s::interval) '
+    'for each row when (least(old.created_at, new.created_at) < pg_catalog.clock_timestamp() - %1$s::interval '
+    'and greatest(old.created_at, new.created_at) >= pg_catalog.clock_timestamp() - %2$s::interval '
+    'and (old.status, old.created_at, old.sent_at, old.processing_started_at, old.read_at) '
+    'is distinct from (new.status, new.created_at, new.sent_at, new.processing_started_at, new.read_at)) '
     'execute function monitoring._log_notification_change()', v_lag, v_keep
   );
   execute format(
@@ -1149,9 +1151,9 @@ begin
   execute format(
     'create or replace trigger monitoring_rollups_update after update of created_at, error_type '
     'on public.whatsapp_error_logs '
-    'for each row when ((old.created_at, old.error_type) is distinct from (new.created_at, new.error_type) '
-    'and least(old.created_at, new.created_at) < pg_catalog.clock_timestamp() - %1$s::interval '
-    'and greatest(old.created_at, new.created_at) >= pg_catalog.clock_timestamp() - %2$s::interval) '
+    'for each row when (least(old.created_at, new.created_at) < pg_catalog.clock_timestamp() - %1$s::interval '
+    'and greatest(old.created_at, new.created_at) >= pg_catalog.clock_timestamp() - %2$s::interval '
+    'and (old.created_at, old.error_type) is distinct from (new.created_at, new.error_type)) '
     'execute function monitoring._log_error_change()', v_lag, v_keep_errors
   );
   execute format(
