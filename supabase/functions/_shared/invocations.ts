@@ -7,6 +7,7 @@
  */
 
 import { db, STATEMENT_TIMEOUT_MS, withTimeout } from "./db.ts";
+import { json, preflight } from "./http.ts";
 import { describeError, logger } from "./log.ts";
 
 const pending = new Set<Promise<unknown>>();
@@ -95,4 +96,40 @@ export function recordInvocation(fn: string, statusCode: number, durationMs: num
   const duration = Math.max(0, Math.round(durationMs * 10) / 10);
   buffer.push({ f: fn, s: statusCode, d: duration, t: new Date().toISOString() });
   schedule(buffer.length >= MAX_BATCH);
+}
+
+/** How a function built with withMonitoring() answers what its responder does not. */
+export interface MonitoringOptions {
+  /** the CORS headers of its preflight and error answers */
+  cors: Record<string, string>;
+  /** the `action` of its log lines */
+  action: string;
+  /** the JSON body of the 500 a thrown error becomes (never the error itself) */
+  internalError: Record<string, unknown>;
+}
+
+/**
+ * An Edge Function handler around `respond`: a CORS preflight answered, anything thrown logged
+ * and answered 500 with `internalError`, and every answer timed and recorded for
+ * monitoring.function_stats (fire-and-forget: recording never delays or fails the response).
+ */
+export function withMonitoring(
+  functionName: string,
+  opts: MonitoringOptions,
+  respond: (req: Request) => Promise<Response>,
+): (req: Request) => Promise<Response> {
+  const log = logger(functionName);
+  return async (req: Request): Promise<Response> => {
+    const started = performance.now();
+    if (req.method === "OPTIONS") return preflight(opts.cors);
+    let res: Response;
+    try {
+      res = await respond(req);
+    } catch (err) {
+      log.error({ action: opts.action, status: "error", error: describeError(err) });
+      res = json(opts.internalError, 500, opts.cors);
+    }
+    recordInvocation(functionName, res.status, performance.now() - started);
+    return res;
+  };
 }

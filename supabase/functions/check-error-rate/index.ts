@@ -11,8 +11,8 @@
  */
 
 import { db, isUnavailable, STATEMENT_TIMEOUT_MS, withTimeout } from "../_shared/db.ts";
-import { corsHeaders, hasBearer, json, methodNotAllowed, preflight } from "../_shared/http.ts";
-import { recordInvocation } from "../_shared/invocations.ts";
+import { corsHeaders, hasBearer, json, methodNotAllowed } from "../_shared/http.ts";
+import { withMonitoring } from "../_shared/invocations.ts";
 import { describeError, logger } from "../_shared/log.ts";
 
 export const FUNCTION_NAME = "check-error-rate";
@@ -158,19 +158,15 @@ async function respond(req: Request): Promise<Response> {
 }
 
 /** The function: POST/GET to check, OPTIONS for CORS preflight (no key needed for that). */
-export async function handler(req: Request): Promise<Response> {
-  const started = performance.now();
-  if (req.method === "OPTIONS") return preflight(CORS);
-  let res: Response;
-  try {
-    res = await respond(req);
-  } catch (err) {
-    log.error({ action: "check_error_rate", status: "error", error: describeError(err) });
-    res = json({ error: "internal error; see the function's logs" }, 500, CORS);
-  }
-  recordInvocation(FUNCTION_NAME, res.status, performance.now() - started);
-  return res;
-}
+export const handler = withMonitoring(
+  FUNCTION_NAME,
+  {
+    cors: CORS,
+    action: "check_error_rate",
+    internalError: { error: "internal error; see the function's logs" },
+  },
+  respond,
+);
 
 // Serve when run as the entry point: `deno run` (import.meta.main) or Supabase's Edge Runtime,
 // which defines EdgeRuntime. Imported by tests and the dev router, it only exports the handler.

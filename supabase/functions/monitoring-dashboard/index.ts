@@ -21,8 +21,8 @@
 
 import { db, isUnavailable, STATEMENT_TIMEOUT_MS, withTimeout } from "../_shared/db.ts";
 import { AuthError, requireAdmin } from "../_shared/auth.ts";
-import { bearerToken, corsHeaders, json, methodNotAllowed, preflight } from "../_shared/http.ts";
-import { recordInvocation } from "../_shared/invocations.ts";
+import { bearerToken, corsHeaders, json, methodNotAllowed } from "../_shared/http.ts";
+import { withMonitoring } from "../_shared/invocations.ts";
 import { describeError, logger } from "../_shared/log.ts";
 
 export const FUNCTION_NAME = "monitoring-dashboard";
@@ -262,19 +262,15 @@ async function respond(req: Request): Promise<Response> {
 }
 
 /** The function: GET the document, POST a silence action, OPTIONS for CORS preflight. */
-export async function handler(req: Request): Promise<Response> {
-  const started = performance.now();
-  if (req.method === "OPTIONS") return preflight(CORS);
-  let res: Response;
-  try {
-    res = await respond(req);
-  } catch (err) {
-    log.error({ action: "dashboard", status: "error", error: describeError(err) });
-    res = json({ error: "internal", reason: "internal error; see the function's logs" }, 500, CORS);
-  }
-  recordInvocation(FUNCTION_NAME, res.status, performance.now() - started);
-  return res;
-}
+export const handler = withMonitoring(
+  FUNCTION_NAME,
+  {
+    cors: CORS,
+    action: "dashboard",
+    internalError: { error: "internal", reason: "internal error; see the function's logs" },
+  },
+  respond,
+);
 
 // Serve when run as the entry point: `deno run` (import.meta.main) or Supabase's Edge Runtime,
 // which defines EdgeRuntime. Imported by tests and the dev router, it only exports the handler.
