@@ -1284,6 +1284,9 @@ declare
   v_content text;
   v_epoch uuid;
   v_withdrawn integer;
+  v_overdue boolean;
+  v_in_flight boolean;
+  v_look integer;
   v_delivered integer := 0;
   v_failed integer := 0;
   v_waiting integer := 0;
@@ -1319,17 +1322,48 @@ begin
     end if;
 
     v_rows := 0;
-    if v_delivery.request_id is not null then
-      -- the created bound guards against a request id reused after a crash reset pg_net's sequence
-      execute format(
-        'select r.status_code, r.timed_out, r.error_msg, left(r.content, 500) from %s as r '
-        || 'where r.id = $1 and r.created >= $2 order by r.created desc limit 1',
-        v_responses
-      )
-      into v_status_code, v_timed_out, v_error, v_content
-      using v_delivery.request_id, v_delivery.last_attempt_at - interval '1 minute';
-      get diagnostics v_rows = row_count;
-    end if;
+    v_withdrawn := 0;
+    v_in_flight := false;
+    v_overdue := p_now >= v_delivery.last_attempt_at
+      + make_interval(secs => v_settings.http_timeout_ms / 1000.0) + v_settings.response_grace;
+    -- at most twice: once, and once more when the request left pg_net's queue while we looked
+    for v_look in 1..2 loop
+      if v_delivery.request_id is not null then
+        -- the created bound guards against a request id reused after a crash reset pg_net's sequence
+        execute format(
+          'select r.status_code, r.timed_out, r.error_msg, left(r.content, 500) from %s as r '
+          || 'where r.id = $1 and r.created >= $2 order by r.created desc limit 1',
+          v_responses
+        )
+        into v_status_code, v_timed_out, v_error, v_content
+        using v_delivery.request_id, v_delivery.last_attempt_at - interval '1 minute';
+        get diagnostics v_rows = row_count;
+      end if;
+      exit when v_rows > 0 or not v_overdue or v_look = 2 or v_queue is null or v_delivery.request_id is null;
+      -- no response past timeout plus grace. Still in pg_net's queue and not taken by its worker (its
+      -- worker is not running)? Withdraw it, so that the retry is the only copy. The real worker
+      -- deletes a batch from the queue and inserts the responses in one transaction that stays open
+      -- while the requests run: a row it holds is locked (in flight, not withdrawn, its response
+      -- comes at commit); a row that left the queue since our first look may have its response now.
+      begin
+        execute format(
+          'delete from %1$s as q where q.ctid in (select k.ctid from %1$s as k where k.id = $1 '
+          || 'and k.headers ->> ''X-Idempotency-Key'' = $2 for update skip locked)', v_queue
+        )
+        using v_delivery.request_id, v_delivery.idempotency_key::text;
+        get diagnostics v_withdrawn = row_count;
+        exit when v_withdrawn > 0;
+        execute format(
+          'select exists (select from %s as k where k.id = $1 and k.headers ->> ''X-Idempotency-Key'' = $2)',
+          v_queue
+        )
+        into v_in_flight
+        using v_delivery.request_id, v_delivery.idempotency_key::text;
+      exception when insufficient_privilege then
+        v_in_flight := false;
+      end;
+      exit when v_in_flight;
+    end loop;
 
     if v_rows > 0 and v_status_code between 200 and 299 and not coalesce(v_timed_out, false) and v_error is null then
       update monitoring.deliveries as d
@@ -1349,21 +1383,7 @@ begin
         coalesce(v_status_code between 400 and 499 and v_status_code not in (408, 429), false)
       );
       v_failed := v_failed + 1;
-    elsif p_now >= v_delivery.last_attempt_at
-      + make_interval(secs => v_settings.http_timeout_ms / 1000.0) + v_settings.response_grace then
-      -- still in pg_net's queue (its worker is not running)? withdraw it, so the retry is the only copy
-      v_withdrawn := 0;
-      if v_queue is not null and v_delivery.request_id is not null then
-        begin
-          execute format(
-            'delete from %s as q where q.id = $1 and q.headers ->> ''X-Idempotency-Key'' = $2', v_queue
-          )
-          using v_delivery.request_id, v_delivery.idempotency_key::text;
-          get diagnostics v_withdrawn = row_count;
-        exception when insufficient_privilege then
-          v_withdrawn := 0;
-        end;
-      end if;
+    elsif v_overdue and not v_in_flight then
       perform monitoring._record_failure(
         v_delivery.id, p_now, null,
         case
@@ -1389,8 +1409,9 @@ $$;
 
 comment on function monitoring.reconcile_deliveries(timestamptz) is
 'Confirm sent deliveries from net._http_response: 2xx delivered; 4xx other than 408 and 429 dead at once; other '
-'status, timeout, error, no response after timeout plus grace (a request still queued in pg_net is withdrawn) or a '
-'request lost with pg_net''s unlogged tables is a failed attempt (retry or dead).';
+'status, timeout, error, no response after timeout plus grace (a request still queued and not taken by pg_net''s '
+'worker is withdrawn; one the worker holds is in flight and waited for) or a request lost with pg_net''s unlogged '
+'tables is a failed attempt (retry or dead).';
 
 create or replace function monitoring.retry_dead_deliveries(
   -- only these deliveries (null: all dead ones)
