@@ -1286,7 +1286,6 @@ declare
   v_withdrawn integer;
   v_overdue boolean;
   v_in_flight boolean;
-  v_look integer;
   v_delivered integer := 0;
   v_failed integer := 0;
   v_waiting integer := 0;
