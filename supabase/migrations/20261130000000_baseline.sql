@@ -2688,7 +2688,7 @@ create table if not exists monitoring._slow_statements (
 
 comment on table monitoring._slow_statements is
 'Internal: the statements of pg_stat_statements whose mean time was at least slow_query_target_ms at the last '
-'refresh-rollups job (every minute), with their texts: what monitoring.slow_queries shows. Reading '
+'evaluate job (every minute), with their texts: what monitoring.slow_queries shows. Reading '
 'pg_stat_statements costs 5-10 ms at 5,000 statements, so it is read once a minute, not per query.';
 
 create or replace function monitoring._snapshot_slow_queries()
@@ -2746,7 +2746,7 @@ $$;
 comment on function monitoring._snapshot_slow_queries() is
 'Internal: take the slow statements of pg_stat_statements (mean time at least slow_query_target_ms) into '
 '_slow_statements, with their texts (cached in _statement_texts, read from the file once). Run by the '
-'refresh-rollups job every minute. Returns the statements taken.';
+'evaluate job every minute. Returns the statements taken.';
 
 create or replace function monitoring.get_slow_queries()
 returns table (
@@ -2793,7 +2793,7 @@ $$;
 comment on function monitoring.get_slow_queries() is
 'monitoring.slow_queries: statements of this database whose mean execution time is at least '
 'health_thresholds.slow_query_target_ms (100 ms), level ''alert'' from slow_query_alert_ms (500 ms), as '
-'pg_stat_statements had them at the last refresh-rollups job (every minute). Empty where '
+'pg_stat_statements had them at the last evaluate job (every minute). Empty where '
 'extensions.pg_stat_statements is not installed or not preloaded.';
 
 -- =============================================================================================
@@ -6167,13 +6167,13 @@ execute function monitoring._validate_finite_times('next_attempt_at+');
 -- (an overlapping run skips), runs one function and writes monitoring.job_runs. The dead man's
 -- switch (rule monitor_stalled) reads job_runs and cron.job_run_details.
 --
--- Jobs (GMT, minute granularity, at most 5 running at once):
---   monitoring-evaluate         * * * * *    rules due by their own schedule, then dispatch, then the
---                                            outbound heartbeat
+-- Jobs (GMT, minute granularity, at most 4 running at once):
+--   monitoring-evaluate         * * * * *    refresh the rollups (once: the rules and the views share
+--                                            it), rules due by their own schedule, the slow-query
+--                                            snapshot, then dispatch, then the outbound heartbeat
 --   monitoring-watchdog         * * * * *    monitor_stalled only, then reconcile and dispatch
 --   monitoring-dispatch         * * * * *    reconcile responses, re-send firing alerts to Alertmanager,
 --                                            send due deliveries and retries
---   monitoring-refresh-rollups  * * * * *    monitoring.refresh_rollups()
 --   check-whatsapp-errors       0 * * * *    the spec's hourly check (SQL, or the Edge Function)
 --   monitoring-retention        30 3 * * *   batched deletes, each committed, then refresh_rollups()
 --                                            (a `do` block: _retention_start(), then _retention_step())
@@ -6258,7 +6258,8 @@ for each row execute function monitoring._validate_job();
 insert into monitoring.jobs (name, job, edge_job, schedule, description) values
 (
   'monitoring-evaluate', 'evaluate', null, '* * * * *',
-  'Evaluate the alert rules due by their own schedule, then send the notifications they queued.'
+  'Refresh the rollups behind the views (monitoring.refresh_rollups(), once for the rules and the views), evaluate '
+  || 'the alert rules due by their own schedule, snapshot the slow statements, then send the notifications queued.'
 ),
 (
   'monitoring-watchdog', 'watchdog', null, '* * * * *',
@@ -6267,10 +6268,6 @@ insert into monitoring.jobs (name, job, edge_job, schedule, description) values
 (
   'monitoring-dispatch', 'dispatch', null, '* * * * *',
   'Confirm sent notifications from net._http_response, then send due deliveries and retries.'
-),
-(
-  'monitoring-refresh-rollups', 'refresh-rollups', null, '* * * * *',
-  'Refresh the per-minute rollups behind the monitoring views (monitoring.refresh_rollups()).'
 ),
 (
   'check-whatsapp-errors', 'check-whatsapp-errors', 'check-whatsapp-errors-edge', '0 * * * *',
@@ -6716,7 +6713,13 @@ begin
   begin
     case p_job
       when 'evaluate' then
+        -- evaluate_rules refreshes the rollups before its rules read them; the views share that
+        -- refresh (one a minute), and get their own when no enabled rule reads a window
         v_result := jsonb_build_object('rules', monitoring.evaluate_rules(now()));
+        if not exists (select from monitoring.rollup_state as s where s.id and s.refreshed_for = now()) then
+          v_result := v_result || jsonb_build_object('refresh', monitoring.refresh_rollups(now()));
+        end if;
+        v_result := v_result || jsonb_build_object('slowStatements', monitoring._snapshot_slow_queries());
         v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
         -- the cycle succeeded: tell the outside world (monitoring.heartbeat)
         v_result := v_result || jsonb_build_object('heartbeat', monitoring._heartbeat_ping(now()));

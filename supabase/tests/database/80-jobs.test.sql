@@ -49,7 +49,6 @@ select results_eq(
     ('check-whatsapp-errors'::text, '0 * * * *'::text, 'select monitoring.run_job(''check-whatsapp-errors'')'::text),
     ('monitoring-dispatch', '* * * * *', 'select monitoring.run_job(''dispatch'')'),
     ('monitoring-evaluate', '* * * * *', 'select monitoring.run_job(''evaluate'')'),
-    ('monitoring-refresh-rollups', '* * * * *', 'select monitoring.run_job(''refresh-rollups'')'),
     ('monitoring-retention', '30 3 * * *', 'do $retention$ declare s jsonb; begin commit; '
       's := monitoring._retention_start(); while s is not null loop commit; '
       's := monitoring._retention_step(s); end loop; end $retention$'),
@@ -76,8 +75,8 @@ select cmp_ok(
 
 select is(
   jsonb_array_length(monitoring.schedule_jobs() -> 'scheduled'),
-  6,
-  'schedule_jobs() creates the six jobs'
+  5,
+  'schedule_jobs() creates the five jobs'
 );
 select results_eq(
   'select jobname, schedule, command from pg_temp.cron_jobs()',
@@ -92,13 +91,13 @@ select is(
   ),
   'schedule_jobs() again changes nothing'
 );
-select is((select count(*)::integer from pg_temp.cron_jobs()), 6, 'and creates no duplicate');
+select is((select count(*)::integer from pg_temp.cron_jobs()), 5, 'and creates no duplicate');
 select is(
   (
     select count(*)::integer from monitoring.jobs
     where scheduled_at is not null
   ),
-  6,
+  5,
   'scheduled_at is set (the dead man''s switch counts from it)'
 );
 
@@ -174,7 +173,7 @@ update monitoring.jobs set enabled = true
 where name = 'monitoring-retention';
 select monitoring.schedule_jobs();
 
-select is(jsonb_array_length(monitoring.unschedule_jobs() -> 'removed'), 6, 'unschedule_jobs() removes the six jobs');
+select is(jsonb_array_length(monitoring.unschedule_jobs() -> 'removed'), 5, 'unschedule_jobs() removes the five jobs');
 select is(monitoring.unschedule_jobs() -> 'removed', '[]'::jsonb, 'and again removes nothing, without error');
 select is((select count(*)::integer from pg_temp.cron_jobs()), 0, 'none of ours is left in cron.job');
 
@@ -185,7 +184,7 @@ select is((select count(*)::integer from pg_temp.cron_jobs()), 0, 'none of ours 
 select monitoring.evaluate_rules(now() + interval '5 minutes', array['monitor_stalled']);
 select set_eq(
   $$select labels ->> 'job' from monitoring.alerts where rule_name = 'monitor_stalled' and state = 'firing'$$,
-  array['monitoring-dispatch', 'monitoring-evaluate', 'monitoring-refresh-rollups', 'monitoring-watchdog'],
+  array['monitoring-dispatch', 'monitoring-evaluate', 'monitoring-watchdog'],
   'unscheduled checks trip monitor_stalled: every-minute jobs without success for 5 minutes'
 );
 select is(
