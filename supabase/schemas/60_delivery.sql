@@ -694,15 +694,16 @@ begin
       group by 1
     ) as c
   ));
-  -- one line per alert (the first 20): status, severity, rule, message, value, first runbook step
+  -- one line per alert (the first 20): status, severity, rule, message (500 characters at most, so a
+  -- Slack section stays under its 3000 and a Discord description under its 4096), value, first runbook step
   select jsonb_agg(jsonb_build_object(
     'status', upper(l.alert ->> 'status'),
     'severity', l.alert ->> 'severity',
     'rule', l.alert ->> 'rule',
-    'message', coalesce(l.alert ->> 'message', ''),
+    'message', left(coalesce(l.alert ->> 'message', ''), 500),
     'value', format('%s = %s%s', l.alert ->> 'metric', coalesce(l.alert ->> 'value', 'n/a'),
       coalesce(' ' || (l.alert ->> 'unit'), '')),
-    'runbook', coalesce(l.alert -> 'runbook' ->> 0, 'none'),
+    'runbook', left(coalesce(l.alert -> 'runbook' ->> 0, 'none'), 300),
     'fingerprint', coalesce(l.alert ->> 'fingerprint', 'none')
   ) order by l.ord)
   into v_lines
