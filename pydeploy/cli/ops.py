@@ -178,7 +178,7 @@ ERROR_STATES = ("error", "ok", "keep_last")
               help="When the rule's data stops: nodata fires a no-data alert, ok evaluates as usual, keep_last "
                    "keeps the alerts as they are.")
 @click.option("--on-error", "error_state", type=click.Choice(ERROR_STATES), default=None,
-              help="When the rule's check raises: error fires an error alert, ok resolves, keep_last keeps.")
+              help="When the rule's check raises: error fires an error alert, ok clears its alerts, keep_last keeps.")
 @click.option("--group-by", default=None,
               help="All rules: labels that group notifications into one message, comma-separated, e.g. "
                    "severity,service ('' for one message per evaluation).")

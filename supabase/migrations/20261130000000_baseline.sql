@@ -3396,7 +3396,7 @@ comment on column monitoring.alert_rules.nodata_state is
 
 comment on column monitoring.alert_rules.error_state is
 'What a failing check means (recorded in rule_errors): error fires an error alert (label condition=error), ok '
-'resolves the rule''s alerts, keep_last keeps them as they are.';
+'clears the rule''s alerts (resolving after keep_firing_for), keep_last keeps them as they are.';
 
 -- What a check function returns per alert instance (create type has no "if not exists")
 do $$
