@@ -1214,6 +1214,14 @@ comment on function monitoring.evaluate_rules(timestamptz, text[], boolean) is
 create or replace view monitoring.active_alerts
 with (security_invoker = true)
 as
+with active as (
+  select
+    a.*,
+    monitoring._inhibitor_for(a.labels, a.fingerprint) as inhibitor
+  from monitoring.alerts as a
+  where a.state in ('pending', 'firing')
+)
+
 select
   a.rule_name,
   a.severity,
@@ -1236,14 +1244,11 @@ select
     else 'firing'
   end as status,
   a.recovering_since,
-  monitoring._inhibitor_for(a.labels, a.fingerprint) as inhibited_by,
-  (
-    select i.rule_name from monitoring.alerts as i
-    where i.fingerprint = monitoring._inhibitor_for(a.labels, a.fingerprint)
-  ) as inhibited_by_rule
-from monitoring.alerts as a
+  a.inhibitor as inhibited_by,
+  src.rule_name as inhibited_by_rule
+from active as a
 inner join monitoring.alert_rules as r on a.rule_name = r.name
-where a.state in ('pending', 'firing')
+left join monitoring.alerts as src on a.inhibitor = src.fingerprint
 order by monitoring._severity_rank(a.severity) desc, a.started_at;
 
 comment on view monitoring.active_alerts is
