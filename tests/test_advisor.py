@@ -19,7 +19,8 @@ EXPECTED_NO_POLICY = {
     "whatsapp_error_logs", "whatsapp_notifications", "whatsapp_sessions",
     "monitoring._limits", "monitoring._secrets", "monitoring._unlogged_epoch", "monitoring.alert_history",
     "monitoring.alert_rules", "monitoring.alerts", "monitoring.channels", "monitoring.deliveries",
-    "monitoring.heartbeat", "monitoring.job_runs", "monitoring.jobs",
+    "monitoring.heartbeat", "monitoring.inhibit_rules", "monitoring.job_runs", "monitoring.jobs",
+    "monitoring.notification_groups",
     "monitoring.retention_policies", "monitoring.rule_errors", "monitoring.rule_state", "monitoring.settings",
     "monitoring.silences",
 }

@@ -263,6 +263,8 @@ begin
       v_count > check_error_rate.threshold,
       p_now
     );
+    -- what the transition makes due is told now (silences, inhibition, grouping)
+    perform monitoring._notify_due(p_now);
     insert into monitoring.rule_state as s (rule_name, last_evaluated_at, last_ok_at)
     values (v_rule.name, p_now, p_now)
     on conflict (rule_name) do update
