@@ -22,6 +22,7 @@ EXPECTED_NO_POLICY = {
     "monitoring.heartbeat", "monitoring.job_runs", "monitoring.jobs",
     "monitoring.retention_policies", "monitoring.rule_errors", "monitoring.rule_state", "monitoring.settings",
     "monitoring.silences",
+    "monitoring.app_logs", "monitoring.ingest_batches", "monitoring.ingest_settings", "monitoring.log_retention",
 }
 
 

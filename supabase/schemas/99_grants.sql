@@ -269,7 +269,7 @@ to service_role;
 
 -- Owner only: the ingest validators and helpers behind monitoring.ingest() (security definer:
 -- _ingest_shown, _ingest_time_error, _ingest_text_error, _ingest_invocation_error, _ingest_log_error,
--- _ingest_mask_fields, _ingest_key_matches, _ingest_refusal).
+-- _ingest_time_pattern, _ingest_key_matches, _ingest_refusal).
 
 -- Owner only: monitoring._get_secret(text) (secrets), the refresh stages behind refresh_rollups()
 -- (_refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days) and the app-table trigger functions
