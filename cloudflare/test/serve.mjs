@@ -29,6 +29,7 @@ for (
     "WHATSAPP_SESSION",
     "LOG_LEVEL",
     "HEALTH_TIMEOUT_MS",
+    "MONITORING_MAX_BUFFER",
   ]
 ) {
   if (process.env[name] !== undefined) bindings[name] = process.env[name];

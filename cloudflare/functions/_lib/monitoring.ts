@@ -8,7 +8,8 @@
  * Install: functions/_middleware.ts holds `export const onRequest = monitoring();`
  * Settings (Pages environment variables): MONITORING_INGEST_URL
  * (https://<ref>.supabase.co/functions/v1/ingest) and MONITORING_INGEST_KEY (a secret, from
- * `pydeploy ingest-key rotate`). Optional: LOG_LEVEL (ERROR, WARN, INFO or DEBUG; default INFO).
+ * `pydeploy ingest-key rotate`). Optional: LOG_LEVEL (ERROR, WARN, INFO or DEBUG; default INFO),
+ * MONITORING_MAX_BUFFER (records held while the endpoint is down; default the maxBuffer option).
  *
  * Guarantees:
  * - the user's response is never delayed or failed by monitoring: records are buffered in the
@@ -134,9 +135,17 @@ const MAX_BACKOFF_MS = 30_000;
 
 /** The counters of this isolate. */
 export function stats(): MonitoringStats {
-  const buffered = state.invocations.length + state.logs.length +
-    (state.retry ? state.retry.invocations.length + state.retry.logs.length : 0);
+  const buffered = state.invocations.length + state.logs.length + appRecords(state.retry);
   return { ...state.stats, buffered };
+}
+
+// the WARN lines that report drops: sent in batches, not counted as the app's records
+const reports = new WeakSet<Line>();
+
+/** The app's own records in a batch (not the drop reports). */
+function appRecords(batch: Batch | null): number {
+  if (!batch) return 0;
+  return batch.invocations.length + batch.logs.filter((l) => !reports.has(l)).length;
 }
 
 /** Forget everything buffered and counted (tests). */
@@ -274,14 +283,16 @@ function takeBatch(maxBatch: number): Batch | null {
   }
   const logs: Line[] = [];
   if (state.droppedUnreported > 0) {
-    logs.push({
+    const report: Line = {
       timestamp: new Date().toISOString(),
       level: "WARN",
       service: "monitoring",
       action: "ship_batch",
       status: "dropped",
       dropped: state.droppedUnreported,
-    });
+    };
+    reports.add(report);
+    logs.push(report);
     state.droppedUnreported = 0;
   }
   const invocations = state.invocations.splice(0, Math.max(0, maxBatch - logs.length));
@@ -300,7 +311,9 @@ async function flush(
     while (Date.now() >= state.downUntil) {
       const batch = takeBatch(opts.maxBatch);
       if (!batch) return;
-      const size = batch.invocations.length + batch.logs.length;
+      // held until the endpoint takes it: counted as buffered, sent again (same batchId) if not
+      state.retry = batch;
+      const size = appRecords(batch);
       let status = 0;
       let detail = "";
       try {
@@ -332,8 +345,7 @@ async function flush(
         );
         continue;
       }
-      // down: keep the batch for a retry with the same batchId, back off
-      state.retry = batch;
+      // down: the batch stays in state.retry for a retry with the same batchId; back off
       state.stats.failures++;
       state.backoffMs = Math.min(MAX_BACKOFF_MS, state.backoffMs ? state.backoffMs * 2 : 1000);
       state.downUntil = Date.now() + state.backoffMs;
@@ -367,6 +379,8 @@ export function monitoring(
     const env = (context.env ?? {}) as Record<string, unknown>;
     const wanted = typeof env.LOG_LEVEL === "string" ? env.LOG_LEVEL.toUpperCase() : "";
     state.threshold = wanted in RANK ? RANK[wanted as Level] : RANK.INFO;
+    const cap = Number(env.MONITORING_MAX_BUFFER ?? NaN);
+    maxBufferNow = Number.isInteger(cap) && cap > 0 ? cap : options.maxBuffer ?? 5000;
     let url: URL;
     try {
       url = new URL(request.url);
