@@ -538,3 +538,21 @@ def test_log_lines_are_kept_per_level(ingest_db: str) -> None:
         _q(ingest_db, "update monitoring.log_retention set keep_for = interval '7 days' where level = 'INFO'")
     with pytest.raises(psycopg.errors.CheckViolation, match=r"log_retention\.keep_for"):
         _q(ingest_db, "update monitoring.log_retention set keep_for = interval '1 minute' where level = 'INFO'")
+
+
+# -- pydeploy ingest-key ----------------------------------------------------------------------
+def test_ingest_key_cli_rotates_prints_once_and_refuses_a_bad_grace(run_cli: Callable[..., Any],
+                                                                     ingest_db: str) -> None:
+    bad = run_cli("ingest-key", "rotate", "--grace", "2x", "--db-url", ingest_db)
+    assert bad.returncode == 1 and "--grace must be a duration such as 30m, 1h or 2d (got '2x')" in bad.stderr
+    before = ik.status(ingest_db)
+    res = run_cli("ingest-key", "rotate", "--grace", "10m", "--json", "--db-url", ingest_db)
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(res.stdout)
+    assert doc["key"].startswith("ingest_") and len(doc["key"]) >= 40 and doc["previousValidUntil"]
+    status = run_cli("ingest-key", "status", "--json", "--db-url", ingest_db)
+    assert doc["key"] not in status.stdout and json.loads(status.stdout)["keySet"] is True
+    assert before["keySet"] is True
+    # back to the module's key (the other tests use it): the previous one, retired now
+    _q(ingest_db, "select monitoring.rotate_ingest_key(%s, interval '0')",
+       (_q(ingest_db, "select monitoring._get_secret('monitoring_ingest_key_previous')")[0][0],))

@@ -22,14 +22,16 @@ for (let i = 0; i < total; i++) {
       await res.arrayBuffer();
       statuses[res.status] = (statuses[res.status] ?? 0) + 1;
     }).catch((err) => {
-      statuses[String(err.cause?.code ?? err.name)] = (statuses[String(err.cause?.code ?? err.name)] ?? 0) + 1;
+      statuses[String(err.cause?.code ?? err.name)] =
+        (statuses[String(err.cause?.code ?? err.name)] ?? 0) + 1;
     }).finally(() => latencies.push(performance.now() - t0)),
   );
 }
 await Promise.all(jobs);
 const elapsed = (performance.now() - start) / 1000;
 latencies.sort((a, b) => a - b);
-const pct = (p) => Math.round(latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] * 10) / 10;
+const pct = (p) =>
+  Math.round(latencies[Math.min(latencies.length - 1, Math.floor(p * latencies.length))] * 10) / 10;
 console.log(JSON.stringify({
   sent: total,
   statuses,
