@@ -57,7 +57,12 @@ interface Invocation {
   s: number;
   d: number;
   t: string;
+  /** "database": never through the ingest endpoint (our own functions, see MonitoringOptions.recordTo) */
+  via: RecordTo;
 }
+
+/** How a function's records travel: "auto" (recordingTarget()) or always "database". */
+export type RecordTo = "auto" | "database";
 
 /** Where the records go (see the module comment). */
 export type RecordingTarget =
@@ -123,13 +128,22 @@ async function postBatch(rows: Invocation[], url: string, key: string): Promise<
   }
 }
 
-/** Write the buffered records in one statement (monitoring.record_invocation per row) or POST. */
+/** Write the buffered records: POSTed to the ingest endpoint, or one statement to the database. */
 async function flush(): Promise<void> {
-  const rows = buffer.splice(0, buffer.length);
-  if (rows.length === 0) return;
+  const all = buffer.splice(0, buffer.length);
+  if (all.length === 0) return;
   const target = recordingTarget();
-  if (target.kind === "ingest") return await postBatch(rows, target.url, target.key);
+  if (target.kind === "ingest") {
+    const posted = all.filter((r) => r.via === "auto");
+    const direct = all.filter((r) => r.via === "database");
+    await Promise.all([
+      posted.length ? postBatch(posted, target.url, target.key) : Promise.resolve(),
+      direct.length ? writeRows(direct) : Promise.resolve(),
+    ]);
+    return;
+  }
   if (target.kind === "none") {
+    const rows = all;
     if (!warnedNone) {
       warnedNone = true;
       logger(rows[0].f).warn({
@@ -138,6 +152,15 @@ async function flush(): Promise<void> {
         error: "set MONITORING_INGEST_URL and MONITORING_INGEST_KEY (or SUPABASE_DB_URL)",
       });
     }
+    return;
+  }
+  await writeRows(all);
+}
+
+/** Write records with monitoring.record_invocation, in one statement; a failure is logged. */
+async function writeRows(rows: Invocation[]): Promise<void> {
+  if (!env("SUPABASE_DB_URL")) {
+    dropped += rows.length;
     return;
   }
   try {
@@ -183,9 +206,14 @@ export async function settle(): Promise<void> {
 }
 
 /** Record one invocation of `fn`: buffered, written in the background (see the module comment). */
-export function recordInvocation(fn: string, statusCode: number, durationMs: number): void {
+export function recordInvocation(
+  fn: string,
+  statusCode: number,
+  durationMs: number,
+  via: RecordTo = "auto",
+): void {
   const duration = Math.max(0, Math.round(durationMs * 10) / 10);
-  buffer.push({ f: fn, s: statusCode, d: duration, t: new Date().toISOString() });
+  buffer.push({ f: fn, s: statusCode, d: duration, t: new Date().toISOString(), via });
   schedule(buffer.length >= MAX_BATCH);
 }
 
@@ -197,6 +225,12 @@ export interface MonitoringOptions {
   action?: string;
   /** the JSON body of the 500 a thrown error becomes (never the error itself) */
   internalError?: Record<string, unknown>;
+  /**
+   * "database": record through SUPABASE_DB_URL even when MONITORING_INGEST_URL is set (Supabase
+   * secrets are project-wide). Our own functions use it: the ingest function must never report
+   * its own calls to itself. Default "auto" (see recordingTarget()).
+   */
+  recordTo?: RecordTo;
 }
 
 type Responder = (req: Request) => Response | Promise<Response>;
@@ -228,7 +262,12 @@ export function withMonitoring(
       log.error({ action, status: "error", error: describeError(err) });
       res = json(internalError, 500, cors);
     }
-    recordInvocation(functionName, res.status, performance.now() - started);
+    recordInvocation(
+      functionName,
+      res.status,
+      performance.now() - started,
+      opts.recordTo ?? "auto",
+    );
     return res;
   };
 }

@@ -205,6 +205,7 @@ export const handler = withMonitoring(
   FUNCTION_NAME,
   {
     cors: CORS,
+    recordTo: "database",
     action: "health_check",
     internalError: { status: "unhealthy", error: "internal error; see the function's logs" },
   },

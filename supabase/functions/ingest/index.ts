@@ -140,6 +140,7 @@ export const handler = withMonitoring(
   FUNCTION_NAME,
   {
     cors: CORS,
+    recordTo: "database",
     action: "ingest",
     internalError: { error: "internal error; see the function's logs" },
   },

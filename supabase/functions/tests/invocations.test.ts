@@ -2,7 +2,7 @@
 // every answer, turns a throw into a 500 and, with MONITORING_INGEST_URL/_KEY set, posts the records
 // as one batch in the ingest format (no database); an endpoint that refuses them costs nothing.
 import { assert, assertEquals } from "./_assert.ts";
-import { captureLogs, withEnv } from "./_helpers.ts";
+import { adminDb, captureLogs, withEnv } from "./_helpers.ts";
 import { droppedRecords, recordingTarget, settle, withMonitoring } from "../_shared/invocations.ts";
 
 Deno.test("withMonitoring posts a batch to the ingest endpoint when one is configured", async () => {
@@ -75,6 +75,38 @@ Deno.test("withMonitoring drops and counts records the ingest endpoint does not 
     });
     assertEquals(droppedRecords() - before, 2);
   } finally {
+    ac.abort();
+    await server.finished;
+  }
+});
+
+Deno.test("recordTo: database keeps our own functions off the ingest endpoint (no self-loop)", async () => {
+  let posts = 0;
+  const ac = new AbortController();
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, signal: ac.signal, onListen: () => {} },
+    () => {
+      posts++;
+      return Response.json({});
+    },
+  );
+  const name = `own-fn-${crypto.randomUUID()}`;
+  const admin = adminDb();
+  try {
+    await withEnv({
+      MONITORING_INGEST_URL: `http://127.0.0.1:${server.addr.port}/functions/v1/ingest`,
+      MONITORING_INGEST_KEY: "k",
+    }, async () => {
+      const fn = withMonitoring(name, { recordTo: "database" }, () => new Response("ok"));
+      assertEquals((await fn(new Request("http://x/"))).status, 200);
+      await settle();
+    });
+    assertEquals(posts, 0);
+    const rows = await admin`
+      select count(*)::int as n from monitoring.function_invocations where function_name = ${name}`;
+    assertEquals(rows[0].n, 1);
+  } finally {
+    await admin.end();
     ac.abort();
     await server.finished;
   }

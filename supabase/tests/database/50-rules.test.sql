@@ -451,7 +451,7 @@ select results_eq(
     ('job_runs', interval '30 days'),
     ('rule_errors', interval '30 days'),
     ('whatsapp_error_logs', interval '30 days') $$,
-  'retention windows: error logs 30 days (the spec), app logs 30 (per level below), history 90, deliveries 30, cron runs 7, job runs 30, batch ids 2'
+  'retention windows: error and app logs 30 days (the spec), history 90, deliveries 30, cron runs 7, batch ids 2'
 );
 
 select matches(
