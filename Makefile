@@ -5,7 +5,7 @@ DENO := node_modules/.bin/deno
 SQL_PATHS := supabase/schemas supabase/migrations supabase/tests supabase/seed.sql pydeploy/sql
 WEB_SRC := $(shell find web/src web/standalone -type f 2>/dev/null) web/build.mjs web/package-lock.json
 
-.PHONY: bootstrap demo test lint lint-python lint-sql lint-web web test-web pytest screenshot down clean
+.PHONY: bootstrap demo test lint lint-python lint-sql lint-web lint-cloudflare web test-web pytest screenshot down clean
 
 bootstrap:
 	@scripts/bootstrap.sh
@@ -15,7 +15,7 @@ demo: bootstrap web
 
 test: bootstrap lint web test-web pytest
 
-lint: lint-python lint-sql lint-web
+lint: lint-python lint-sql lint-web lint-cloudflare
 
 lint-python:
 	$(VENV)/ruff check pydeploy tests
@@ -28,6 +28,11 @@ lint-web:
 	cd web && node_modules/.bin/tsc --noEmit -p tsconfig.json
 	$(DENO) lint --config web/deno.lint.json
 	$(DENO) fmt --check --config web/deno.lint.json
+
+# The Cloudflare Pages middleware and /api/health (cloudflare/): type-checked, linted, formatted.
+lint-cloudflare:
+	cd cloudflare && ../$(DENO) check functions/_middleware.ts functions/api/health.ts test/pages_router.ts
+	cd cloudflare && ../$(DENO) lint && ../$(DENO) fmt --check
 
 # The standalone page `pydeploy dashboard` serves (web/dist, not committed): esbuild + Tailwind.
 web: web/dist/index.html

@@ -25,7 +25,7 @@ from pydeploy.errors import ConfigError, PydeployError
 from pydeploy.paths import project_dir
 from pydeploy.ports import free_port
 
-FUNCTIONS = ("health", "check-error-rate", "monitoring-dashboard")
+FUNCTIONS = ("health", "check-error-rate", "monitoring-dashboard", "ingest")
 ROUTER = Path("_dev") / "serve.ts"
 # What the functions may do: reach the database and callers, read their settings and files.
 DENO_FLAGS = ("--allow-net", "--allow-env", "--allow-read", "--no-prompt")

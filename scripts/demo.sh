@@ -81,6 +81,38 @@ psql "$url" -P pager=off -c "select channel, attempts, last_error from monitorin
 $PD channel remove flaky >/dev/null
 $PD channel remove gone >/dev/null
 
+step "5b. The app's own functions: a Cloudflare Pages app (workerd) reports through the ingest Edge Function"
+KEY=$($PD ingest-key rotate --grace 0 2>/dev/null)
+FPORT=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+PPORT=$(.venv/bin/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+$PD functions serve --port "$FPORT" > .pydeploy/demo-functions.log 2>&1 &
+RECEIVERS="$RECEIVERS $!"
+for _ in $(seq 1 120); do curl -s -o /dev/null "http://127.0.0.1:$FPORT/functions/v1/" && break; sleep 0.5; done
+MONITORING_INGEST_URL="http://127.0.0.1:$FPORT/functions/v1/ingest" MONITORING_INGEST_KEY="$KEY" \
+SUPABASE_URL="http://127.0.0.1:$FPORT" SUPABASE_ANON_KEY=demo-anon WHATSAPP_API_KEY=demo WHATSAPP_SESSION=demo \
+  node cloudflare/test/serve.mjs "$PPORT" > .pydeploy/demo-pages.log 2>&1 &
+RECEIVERS="$RECEIVERS $!"
+for _ in $(seq 1 120); do curl -s -o /dev/null "http://127.0.0.1:$PPORT/__monitoring/stats" && break; sleep 0.5; done
+echo "-- the app (functions/_middleware.ts in workerd) answers: 20 x /api/ok, 15 x /api/fail (502), 3 x /api/throw, 2 x /api/send?ok=0"
+for _ in $(seq 1 20); do curl -s -o /dev/null "http://127.0.0.1:$PPORT/api/ok"; done
+for _ in $(seq 1 15); do curl -s -o /dev/null "http://127.0.0.1:$PPORT/api/fail"; done
+for _ in $(seq 1 3); do curl -s -o /dev/null "http://127.0.0.1:$PPORT/api/throw"; done
+for i in 1 2; do curl -s -o /dev/null "http://127.0.0.1:$PPORT/api/send?ok=0&order=demo-$i"; done
+echo "-- curl http://127.0.0.1:$PPORT/api/health   (the spec's URL on the Pages side, anonymous: the spec's shape only)"
+curl -s "http://127.0.0.1:$PPORT/api/health"; echo
+sleep 2.5   # the middleware ships its batch within a second, after the responses
+q="select function_name, window_name, invocations, errors, error_rate, avg_ms from monitoring.function_stats where function_name like '/api/%' and window_name = '5m' order by function_name"
+echo "-- $q"
+psql "$url" -P pager=off -c "$q"
+q="select service, action, level, lines_1h, last_status, last_message from monitoring.recent_app_errors"
+echo "-- $q"
+psql "$url" -P pager=off -c "$q"
+echo "-- pydeploy monitor --notify   (function_errors fires for /api/fail: more than 10 errors in 5 minutes)"
+$PD monitor --notify || true
+for _ in $(seq 1 40); do grep -q "/api/fail" "$LOG" && break; sleep 0.5; done
+echo "-- what the receiver got for the app's functions:"
+grep -A3 "/api/fail" "$LOG" | head -12 || true
+
 step "6. The dashboard (pydeploy report)"
 $PD report
 

@@ -23,6 +23,7 @@ EXPECTED_NO_POLICY = {
     "monitoring.notification_groups",
     "monitoring.retention_policies", "monitoring.rule_errors", "monitoring.rule_state", "monitoring.settings",
     "monitoring.silences",
+    "monitoring.app_logs", "monitoring.ingest_batches", "monitoring.ingest_settings", "monitoring.log_retention",
 }
 
 

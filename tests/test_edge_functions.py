@@ -604,7 +604,7 @@ def test_pydeploy_functions_serve_prints_urls_serves_and_stops_on_ctrl_c(cli_env
     try:
         lines: list[str] = []
         assert proc.stdout is not None
-        while len(lines) < 4:
+        while len(lines) < 5:
             line = proc.stdout.readline()
             assert line, f"serve exited early: {proc.stderr.read() if proc.stderr else ''}"
             lines.append(line.strip())
@@ -612,6 +612,7 @@ def test_pydeploy_functions_serve_prints_urls_serves_and_stops_on_ctrl_c(cli_env
         assert lines == [f"health: {base}/functions/v1/health",
                          f"check-error-rate: {base}/functions/v1/check-error-rate",
                          f"monitoring-dashboard: {base}/functions/v1/monitoring-dashboard",
+                         f"ingest: {base}/functions/v1/ingest",
                          f"SUPABASE_URL={base}"]
         assert httpx.get(f"{base}/functions/v1/health", timeout=10).status_code in (200, 503)
         r = httpx.post(f"{base}/functions/v1/check-error-rate", headers=_auth(), json={"threshold": 3}, timeout=10)
@@ -636,9 +637,9 @@ def test_pydeploy_functions_serve_prints_a_generated_key_once(cli_env: dict[str,
     )
     try:
         assert proc.stdout is not None
-        lines = [proc.stdout.readline().strip() for _ in range(5)]
-        key = lines[4].removeprefix("SUPABASE_SERVICE_ROLE_KEY=")
-        assert lines[4].startswith("SUPABASE_SERVICE_ROLE_KEY=") and len(key) > 20
+        lines = [proc.stdout.readline().strip() for _ in range(6)]
+        key = lines[5].removeprefix("SUPABASE_SERVICE_ROLE_KEY=")
+        assert lines[5].startswith("SUPABASE_SERVICE_ROLE_KEY=") and len(key) > 20
         url = f"http://127.0.0.1:{port}/functions/v1/check-error-rate"
         assert httpx.post(url, headers=_auth(key), timeout=10).status_code == 200
         assert httpx.post(url, headers=_auth(KEY), timeout=10).status_code == 401

@@ -79,7 +79,7 @@ def beyond(c: psycopg.Connection, value: str, type_name: str, up: bool) -> str:
 def test_every_table_with_limits_runs_the_generic_validator_first(conn: psycopg.Connection) -> None:
     tables = {r[0] for r in conn.execute("select distinct table_name from monitoring._limits").fetchall()}
     assert tables == {"alert_rules", "settings", "channels", "retention_policies", "health_thresholds",
-                      "rollup_settings"}
+                      "rollup_settings", "ingest_settings", "log_retention"}
     for table in tables:
         triggers = [r[0] for r in conn.execute(
             "select tgname from pg_trigger where tgrelid = ('monitoring.' || %s)::regclass and not tgisinternal "

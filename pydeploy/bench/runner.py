@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pydeploy.bench import ab, dashboard, reads, retention, setup, writes
+from pydeploy.bench import ab, dashboard, ingest, reads, retention, setup, writes
 from pydeploy.bench.cluster import EMPTY, MONITORED, PLAIN
 from pydeploy.bench.context import BenchOptions, Run, Say
 from pydeploy.bench.measure import connect, peak_memory_mb
@@ -26,6 +26,7 @@ def run_all(run: Run) -> Report:
     ab.bench_ab(run)
     writes.bench_writes(run)
     retention.bench_retention(run)
+    ingest.bench_ingest(run)
     own, kids = peak_memory_mb()
     run.report.add(Row("process", "peak memory of the benchmark process", "MB", round(own, 1),
                        target="< 500 MB", ok=own < 500, note=f"largest child (pgbench): {kids:.1f} MB"))

@@ -22,7 +22,8 @@ DB_URL_HELP = ("Database the functions use (SUPABASE_DB_URL). Default: $SUPABASE
 
 @click.group()
 def functions() -> None:
-    """The Edge Functions (supabase/functions): serve them locally with Deno.
+    """The Edge Functions (supabase/functions: health, check-error-rate, monitoring-dashboard, ingest): serve them
+    locally with Deno.
 
     \b
     Example:
@@ -41,7 +42,7 @@ def functions() -> None:
                    "printed once.")
 @click.pass_obj
 def serve(obj: Any, port: int, host: str, db_url: str | None, service_key: str | None) -> None:
-    """Serve health and check-error-rate at http://HOST:PORT/functions/v1/<name> until Ctrl-C.
+    """Serve every Edge Function at http://HOST:PORT/functions/v1/<name> until Ctrl-C.
 
     Runs supabase/functions/_dev/serve.ts with the pinned Deno (node_modules/deno), with
     SUPABASE_DB_URL set to the database, SUPABASE_URL to http://HOST:PORT and

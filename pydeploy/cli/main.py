@@ -240,9 +240,10 @@ def _register_commands() -> None:
     from pydeploy.cli.bench import bench
     from pydeploy.cli.dashboard import dashboard
     from pydeploy.cli.functions import functions
+    from pydeploy.cli.ingest import ingest_key
     from pydeploy.cli.ops import COMMANDS
 
-    for command in [*COMMANDS, functions, dashboard, bench]:
+    for command in [*COMMANDS, functions, dashboard, bench, ingest_key]:
         cli.add_command(command)
 
 

@@ -276,19 +276,28 @@ create table if not exists monitoring.function_invocations (
   function_name text not null check (char_length(function_name) between 1 and 200),
   status_code integer not null check (status_code between 100 and 599),
   duration_ms numeric not null check (duration_ms >= 0),
-  created_at timestamptz not null default now()
+  created_at timestamptz not null default now(),
+  request_id text check (char_length(request_id) <= 200),
+  region text check (char_length(region) <= 50)
 );
 
 create index if not exists function_invocations_created_at_idx
 on monitoring.function_invocations (created_at) include (function_name, status_code, duration_ms);
 
 comment on table monitoring.function_invocations is
-'One row per Edge Function invocation, written by monitoring.record_invocation(). An error is a '
+'One row per function invocation, written by monitoring.record_invocation() (our Edge Functions) or '
+'monitoring.ingest() (the app''s Pages and Edge Functions, through the ingest Edge Function). An error is a '
 'status_code >= 500. Read raw by monitoring.function_stats (index on created_at).';
 
 comment on column monitoring.function_invocations.status_code is 'HTTP status the function answered.';
 
 comment on column monitoring.function_invocations.duration_ms is 'Wall time of the invocation in ms.';
+
+comment on column monitoring.function_invocations.request_id is
+'The request''s id (e.g. Cloudflare''s cf-ray), when sent through monitoring.ingest().';
+
+comment on column monitoring.function_invocations.region is
+'Where the request was served (e.g. Cloudflare''s colo GRU), when sent through monitoring.ingest().';
 
 -- =============================================================================================
 -- API: Private

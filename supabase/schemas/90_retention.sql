@@ -19,8 +19,8 @@ comment on table monitoring.retention_policies is
 'max_batches per run).';
 
 comment on column monitoring.retention_policies.target is
-'whatsapp_error_logs, alert_history, deliveries (delivered and dead rows only), cron_job_run_details, job_runs or '
-'rule_errors.';
+'whatsapp_error_logs, alert_history, deliveries (delivered and dead rows only), cron_job_run_details, job_runs, '
+'rule_errors, app_logs (per level, see monitoring.log_retention) or ingest_batches.';
 
 comment on column monitoring.retention_policies.keep_for is 'Rows older than this are deleted.';
 
@@ -44,12 +44,14 @@ set search_path = ''
 as $$
 begin
   if new.target is null or new.target not in (
-    'whatsapp_error_logs', 'alert_history', 'deliveries', 'cron_job_run_details', 'job_runs', 'rule_errors'
+    'whatsapp_error_logs', 'alert_history', 'deliveries', 'cron_job_run_details', 'job_runs', 'rule_errors',
+    'app_logs', 'ingest_batches'
   ) then
     raise exception using
       errcode = 'check_violation',
       message = format('retention_policies.target %L is not a table run_retention knows', left(new.target, 200)),
-      hint = 'use whatsapp_error_logs, alert_history, deliveries, cron_job_run_details, job_runs or rule_errors';
+      hint = 'use whatsapp_error_logs, alert_history, deliveries, cron_job_run_details, job_runs, rule_errors, '
+      || 'app_logs or ingest_batches';
   end if;
   return new;
 end
@@ -73,7 +75,9 @@ insert into monitoring.retention_policies (target, keep_for, description) values
 ('deliveries', interval '30 days', 'Delivered and dead-lettered notifications (queued ones are never deleted).'),
 ('cron_job_run_details', interval '7 days', 'pg_cron never trims cron.job_run_details itself.'),
 ('job_runs', interval '30 days', 'Our own job run log.'),
-('rule_errors', interval '30 days', 'Failed rule evaluations.')
+('rule_errors', interval '30 days', 'Failed rule evaluations.'),
+('app_logs', interval '30 days', 'The app''s log lines: each level as monitoring.log_retention says, at most this.'),
+('ingest_batches', interval '2 days', 'Batch ids monitoring.ingest() answers retries from.')
 on conflict (target) do nothing;
 
 -- ---------------------------------------------------------------------------------------------
@@ -190,6 +194,10 @@ begin
       where r.id = any(array(
         select x.id from monitoring.rule_errors as x where x.occurred_at < p_cutoff limit p_limit
       ));
+    when 'app_logs' then
+      return monitoring._app_logs_retention_batch(p_cutoff, p_limit);
+    when 'ingest_batches' then
+      return monitoring._ingest_batches_retention_batch(p_cutoff, p_limit);
     when 'cron_job_run_details' then
       -- no pg_cron in this database, or a caller (service_role) who may not use schema cron:
       -- pg_cron's own history is left alone instead of failing the whole run (to_regclass

@@ -35,6 +35,13 @@ revoke truncate, references, trigger
 on public.whatsapp_notifications, public.whatsapp_error_logs, public.whatsapp_sessions
 from anon, authenticated;
 
+-- tables (app_logs and ingest_batches: deleted by the retention job; written by monitoring.ingest() only)
+grant delete, select
+on
+monitoring.app_logs,
+monitoring.ingest_batches
+to service_role;
+
 -- tables
 grant delete, insert, select
 on
@@ -85,7 +92,9 @@ to service_role;
 grant select, update
 on
 monitoring.heartbeat,
+monitoring.ingest_settings,
 monitoring.jobs,
+monitoring.log_retention,
 monitoring.retention_policies,
 monitoring.settings
 to service_role;
@@ -106,7 +115,9 @@ monitoring.expected_jobs,
 monitoring.function_stats,
 monitoring.hourly_stats,
 monitoring.job_status,
+monitoring.log_volume,
 monitoring.queue_stats,
+monitoring.recent_app_errors,
 monitoring.slow_queries,
 monitoring.top_errors_24h
 to service_role;
@@ -119,6 +130,8 @@ to service_role;
 -- functions service_role may call (views, health(), the alerting API, the jobs' entry points)
 grant execute on function
 monitoring._alertmanager_endpoint(text),
+monitoring._app_logs_retention_batch(timestamptz, integer),
+monitoring._ingest_batches_retention_batch(timestamptz, integer),
 monitoring._alertmanager_payload(jsonb),
 monitoring._breaches(numeric, text, numeric),
 monitoring._dashboard_hours(text),
@@ -239,16 +252,22 @@ monitoring.get_delivery_stats_24h(timestamptz),
 monitoring.get_error_trends(timestamptz),
 monitoring.get_function_stats(timestamptz),
 monitoring.get_hourly_stats(timestamptz),
+monitoring.get_log_volume(timestamptz),
+monitoring.get_recent_app_errors(timestamptz),
 monitoring.get_queue_stats(timestamptz),
 monitoring.get_slow_queries(),
 monitoring.get_top_errors_24h(timestamptz),
 monitoring.health(timestamptz),
+monitoring.ingest(text, jsonb, timestamptz),
+monitoring.ingest_key_status(timestamptz),
 monitoring.mask_phone(text),
 monitoring.reconcile_deliveries(timestamptz),
 monitoring.record_invocation(text, integer, numeric, timestamptz),
 monitoring.refresh_rollups(timestamptz, boolean),
 monitoring.resend_alertmanager(timestamptz),
+monitoring.retire_previous_ingest_key(),
 monitoring.retry_dead_deliveries(bigint[], text, timestamptz),
+monitoring.rotate_ingest_key(text, interval),
 monitoring.run_job(text),
 monitoring.run_retention(timestamptz),
 monitoring.schedule_jobs(text),
@@ -261,6 +280,10 @@ monitoring.unschedule_jobs()
 to service_role;
 
 -- Owner only: monitoring._validate_limit() (checks rows of monitoring._limits, which only migrations write).
+
+-- Owner only: the ingest validators and helpers behind monitoring.ingest() (security definer:
+-- _ingest_shown, _ingest_time_error, _ingest_text_error, _ingest_invocation_error, _ingest_log_error,
+-- _ingest_time_pattern, _ingest_key_matches, _ingest_refusal).
 
 -- Owner only: monitoring._get_secret(text) (secrets), the refresh stages behind refresh_rollups()
 -- (_refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days) and the app-table trigger functions
@@ -288,4 +311,4 @@ to monitoring_exporter;
 -- notifications, docs/benchmarks.md).
 analyze monitoring.settings, monitoring.jobs, monitoring.alert_rules, monitoring.retention_policies,
 monitoring.rollup_settings, monitoring.rollup_state, monitoring.health_thresholds, monitoring.channels,
-monitoring._limits, monitoring.heartbeat;
+monitoring._limits, monitoring.heartbeat, monitoring.ingest_settings, monitoring.log_retention;

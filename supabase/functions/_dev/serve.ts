@@ -10,6 +10,7 @@
 
 import { handler as checkErrorRate } from "../check-error-rate/index.ts";
 import { handler as health } from "../health/index.ts";
+import { handler as ingest } from "../ingest/index.ts";
 import { handler as monitoringDashboard } from "../monitoring-dashboard/index.ts";
 import { corsHeaders, json } from "../_shared/http.ts";
 import { logger } from "../_shared/log.ts";
@@ -18,6 +19,7 @@ export const FUNCTIONS: Record<string, (req: Request) => Promise<Response>> = {
   "health": health,
   "check-error-rate": checkErrorRate,
   "monitoring-dashboard": monitoringDashboard,
+  "ingest": ingest,
 };
 
 const PREFIX = "/functions/v1/";

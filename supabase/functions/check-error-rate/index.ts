@@ -162,6 +162,7 @@ export const handler = withMonitoring(
   FUNCTION_NAME,
   {
     cors: CORS,
+    recordTo: "database",
     action: "check_error_rate",
     internalError: { error: "internal error; see the function's logs" },
   },

@@ -13,13 +13,13 @@
  *   answer is cached for HEALTH_CACHE_SECONDS (default 5; one database check at a time), so a
  *   flood of anonymous calls costs the database one health() per period (docs/edge-functions.md).
  * The database gets HEALTH_BUDGET_MS, so the whole answer comes within 2 s. Each call is recorded
- * in monitoring.function_invocations (batched, see _shared/invocations.ts).
+ * in monitoring.function_invocations by withMonitoring (batched, see _shared/invocations.ts).
  */
 
 import { db, isUnavailable, withTimeout } from "../_shared/db.ts";
 import { isPrivileged } from "../_shared/auth.ts";
-import { corsHeaders, json, methodNotAllowed, preflight } from "../_shared/http.ts";
-import { recordInvocation } from "../_shared/invocations.ts";
+import { corsHeaders, json, methodNotAllowed } from "../_shared/http.ts";
+import { withMonitoring } from "../_shared/invocations.ts";
 import { describeError, logger } from "../_shared/log.ts";
 
 export const FUNCTION_NAME = "health";
@@ -178,14 +178,10 @@ export function clearCache(): void {
   cached = undefined;
 }
 
-/** The function: GET (or HEAD) for the health document, OPTIONS for CORS preflight. */
-export async function handler(req: Request): Promise<Response> {
+async function respond(req: Request): Promise<Response> {
   const started = performance.now();
-  if (req.method === "OPTIONS") return preflight(CORS);
   if (!(METHODS as readonly string[]).includes(req.method)) {
-    const res = methodNotAllowed(req.method, METHODS, CORS);
-    recordInvocation(FUNCTION_NAME, res.status, performance.now() - started);
-    return res;
+    return methodNotAllowed(req.method, METHODS, CORS);
   }
   const full = await isPrivileged(req);
   const { status, body } = full ? await guardedCheck() : await publicAnswer();
@@ -198,9 +194,23 @@ export async function handler(req: Request): Promise<Response> {
     httpStatus: status,
     view: full ? "full" : "public",
   });
-  recordInvocation(FUNCTION_NAME, status, duration);
   return json(body, status, CORS);
 }
+
+/**
+ * The function: GET (or HEAD) for the health document, OPTIONS for CORS preflight; every answer
+ * timed and recorded by withMonitoring (a thrown error becomes a 503 document, never a stack).
+ */
+export const handler = withMonitoring(
+  FUNCTION_NAME,
+  {
+    cors: CORS,
+    recordTo: "database",
+    action: "health_check",
+    internalError: { status: "unhealthy", error: "internal error; see the function's logs" },
+  },
+  respond,
+);
 
 // Serve when run as the entry point: `deno run` (import.meta.main) or Supabase's Edge Runtime,
 // which defines EdgeRuntime. Imported by tests and the dev router, it only exports the handler.

@@ -266,6 +266,7 @@ export const handler = withMonitoring(
   FUNCTION_NAME,
   {
     cors: CORS,
+    recordTo: "database",
     action: "dashboard",
     internalError: { error: "internal", reason: "internal error; see the function's logs" },
   },

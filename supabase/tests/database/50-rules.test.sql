@@ -444,12 +444,14 @@ select results_eq(
   'select target, keep_for from monitoring.retention_policies order by target',
   $$ values
     ('alert_history'::text, interval '90 days'),
+    ('app_logs', interval '30 days'),
     ('cron_job_run_details', interval '7 days'),
     ('deliveries', interval '30 days'),
+    ('ingest_batches', interval '2 days'),
     ('job_runs', interval '30 days'),
     ('rule_errors', interval '30 days'),
     ('whatsapp_error_logs', interval '30 days') $$,
-  'retention windows: error logs 30 days (the spec), history 90, deliveries 30, cron runs 7, job runs 30'
+  'retention windows: error and app logs 30 days (the spec), history 90, deliveries 30, cron runs 7, batch ids 2'
 );
 
 select matches(
