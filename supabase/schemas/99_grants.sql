@@ -39,6 +39,8 @@ from anon, authenticated;
 grant delete, insert, select
 on
 monitoring.alert_history,
+monitoring.digest_runs,
+monitoring.error_log_archive,
 monitoring.job_runs,
 monitoring.rule_errors
 to service_role;
@@ -49,6 +51,7 @@ on
 monitoring.alert_rules,
 monitoring.channels,
 monitoring.deliveries,
+monitoring.digest_hours,
 monitoring.silences
 to service_role;
 
@@ -79,6 +82,7 @@ to service_role;
 -- tables
 grant select, update
 on
+monitoring.digest_settings,
 monitoring.heartbeat,
 monitoring.jobs,
 monitoring.retention_policies,
@@ -96,6 +100,7 @@ monitoring.delivery_latency,
 monitoring.delivery_stats,
 monitoring.delivery_stats_24h,
 monitoring.delivery_status,
+monitoring.digests,
 monitoring.error_trends,
 monitoring.expected_jobs,
 monitoring.function_stats,
@@ -144,6 +149,19 @@ monitoring._cron_times(text, timestamptz, timestamptz),
 monitoring._cron_value(text, integer, text[]),
 monitoring._current_net_epoch(),
 monitoring._delivery_window(timestamptz, interval),
+monitoring._digest_change(numeric, numeric),
+monitoring._digest_daily(timestamptz, timestamptz, integer),
+monitoring._digest_duration(numeric),
+monitoring._digest_episodes(timestamptz, timestamptz),
+monitoring._digest_figures(timestamptz, timestamptz),
+monitoring._digest_monthly(timestamptz, timestamptz, numeric),
+monitoring._digest_payload(text, jsonb),
+monitoring._digest_section(text, text, text[], jsonb),
+monitoring._digest_snapshot(timestamptz),
+monitoring._digest_threshold_review(timestamptz, timestamptz, numeric),
+monitoring._digest_weekly(timestamptz, timestamptz, integer),
+monitoring._run_digest(text, timestamptz),
+monitoring._validate_digest_settings(),
 monitoring._error_count(timestamptz, interval),
 monitoring._error_window(timestamptz, interval),
 monitoring._evaluate_rule(monitoring.alert_rules, timestamptz),
@@ -198,7 +216,9 @@ monitoring._parse_url(text, text, text, text),
 monitoring._watermark(),
 monitoring._refresh_for_evaluation(timestamptz),
 monitoring._webhook_payload(monitoring.alerts, monitoring.alert_rules, text, timestamptz),
+monitoring.archived_error_logs(timestamptz, timestamptz),
 monitoring.check_error_rate(integer, timestamptz),
+monitoring.digest(text, timestamptz),
 monitoring.create_silence_as(text, jsonb, text, text),
 monitoring.dashboard(text, integer),
 monitoring.expire_silence_as(text, bigint),
@@ -238,8 +258,10 @@ monitoring.retry_dead_deliveries(bigint[], text, timestamptz),
 monitoring.run_job(text),
 monitoring.run_retention(timestamptz),
 monitoring.schedule_jobs(text),
+monitoring.send_digest(text, timestamptz, text[], boolean),
 monitoring.set_channel(text, text, text, text, text, text, boolean),
 monitoring.set_channel_auth(text, text, text),
+monitoring.set_digest(text, boolean, text, text[]),
 monitoring.set_heartbeat(text, interval),
 monitoring.set_secret(text, text, text),
 monitoring.test_channel(text, timestamptz),
@@ -274,4 +296,4 @@ to monitoring_exporter;
 -- notifications, docs/benchmarks.md).
 analyze monitoring.settings, monitoring.jobs, monitoring.alert_rules, monitoring.retention_policies,
 monitoring.rollup_settings, monitoring.rollup_state, monitoring.health_thresholds, monitoring.channels,
-monitoring._limits, monitoring.heartbeat;
+monitoring._limits, monitoring.heartbeat, monitoring.digest_settings;
