@@ -9904,6 +9904,19 @@ as $$
     select e.* from monitoring._digest_episodes(p_from, p_to) as e
   ),
 
+  -- the hours in which an alert of the rule fired at some moment
+  firing_hours as (
+    select distinct
+      e.rule_name,
+      h.hour
+    from episodes as e
+    cross join lateral generate_series(
+      date_trunc('hour', greatest(e.fired_at, p_from)),
+      least(coalesce(e.resolved_at, p_to), p_to) - interval '1 microsecond',
+      interval '1 hour'
+    ) as h (hour)
+  ),
+
   -- each rule's metric per hour, where the hour rollups can say it
   series as (
     select
@@ -9922,14 +9935,10 @@ as $$
         when '_check_slow_delivery' then d.latency_count > 0
         else true
       end as has_data,
-      exists (
-        select 1 from episodes as e
-        where
-          e.rule_name = r.name and e.fired_at < d.hour + interval '1 hour'
-          and coalesce(e.resolved_at, 'infinity') > d.hour
-      ) as firing
+      f.hour is not null as firing
     from monitoring.alert_rules as r
     cross join monitoring.digest_hours as d
+    left join firing_hours as f on r.name = f.rule_name and d.hour = f.hour
     where
       d.hour >= p_from and d.hour < p_to
       and r.check_function in (
