@@ -108,14 +108,14 @@ def test_digests_are_jobs_that_can_be_disabled_and_rescheduled(scratch_db: Calla
     url = scratch_db()
     prepare(url)
     jobs = dict(q(url, "select name, schedule from monitoring.expected_jobs where job like 'digest-%'"))
-    assert jobs == {"monitoring-digest-daily": "0 8 * * *", "monitoring-digest-weekly": "0 8 * * 1",
-                    "monitoring-digest-monthly": "0 8 1 * *"}
+    assert jobs == {"monitoring-digest-daily": "5 8 * * *", "monitoring-digest-weekly": "10 8 * * 1",
+                    "monitoring-digest-monthly": "15 8 1 * *"}
     q(url, "select monitoring.set_digest('monthly', false)")
     q(url, "select monitoring.set_digest('daily', p_schedule => '30 6 * * *')")
     jobs = dict(q(url, "select name, schedule from monitoring.expected_jobs where job like 'digest-%'"))
-    assert jobs == {"monitoring-digest-daily": "30 6 * * *", "monitoring-digest-weekly": "0 8 * * 1"}
+    assert jobs == {"monitoring-digest-daily": "30 6 * * *", "monitoring-digest-weekly": "10 8 * * 1"}
     listing = {r[0]: r[1:] for r in q(url, "select kind, enabled, schedule from monitoring.digests")}
-    assert listing["monthly"] == (False, "0 8 1 * *") and listing["daily"] == (True, "30 6 * * *")
+    assert listing["monthly"] == (False, "15 8 1 * *") and listing["daily"] == (True, "30 6 * * *")
 
 
 @pytest.mark.parametrize(("call", "message", "hint"), [

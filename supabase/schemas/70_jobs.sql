@@ -16,8 +16,8 @@
 --   check-whatsapp-errors       0 * * * *    the spec's hourly check (SQL, or the Edge Function)
 --   monitoring-retention        30 3 * * *   batched deletes, each committed, then refresh_rollups()
 --                                            (a `do` block: _retention_start(), then _retention_step())
---   monitoring-digest-daily     0 8 * * *    the digests (92_digests.sql), also -weekly (0 8 * * 1) and
---                                            -monthly (0 8 1 * *)
+--   monitoring-digest-daily     5 8 * * *    the digests (92_digests.sql), also -weekly (10 8 * * 1) and
+--                                            -monthly (15 8 1 * *)
 
 -- ---------------------------------------------------------------------------------------------
 -- Jobs

@@ -112,16 +112,16 @@ on conflict (kind) do nothing;
 
 insert into monitoring.jobs (name, job, schedule, description) values
 (
-  'monitoring-digest-daily', 'digest-daily', '0 8 * * *',
+  'monitoring-digest-daily', 'digest-daily', '5 8 * * *',
   'Daily digest of the previous UTC day (connection, delivery rates, critical errors, alerts), sent to '
   || 'digest_settings.channels; also keeps monitoring.digest_hours current.'
 ),
 (
-  'monitoring-digest-weekly', 'digest-weekly', '0 8 * * 1',
+  'monitoring-digest-weekly', 'digest-weekly', '10 8 * * 1',
   'Weekly digest of the previous ISO week (error patterns, queue, sessions, performance, slow queries).'
 ),
 (
-  'monitoring-digest-monthly', 'digest-monthly', '0 8 1 * *',
+  'monitoring-digest-monthly', 'digest-monthly', '15 8 1 * *',
   'Monthly digest of the previous month (log cleanup, threshold review, trends).'
 )
 on conflict (name) do nothing;

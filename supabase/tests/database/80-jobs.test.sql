@@ -47,6 +47,9 @@ select results_eq(
   'select name, schedule, command from monitoring.expected_jobs order by name',
   $$ values
     ('check-whatsapp-errors'::text, '0 * * * *'::text, 'select monitoring.run_job(''check-whatsapp-errors'')'::text),
+    ('monitoring-digest-daily', '5 8 * * *', 'select monitoring.run_job(''digest-daily'')'),
+    ('monitoring-digest-monthly', '15 8 1 * *', 'select monitoring.run_job(''digest-monthly'')'),
+    ('monitoring-digest-weekly', '10 8 * * 1', 'select monitoring.run_job(''digest-weekly'')'),
     ('monitoring-dispatch', '* * * * *', 'select monitoring.run_job(''dispatch'')'),
     ('monitoring-evaluate', '* * * * *', 'select monitoring.run_job(''evaluate'')'),
     ('monitoring-refresh-rollups', '* * * * *', 'select monitoring.run_job(''refresh-rollups'')'),
@@ -76,8 +79,8 @@ select cmp_ok(
 
 select is(
   jsonb_array_length(monitoring.schedule_jobs() -> 'scheduled'),
-  6,
-  'schedule_jobs() creates the six jobs'
+  9,
+  'schedule_jobs() creates the nine jobs (six, and the three digests)'
 );
 select results_eq(
   'select jobname, schedule, command from pg_temp.cron_jobs()',
@@ -92,13 +95,13 @@ select is(
   ),
   'schedule_jobs() again changes nothing'
 );
-select is((select count(*)::integer from pg_temp.cron_jobs()), 6, 'and creates no duplicate');
+select is((select count(*)::integer from pg_temp.cron_jobs()), 9, 'and creates no duplicate');
 select is(
   (
     select count(*)::integer from monitoring.jobs
     where scheduled_at is not null
   ),
-  6,
+  9,
   'scheduled_at is set (the dead man''s switch counts from it)'
 );
 
@@ -174,7 +177,7 @@ update monitoring.jobs set enabled = true
 where name = 'monitoring-retention';
 select monitoring.schedule_jobs();
 
-select is(jsonb_array_length(monitoring.unschedule_jobs() -> 'removed'), 6, 'unschedule_jobs() removes the six jobs');
+select is(jsonb_array_length(monitoring.unschedule_jobs() -> 'removed'), 9, 'unschedule_jobs() removes the nine jobs');
 select is(monitoring.unschedule_jobs() -> 'removed', '[]'::jsonb, 'and again removes nothing, without error');
 select is((select count(*)::integer from pg_temp.cron_jobs()), 0, 'none of ours is left in cron.job');
 
