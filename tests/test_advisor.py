@@ -21,7 +21,8 @@ EXPECTED_NO_POLICY = {
     "monitoring.alert_rules", "monitoring.alerts", "monitoring.channels", "monitoring.deliveries",
     "monitoring.heartbeat", "monitoring.job_runs", "monitoring.jobs",
     "monitoring.retention_policies", "monitoring.rule_errors", "monitoring.rule_state", "monitoring.settings",
-    "monitoring.silences",
+    "monitoring.silences", "monitoring.digest_settings", "monitoring.digest_hours", "monitoring.digest_runs",
+    "monitoring.error_log_archive",
 }
 
 
