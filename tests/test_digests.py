@@ -206,6 +206,11 @@ def test_cli_report_digest_json_and_text(run_cli: Callable[..., subprocess.Compl
     text = run_cli("report", "--digest", "monthly")
     assert text.returncode == 0, text.stderr
     assert "Threshold review" in text.stdout and "Log cleanup" in text.stdout
+    listing = run_cli("digest", "list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    assert [d["kind"] for d in json.loads(listing.stdout)] == ["daily", "weekly", "monthly"]
+    sent = run_cli("digest", "send", "daily", "--json")
+    assert sent.returncode == 0 and json.loads(sent.stdout)["queued"] == 0, "no channel chosen: built, sent nowhere"
     bad = run_cli("digest", "set", "daily", "--channel", "no-such-channel")
     assert bad.returncode == 1
     assert "digest_settings.channels: channel 'no-such-channel' does not exist" in bad.stderr

@@ -9849,9 +9849,10 @@ begin
   v_out := v_out || monitoring._digest_section(
     'performance', 'Performance against the spec''s targets',
     array(
-      select format('%s: %s %s (target %s %s%s) %s', t ->> 'metric', coalesce(t ->> 'value', 'n/a'), t ->> 'unit',
-        case when t ->> 'unit' = '%' then 'at least' else 'at most' end, t ->> 'target', '',
-        case (t ->> 'met')::boolean when true then 'met' when false then 'MISSED' else '' end)
+      select rtrim(format('%s: %s (target %s %s %s) %s', t ->> 'metric',
+        coalesce((t ->> 'value') || ' ' || (t ->> 'unit'), 'n/a'),
+        case when t ->> 'unit' = '%' then 'at least' else 'at most' end, t ->> 'target', t ->> 'unit',
+        case (t ->> 'met')::boolean when true then 'met' when false then 'MISSED' else '' end))
       from jsonb_array_elements(v_targets) as t
     ),
     jsonb_build_object('targets', v_targets, 'week', v_week)
