@@ -73,22 +73,25 @@ def test_daily_digest_reads_the_day_from_the_rollups_and_alert_history(scratch_d
     assert s["delivery"]["lines"][0].startswith("100 messages, 90 accepted, 10 failed: delivery rate 90.00 %")
 
 
-def test_a_scheduled_digest_arrives_once_per_period_on_a_webhook_and_slack(alert_db: str) -> None:
+def test_a_scheduled_digest_arrives_once_per_period_on_a_webhook_slack_and_discord(alert_db: str) -> None:
     url = alert_db
     seed_yesterday(url)
     with receiver([200] * 10) as rec:
         q(url, "select monitoring.set_channel('audit', 'webhook', %s, %s, 'critical')", (rec.url + "/hook", SECRET))
         q(url, "select monitoring.set_channel('ops-slack', 'slack', %s)", (rec.url + "/slack",))
-        result = q(url, "select monitoring.set_digest('daily', p_channels => array['audit', 'ops-slack'])")[0][0]
-        assert result["channels"] == ["audit", "ops-slack"] and result["enabled"] is True
+        q(url, "select monitoring.set_channel('ops-discord', 'discord', %s)", (rec.url + "/discord",))
+        result = q(url, "select monitoring.set_digest('daily', p_channels => "
+                        "array['audit', 'ops-slack', 'ops-discord'])")[0][0]
+        assert result["channels"] == ["audit", "ops-slack", "ops-discord"] and result["enabled"] is True
         first = q(url, "select monitoring.run_job('digest-daily')")[0][0]
-        assert first["ok"] is True and first["result"]["queued"] == 2, first
+        assert first["ok"] is True and first["result"]["queued"] == 3, first
         again = q(url, "select monitoring.run_job('digest-daily')")[0][0]
         assert again["result"]["skipped"] == "this period was sent already"
         pump(url, lambda: q(url, "select count(*) from monitoring.deliveries where event = 'digest' "
-                                 "and status = 'delivered'")[0][0] == 2)
+                                 "and status = 'delivered'")[0][0] == 3)
         by_path = {r.path: r for r in rec.requests}
-        assert sorted(by_path) == ["/hook", "/slack"], "one message per channel, the second run sent nothing"
+        assert len(rec.requests) == 3 and sorted(by_path) == ["/discord", "/hook", "/slack"], (
+            "one message per channel, the second run sent nothing")
         hook = by_path["/hook"]
         assert hook.headers["X-Alert-Event"] == "digest"
         assert hook.signed_by(SECRET), "signed like the alerts"
@@ -100,8 +103,16 @@ def test_a_scheduled_digest_arrives_once_per_period_on_a_webhook_and_slack(alert
         texts = [b["text"]["text"] for b in slack["blocks"] if b["type"] == "section"]
         assert texts[0].startswith("*Connection status*\n• WhatsApp down (whatsapp_disconnected firing): 30 min")
         assert len(texts) == 4
+        discord = json.loads(by_path["/discord"].body)
+        embed = discord["embeds"][0]
+        assert [f["name"] for f in embed["fields"]] == [
+            "Connection status", "Delivery rates", "Critical errors", "Alerts fired and resolved"]
+        assert embed["fields"][2]["value"] == ("• 1 critical alert(s) fired: whatsapp_disconnected at "
+                                               + sections(body["digest"])["criticalErrors"]["data"]
+                                               ["criticalAlerts"][0]["firedAt"]
+                                               + ".\n• 10 errors logged; top types: timeout 7, invalid_number 3.")
     runs = q(url, "select kind, scheduled, queued, channels from monitoring.digest_runs")
-    assert runs == [("daily", True, 2, ["audit", "ops-slack"])]
+    assert runs == [("daily", True, 3, ["audit", "ops-slack", "ops-discord"])]
 
 
 def test_digests_are_jobs_that_can_be_disabled_and_rescheduled(scratch_db: Callable[[], str]) -> None:
