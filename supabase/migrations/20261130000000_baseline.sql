@@ -8868,13 +8868,14 @@ begin
         select p.archive from monitoring.retention_policies as p where p.target = 'whatsapp_error_logs'
       ), false) then
         -- archive, then delete, in this one transaction: nothing is deleted unless its archive
-        -- row commits with it. The oldest rows first, locked, so the archive holds what is deleted.
+        -- row commits with it. The oldest rows first. No row lock (it cost a third of the batch):
+        -- a row the app changes in between gets a new ctid, so the delete skips it and the next
+        -- run archives its new version.
         v_ctids := array(
           select x.ctid from public.whatsapp_error_logs as x
           where x.created_at < p_cutoff
           order by x.created_at
           limit p_limit
-          for update skip locked
         );
         insert into monitoring.error_log_archive (day, rows, first_at, last_at, logs)
         select
@@ -10304,6 +10305,32 @@ comment on function monitoring._digest_payload(text, jsonb) is
 'alerts: [], digest}; slack a header and one mrkdwn section per digest section; discord one embed with a field per '
 'section.';
 
+create or replace function monitoring._digest_period(
+  -- daily, weekly or monthly
+  p_kind text,
+  -- the period is the last complete one before this
+  p_now timestamptz,
+  out period_start timestamptz,
+  out period_end timestamptz
+)
+language sql
+immutable
+set search_path = ''
+as $$
+  select
+    e.period_end - case p_kind when 'daily' then interval '1 day' when 'weekly' then interval '7 days'
+      else interval '1 month' end,
+    e.period_end
+  from (
+    select date_trunc(
+      case p_kind when 'daily' then 'day' when 'weekly' then 'week' else 'month' end, p_now at time zone 'UTC'
+    ) at time zone 'UTC' as period_end
+  ) as e
+$$;
+
+comment on function monitoring._digest_period(text, timestamptz) is
+'Internal: the last complete UTC day, ISO week (Monday to Monday) or calendar month before p_now.';
+
 -- =============================================================================================
 -- API: Public
 -- =============================================================================================
@@ -10341,11 +10368,7 @@ begin
       hint = 'leave p_now out: it defaults to now()';
   end if;
   select * into v_settings from monitoring.digest_settings as s where s.kind = p_kind;
-  v_to := date_trunc(
-    case p_kind when 'daily' then 'day' when 'weekly' then 'week' else 'month' end, p_now at time zone 'UTC'
-  ) at time zone 'UTC';
-  v_from := v_to - case p_kind when 'daily' then interval '1 day' when 'weekly' then interval '7 days'
-    else interval '1 month' end;
+  select p.period_start, p.period_end into v_from, v_to from monitoring._digest_period(p_kind, p_now) as p;
 
   perform monitoring._digest_snapshot(p_now);
   v_sections := case p_kind
@@ -10402,14 +10425,17 @@ declare
   v_queued integer;
   v_id bigint;
 begin
-  v_digest := monitoring.digest(p_kind, p_now);
-  if p_scheduled and exists (
-    select 1 from monitoring.digest_runs as r
-    where r.scheduled and r.kind = p_kind and r.period_start = (v_digest ->> 'periodStart')::timestamptz
+  -- a scheduled period is sent once: look before building (the job may run again in the period)
+  if p_scheduled and p_kind in ('daily', 'weekly', 'monthly') and p_now is not null and isfinite(p_now) and exists (
+    select 1
+    from monitoring.digest_runs as r
+    inner join monitoring._digest_period(p_kind, p_now) as p on r.period_start = p.period_start
+    where r.scheduled and r.kind = p_kind
   ) then
     return jsonb_build_object('kind', p_kind, 'skipped', 'this period was sent already',
-      'periodStart', v_digest ->> 'periodStart');
+      'periodStart', (select monitoring._iso(p.period_start) from monitoring._digest_period(p_kind, p_now) as p));
   end if;
+  v_digest := monitoring.digest(p_kind, p_now);
   v_channels := coalesce(p_channels, (select s.channels from monitoring.digest_settings as s where s.kind = p_kind),
     '{}'::text []);
   select string_agg(c, ', ') into v_missing
@@ -10731,6 +10757,7 @@ monitoring._digest_episodes(timestamptz, timestamptz),
 monitoring._digest_figures(timestamptz, timestamptz),
 monitoring._digest_monthly(timestamptz, timestamptz, numeric),
 monitoring._digest_payload(text, jsonb),
+monitoring._digest_period(text, timestamptz),
 monitoring._digest_section(text, text, text[], jsonb),
 monitoring._digest_snapshot(timestamptz),
 monitoring._digest_threshold_review(timestamptz, timestamptz, numeric),

@@ -1171,6 +1171,32 @@ comment on function monitoring._digest_payload(text, jsonb) is
 'alerts: [], digest}; slack a header and one mrkdwn section per digest section; discord one embed with a field per '
 'section.';
 
+create or replace function monitoring._digest_period(
+  -- daily, weekly or monthly
+  p_kind text,
+  -- the period is the last complete one before this
+  p_now timestamptz,
+  out period_start timestamptz,
+  out period_end timestamptz
+)
+language sql
+immutable
+set search_path = ''
+as $$
+  select
+    e.period_end - case p_kind when 'daily' then interval '1 day' when 'weekly' then interval '7 days'
+      else interval '1 month' end,
+    e.period_end
+  from (
+    select date_trunc(
+      case p_kind when 'daily' then 'day' when 'weekly' then 'week' else 'month' end, p_now at time zone 'UTC'
+    ) at time zone 'UTC' as period_end
+  ) as e
+$$;
+
+comment on function monitoring._digest_period(text, timestamptz) is
+'Internal: the last complete UTC day, ISO week (Monday to Monday) or calendar month before p_now.';
+
 -- =============================================================================================
 -- API: Public
 -- =============================================================================================
@@ -1208,11 +1234,7 @@ begin
       hint = 'leave p_now out: it defaults to now()';
   end if;
   select * into v_settings from monitoring.digest_settings as s where s.kind = p_kind;
-  v_to := date_trunc(
-    case p_kind when 'daily' then 'day' when 'weekly' then 'week' else 'month' end, p_now at time zone 'UTC'
-  ) at time zone 'UTC';
-  v_from := v_to - case p_kind when 'daily' then interval '1 day' when 'weekly' then interval '7 days'
-    else interval '1 month' end;
+  select p.period_start, p.period_end into v_from, v_to from monitoring._digest_period(p_kind, p_now) as p;
 
   perform monitoring._digest_snapshot(p_now);
   v_sections := case p_kind
@@ -1269,14 +1291,17 @@ declare
   v_queued integer;
   v_id bigint;
 begin
-  v_digest := monitoring.digest(p_kind, p_now);
-  if p_scheduled and exists (
-    select 1 from monitoring.digest_runs as r
-    where r.scheduled and r.kind = p_kind and r.period_start = (v_digest ->> 'periodStart')::timestamptz
+  -- a scheduled period is sent once: look before building (the job may run again in the period)
+  if p_scheduled and p_kind in ('daily', 'weekly', 'monthly') and p_now is not null and isfinite(p_now) and exists (
+    select 1
+    from monitoring.digest_runs as r
+    inner join monitoring._digest_period(p_kind, p_now) as p on r.period_start = p.period_start
+    where r.scheduled and r.kind = p_kind
   ) then
     return jsonb_build_object('kind', p_kind, 'skipped', 'this period was sent already',
-      'periodStart', v_digest ->> 'periodStart');
+      'periodStart', (select monitoring._iso(p.period_start) from monitoring._digest_period(p_kind, p_now) as p));
   end if;
+  v_digest := monitoring.digest(p_kind, p_now);
   v_channels := coalesce(p_channels, (select s.channels from monitoring.digest_settings as s where s.kind = p_kind),
     '{}'::text []);
   select string_agg(c, ', ') into v_missing
