@@ -1,7 +1,8 @@
 """pydeploy's LOCAL STAND-IN for pg_net's background worker (the local engine has no pg_net).
 
 Honours pg_net's contract: takes committed rows from `net.http_request_queue` (deleting them, as
-pg_net does), performs each request over real HTTP with `timeout_milliseconds` as the total
+pg_net does, in one transaction per batch that commits with the batch's responses), performs
+each request over real HTTP with `timeout_milliseconds` as the total
 time limit, never retries, follows no redirects, and writes one row per request into
 `net._http_response (id, status_code, content_type, headers, content, timed_out, error_msg,
 created)`: status_code/headers/content on any HTTP answer (2xx or not), timed_out and error_msg
@@ -152,6 +153,12 @@ class Worker:
             cur.execute("delete from net._http_response where created < now() - %s::interval", (self.ttl,))
 
     def run_once(self, conn: psycopg.Connection) -> int:
+        # as pg_net's worker: one transaction per batch. Its queue rows stay locked (deleted, not yet
+        # committed) while the requests run, and the responses appear together when it commits.
+        with conn.transaction():
+            return self._batch(conn)
+
+    def _batch(self, conn: psycopg.Connection) -> int:
         reqs = self.take(conn)
         futures: list[tuple[Request, Future[Response]]] = [(r, self.pool.submit(perform, r)) for r in reqs]
         for req, fut in futures:

@@ -64,6 +64,12 @@ def default_body(status: int) -> bytes:
     return b'{"received": true}' if status < 300 else b'{"error": "rehearsed failure"}'
 
 
+class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog is 5: a burst of concurrent deliveries (pg_net sends a whole
+    # batch at once) would see connections dropped and retried after 1 s, like no real endpoint
+    request_queue_size = 128
+
+
 class Receiver:
     """Records requests and answers them as `script` says; `url` is http://127.0.0.1:PORT + path."""
 
@@ -74,7 +80,7 @@ class Receiver:
         self.requests: list[Received] = []
         self._lock = threading.Lock()
         self._on_request = on_request
-        self.server = ThreadingHTTPServer((LOOPBACK, port), self._handler())
+        self.server = _Server((LOOPBACK, port), self._handler())
         self.server.daemon_threads = True
         self.port = int(self.server.server_address[1])
         self.url = f"http://{LOOPBACK}:{self.port}{path}"

@@ -20,8 +20,8 @@ SECTIONS: dict[str, str] = {
     "top_errors_24h": "select * from monitoring.top_errors_24h",
     "sessions": "select * from monitoring.connection_status",
     "function_stats": "select * from monitoring.function_stats",
-    "firing_alerts": "select rule_name, severity, state, value, message, firing_since, silenced_by "
-                     "from monitoring.active_alerts",
+    "firing_alerts": "select rule_name, severity, state, status, value, message, firing_since, recovering_since, "
+                     "silenced_by, inhibited_by, inhibited_by_rule from monitoring.active_alerts",
     "recent_deliveries": "select id, channel, event, rule_name, status, attempts, last_status_code, "
                          "created_at, delivered_at from monitoring.deliveries order by id desc limit 10",
     "job_runs": "select j.jobname, d.status, d.start_time, d.end_time, left(d.return_message, 80) as message "
@@ -95,7 +95,14 @@ def render(data: dict[str, Any]) -> RenderableType:
     parts.append(_table("top errors, 24h", data["top_errors_24h"]))
     parts.append(_table("sessions", data["sessions"]))
     parts.append(_table("edge functions", data["function_stats"]))
-    parts.append(_table("alerts pending or firing", data["firing_alerts"]))
+    alerts = h.get("alerts") or {}
+    muted = (f"{alerts.get('inhibited', 0)} inhibited, {alerts.get('silenced', 0)} silenced, "
+             f"{alerts.get('recovering', 0)} recovering, no data: {', '.join(alerts.get('noData') or []) or 'none'}")
+    # status: pending, firing, recovering (kept firing by keep_firing_for), nodata or error;
+    # inhibited_by_rule: the firing alert's rule that mutes this one's notifications
+    parts.append(_table(f"alerts pending or firing ({muted})", data["firing_alerts"],
+                        ["rule_name", "severity", "status", "value", "message", "firing_since", "silenced_by",
+                         "inhibited_by_rule"]))
     parts.append(_table("recent deliveries", data["recent_deliveries"]))
     parts.append(_table("recent job runs", data["job_runs"]))
     return Group(*parts)

@@ -165,6 +165,10 @@ def _rule_to_outbox(conn: psycopg.Connection) -> Check:
                          "'https://verify.invalid/hook', 'pydeploy-verify-key', 'info')")
             conn.execute("delete from monitoring.alerts where rule_name = 'high_error_rate'")
             conn.execute("delete from monitoring.silences")
+            # told on its own and at once: no inhibiting alert, no group waiting
+            conn.execute("update monitoring.inhibit_rules set enabled = false")
+            conn.execute("update monitoring.settings set group_by = '{alertname}', group_wait = '0'")
+            conn.execute("delete from monitoring.notification_groups")
             conn.execute("update monitoring.alert_rules set threshold = 0.5, for_period = '0', enabled = true "
                          "where name = 'high_error_rate'")
             conn.execute("insert into public.whatsapp_error_logs (error_type, error_message) "
@@ -174,7 +178,7 @@ def _rule_to_outbox(conn: psycopg.Connection) -> Check:
                 select a.state, d.event, d.payload, d.body, d.idempotency_key
                 from monitoring.alerts a
                 left join monitoring.deliveries d
-                  on d.fingerprint = a.fingerprint and d.channel = 'pydeploy-verify-tx'
+                  on a.fingerprint = any(d.fingerprints) and d.channel = 'pydeploy-verify-tx'
                 where a.rule_name = 'high_error_rate'""")
     except psycopg.Error as exc:
         return Check("rule → alert → outbox", False, f"the evaluation raised: {str(exc).strip()[:200]}",
@@ -188,6 +192,37 @@ def _rule_to_outbox(conn: psycopg.Connection) -> Check:
                  "a forced breach of high_error_rate fired and queued a signed notification with its runbook "
                  "(in a rolled-back transaction: nothing sent, nothing kept)" if has_runbook
                  else "the queued notification carries no runbook", "")
+
+
+def _alerting_model(conn: psycopg.Connection) -> Check:
+    """Inhibition rules that can never apply, and what the anti-flap, no-data and grouping settings are."""
+    dead = rows(conn, """
+        select i.name,
+               not exists (select 1 from monitoring.alert_rules as r where r.enabled
+                           and monitoring._silence_matches(i.source_matchers,
+                             r.labels || jsonb_build_object('alertname', r.name, 'severity', r.severity))) as no_source,
+               not exists (select 1 from monitoring.alert_rules as r where r.enabled
+                           and monitoring._silence_matches(i.target_matchers,
+                             r.labels || jsonb_build_object('alertname', r.name, 'severity', r.severity))) as no_target
+        from monitoring.inhibit_rules as i where i.enabled order by i.name""")
+    summary = rows(conn, """
+        select (select count(*) from monitoring.inhibit_rules where enabled) as inhibitions,
+               (select count(*) from monitoring.alert_rules where enabled and keep_firing_for > interval '0')
+                 as anti_flap,
+               (select string_agg(name, ', ' order by name) from monitoring.alert_rules
+                 where enabled and nodata_state = 'nodata') as nodata,
+               (select array_to_string(group_by, ', ') from monitoring.settings where id) as group_by,
+               (select group_wait::text || ' / ' || group_interval::text from monitoring.settings where id) as timing
+        """)[0]
+    unused = [f"{d['name']} (no enabled rule matches its {'source' if d['no_source'] else 'target'})"
+              for d in dead if d["no_source"] or d["no_target"]]
+    detail = (f"{summary['inhibitions']} inhibition rule(s), {summary['anti_flap']} rule(s) with keep_firing_for, "
+              f"no-data alerting on {summary['nodata'] or 'no rule'}, grouped by "
+              f"{summary['group_by'] or 'nothing'} (group_wait / group_interval {summary['timing']})")
+    if unused:
+        return Check("alerting model", False, "inhibition rules that never apply: " + "; ".join(unused),
+                     "fix its matchers (update monitoring.inhibit_rules ...) or disable it (enabled = false)")
+    return Check("alerting model", True, detail, "")
 
 
 def _delivery(conn: psycopg.Connection, dsn: str) -> Check:
@@ -240,6 +275,7 @@ def run(conn: psycopg.Connection, dsn: str, migrations_folder: Path) -> list[Che
     checks += _jobs(conn)
     checks += _security(conn)
     checks.append(_rule_to_outbox(conn))
+    checks.append(_alerting_model(conn))
     checks.append(_delivery(conn, dsn))
     checks.append(Check(*heartbeat.check(conn)))
     health = one(conn, "select monitoring.health() ->> 'status'")

@@ -21,9 +21,10 @@ from pydeploy.receiver import Received
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "e2e-signing-key-0123456789"
-# backoff 1 s, 4 attempts, 1 s HTTP timeout, 1 s response grace
+# backoff 1 s, 4 attempts, 1 s HTTP timeout, 1 s response grace; a group may send again at once
+# (group_interval 0: the tests evaluate seconds apart, not minutes)
 FAST = ("update monitoring.settings set backoff_base = '1 second', backoff_cap = '1 second', "
-        "max_attempts = 4, http_timeout_ms = 1000, response_grace = '1 second'")
+        "max_attempts = 4, http_timeout_ms = 1000, response_grace = '1 second', group_interval = '0'")
 
 
 def q(url: str, sql: str, params: tuple[Any, ...] | None = None) -> list[tuple[Any, ...]]:

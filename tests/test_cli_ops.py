@@ -157,6 +157,9 @@ def test_pydeploy_receiver_rehearses_a_failing_endpoint(run_cli, cli_env: dict[s
     (["--schedule", "*/0 * * * *"], "step '0'"),
     (["--schedule", "30 * * * * *"], "must have 5 fields"),
     ([], "nothing to change"),
+    (["--keep-firing-for", "-5m"], "--keep-firing-for '-5m' is not a duration"),
+    (["--keep-firing-for", "2d"], "alert_rules.keep_firing_for must be >= 0 and at most 1 day"),
+    (["--keep-firing-for", "30m", "--group-by", "severity,team"], "settings.group_by: unknown label(s) team"),
 ])
 def test_bad_configuration_is_refused_and_rule_unchanged(run_cli, migrated_db: str, args: list[str],
                                                          needle: str) -> None:
@@ -184,6 +187,29 @@ def test_configure_changes_a_rule(run_cli, migrated_db: str) -> None:
     rules = json.loads(run_cli("rules", "--json", "--db-url", migrated_db).stdout)
     assert {r["name"] for r in rules} >= {"whatsapp_disconnected", "low_delivery_rate", "high_error_rate",
                                           "monitor_stalled"}
+
+
+def test_configure_and_rules_cover_anti_flap_no_data_errors_inhibition_and_grouping(run_cli, migrated_db: str) -> None:
+    res = run_cli("configure", "slow_queue", "--keep-firing-for", "45m", "--nodata", "keep_last", "--on-error", "ok",
+                  "--db-url", migrated_db)
+    assert res.returncode == 0, res.stderr
+    res = run_cli("configure", "--group-by", "alertname,service", "--group-wait", "30s", "--group-interval", "10m",
+                  "--db-url", migrated_db)
+    assert res.returncode == 0, res.stderr
+    with psycopg.connect(migrated_db) as c:
+        assert c.execute("select keep_firing_for::text, nodata_state, error_state from monitoring.alert_rules "
+                         "where name = 'slow_queue'").fetchone() == ("00:45:00", "keep_last", "ok")
+        assert c.execute("select group_by, group_wait::text, group_interval::text from monitoring.settings"
+                         ).fetchone() == (["alertname", "service"], "00:00:30", "00:10:00")
+    res = run_cli("configure", "--keep-firing-for", "5m", "--db-url", migrated_db)
+    assert res.returncode == 1 and "the rule options need a RULE" in res.stderr
+    rules = {r["name"]: r for r in json.loads(run_cli("rules", "--json", "--db-url", migrated_db).stdout)}
+    low = rules["low_delivery_rate"]
+    assert (low["keep_firing_for"], low["nodata_state"], low["error_state"]) == (1800, "nodata", "error")
+    assert rules["high_error_rate"]["inhibited_by"] == ["critical_mutes_warning", "disconnected_mutes_consequences"]
+    assert rules["whatsapp_disconnected"]["inhibited_by"] == []
+    text = run_cli("rules", "--db-url", migrated_db).stdout
+    assert 'alertname="whatsapp_disconnected"' in text and "grouping: by alertname, service" in text
 
 
 # -- silences --------------------------------------------------------------------------------
@@ -255,9 +281,15 @@ def test_monitor_notify_sends_through_channels(run_cli, seeded_db: str) -> None:
 
 
 def test_report_json_has_every_section(run_cli, seeded_db: str) -> None:
+    with psycopg.connect(seeded_db, autocommit=True) as c:
+        c.execute("select monitoring.evaluate_rules(now(), null, false)")
     res = run_cli("report", "--json", "--db-url", seeded_db)
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
+    assert data["firing_alerts"], "the seeded data fires alerts"
+    for a in data["firing_alerts"]:
+        assert a["status"] in ("pending", "firing", "recovering", "nodata", "error") and "inhibited_by_rule" in a
+    assert {"inhibited", "recovering", "noData"} <= set(data["health"]["alerts"])
     for key in ("health", "delivery_stats", "delivery_latency", "queue_stats", "top_errors_24h", "sessions",
                 "function_stats", "firing_alerts", "recent_deliveries", "job_runs"):
         assert key in data
@@ -284,6 +316,7 @@ def test_schedule_verify_and_a_missing_job(run_cli, engine_url: str) -> None:
         assert data["ok"] is True
         names = {c["name"]: c["ok"] for c in data["checks"]}
         assert names["delivery over HTTP"] is True and names["rule → alert → outbox"] is True
+        assert names["alerting model"] is True
         with psycopg.connect(engine_url, autocommit=True) as c:
             c.execute("select cron.unschedule('monitoring-watchdog')")
         res = run_cli("verify")

@@ -186,7 +186,7 @@ def test_concurrent_writers_and_checks_lose_nothing_and_alert_once(alert_db: str
            " state_changed_at, last_connected_at) select 'load-s' || i, '+551199990000' || i, true, 'connected',"
            " now(), now() from generate_series(0, %s) as i", (SESSIONS - 1,))
     jobs = q(url, "select job, command from monitoring.expected_jobs order by name")
-    assert {j for j, _ in jobs} >= {"evaluate", "watchdog", "dispatch", "refresh-rollups", "check-whatsapp-errors"}
+    assert {j for j, _ in jobs} >= {"evaluate", "watchdog", "dispatch", "check-whatsapp-errors"}
     views = [v for (v,) in q(url, "select table_name from information_schema.views"
                                   " where table_schema = 'monitoring' order by table_name")]
     assert len(views) >= 15, views

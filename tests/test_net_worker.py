@@ -147,6 +147,28 @@ def test_timeout_milliseconds_is_honoured(engine_url: str) -> None:
     assert elapsed < 2.5
 
 
+def test_a_batch_in_flight_keeps_its_queue_rows_locked_and_its_responses_appear_together(engine_url: str) -> None:
+    """One transaction per batch: what the reconciler relies on to tell "sending" from "never taken"."""
+    with receiver(script=[(200, 0.0), (200, 2.0)]) as fast, receiver(delay=2) as slow:
+        with psycopg.connect(engine_url) as c:
+            first = c.execute("select net.http_post(%s)", (fast.url,)).fetchone()
+            second = c.execute("select net.http_post(%s)", (slow.url,)).fetchone()
+        assert first and second
+        slow.wait_for(1, timeout=10)
+        fast.wait_for(1, timeout=5)
+        with psycopg.connect(engine_url, autocommit=True) as c:
+            queued = c.execute("select count(*) from net.http_request_queue").fetchone()
+            free = c.execute("select count(*) from (select from net.http_request_queue "
+                             "for update skip locked) as k").fetchone()
+            answered = c.execute("select count(*) from net._http_response where id = %s", (first[0],)).fetchone()
+        assert queued == (2,), "both requests stay in the queue (deleted, uncommitted) while the batch runs"
+        assert free == (0,), "and locked by the worker: nobody can withdraw a request being sent"
+        assert answered == (0,), "the fast request's response waits for the batch to commit"
+        assert _response(engine_url, first[0])[0] == 200 and _response(engine_url, second[0])[0] == 200
+        with psycopg.connect(engine_url, autocommit=True) as c:
+            assert c.execute("select count(*) from net.http_request_queue").fetchone() == (0,)
+
+
 def test_refused_connection_is_an_error_msg(engine_url: str) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

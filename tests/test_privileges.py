@@ -362,7 +362,7 @@ def test_phone_numbers_are_masked_in_everything_admins_browse(db: psycopg.Connec
     assert "+55*******7777" in messages and "+55*******6666" in messages, messages
     payloads = " ".join(str(r[0]) for r in _fetch(db, "select body from monitoring.deliveries"))
     assert "+55*******7777" in payloads, "the notifications carry the masked number"
-    _fetch(db, "select monitoring.run_job('refresh-rollups')")  # the every-minute job takes the snapshot
+    _fetch(db, "select monitoring.run_job('evaluate')")  # the every-minute job takes the snapshot
     slow = [str(r[0]) for r in _fetch(db, "select query from monitoring.slow_queries")]
     assert any("pg_sleep" in q and "whatsapp_sessions" in q for q in slow), "the slow insert is listed"
 

@@ -162,23 +162,45 @@ def channel_test(name: str, timeout: float, db_url: str | None, as_json: bool) -
 
 
 # -- configure -------------------------------------------------------------------------------
+NODATA_STATES = ("nodata", "ok", "keep_last")
+ERROR_STATES = ("error", "ok", "keep_last")
+
+
 @click.command()
-@click.argument("rule")
+@click.argument("rule", required=False)
 @click.option("--threshold", default=None, help="New threshold (a positive number, in the rule's unit).")
 @click.option("--for", "for_period", default=None, help="How long the condition must hold before firing: 0, 5m, 1h.")
 @click.option("--repeat", "repeat_interval", default=None, help="Re-notify a firing alert after: 30m, 4h, 1d.")
 @click.option("--schedule", default=None, help="When the rule is evaluated (cron, 5 fields), e.g. '*/15 * * * *'.")
 @click.option("--enable/--disable", "enabled", default=None, help="Turn the rule on or off.")
+@click.option("--keep-firing-for", "keep_firing_for", default=None,
+              help="Anti-flap: a firing alert whose condition clears stays firing (recovering) this long: 0, 30m.")
+@click.option("--nodata", "nodata_state", type=click.Choice(NODATA_STATES), default=None,
+              help="When the rule's data stops: nodata fires a no-data alert, ok evaluates as usual, keep_last "
+                   "keeps the alerts as they are.")
+@click.option("--on-error", "error_state", type=click.Choice(ERROR_STATES), default=None,
+              help="When the rule's check raises: error fires an error alert, ok clears its alerts, keep_last keeps.")
+@click.option("--group-by", default=None,
+              help="All rules: labels that group notifications into one message, comma-separated, e.g. "
+                   "severity,service ('' for one message per evaluation).")
+@click.option("--group-wait", default=None, help="All rules: a new group's first message waits: 0, 30s, 2m.")
+@click.option("--group-interval", default=None, help="All rules: the next message of a group waits: 5m.")
 @db_url_option
-def configure(rule: str, threshold: str | None, for_period: str | None, repeat_interval: str | None,
-              schedule: str | None, enabled: bool | None, db_url: str | None) -> None:
-    """Change an alert rule's threshold, for period, repeat interval, schedule or state.
+def configure(rule: str | None, threshold: str | None, for_period: str | None, repeat_interval: str | None,
+              schedule: str | None, enabled: bool | None, keep_firing_for: str | None, nodata_state: str | None,
+              error_state: str | None, group_by: str | None, group_wait: str | None, group_interval: str | None,
+              db_url: str | None) -> None:
+    """Change an alert rule (threshold, for, repeat, schedule, anti-flap, no-data and error
+    handling, on/off) or how notifications are grouped.
 
-    Everything is validated before anything is written; the database validates again.
+    Everything is validated before anything is written; the database validates again. The
+    --group-* options apply to every rule (monitoring.settings) and need no RULE.
 
     \b
     Example:
       pydeploy configure low_delivery_rate --threshold 95 --for 10m --repeat 2h
+      pydeploy configure low_delivery_rate --keep-firing-for 30m --nodata nodata --on-error error
+      pydeploy configure --group-by severity,service --group-wait 30s --group-interval 5m
     """
     sets: dict[str, Any] = {}
     if threshold is not None:
@@ -191,38 +213,89 @@ def configure(rule: str, threshold: str | None, for_period: str | None, repeat_i
         sets["schedule"] = validate.cron(schedule)
     if enabled is not None:
         sets["enabled"] = enabled
-    if not sets:
+    if keep_firing_for is not None:
+        sets["keep_firing_for"] = validate.interval(keep_firing_for, "--keep-firing-for")
+    if nodata_state is not None:
+        sets["nodata_state"] = nodata_state
+    if error_state is not None:
+        sets["error_state"] = error_state
+    grouping: dict[str, Any] = {}
+    if group_by is not None:
+        grouping["group_by"] = [g.strip() for g in group_by.split(",") if g.strip()]
+    if group_wait is not None:
+        grouping["group_wait"] = validate.interval(group_wait, "--group-wait")
+    if group_interval is not None:
+        grouping["group_interval"] = validate.interval(group_interval, "--group-interval")
+    if not sets and not grouping:
         raise ConfigError("nothing to change", "give at least one of --threshold, --for, --repeat, --schedule, "
-                                               "--enable/--disable")
-    with dsnmod.connect(engines.resolve(db_url)) as conn, friendly_errors(f"configure {rule}"), conn.transaction():
-        assignments = ", ".join(f"{k} = %({k})s" for k in sets)
-        n = one(conn, f"with u as (update monitoring.alert_rules set {assignments} where name = %(rule)s "
-                      "returning 1) select count(*) from u", {**sets, "rule": rule})
-        if not n:
-            names = [r["name"] for r in rows(conn, "select name from monitoring.alert_rules order by name")]
-            raise ConfigError(f"rule '{rule}' does not exist", "rules: " + ", ".join(names))
-    click.echo(f"rule {rule} updated: " + ", ".join(f"{k}={v}" for k, v in sets.items()), err=True)
+                                               "--enable/--disable, --keep-firing-for, --nodata, --on-error, "
+                                               "--group-by, --group-wait, --group-interval")
+    if sets and rule is None:
+        raise ConfigError("which rule? the rule options need a RULE", "such as: pydeploy configure "
+                                                                      "low_delivery_rate --keep-firing-for 30m")
+    with dsnmod.connect(engines.resolve(db_url)) as conn, friendly_errors(f"configure {rule or 'grouping'}"), \
+            conn.transaction():
+        if sets:
+            assignments = ", ".join(f"{k} = %({k})s" for k in sets)
+            n = one(conn, f"with u as (update monitoring.alert_rules set {assignments} where name = %(rule)s "
+                          "returning 1) select count(*) from u", {**sets, "rule": rule})
+            if not n:
+                names = [r["name"] for r in rows(conn, "select name from monitoring.alert_rules order by name")]
+                raise ConfigError(f"rule '{rule}' does not exist", "rules: " + ", ".join(names))
+        if grouping:
+            assignments = ", ".join(f"{k} = %({k})s" for k in grouping)
+            conn.execute(f"update monitoring.settings set {assignments} where id", grouping)
+    if sets:
+        click.echo(f"rule {rule} updated: " + ", ".join(f"{k}={v}" for k, v in sets.items()), err=True)
+    if grouping:
+        click.echo("grouping updated: " + ", ".join(f"{k}={v}" for k, v in grouping.items()), err=True)
 
 
 @click.command()
 @db_url_option
 @json_option
 def rules(db_url: str | None, as_json: bool) -> None:
-    """List the alert rules with their thresholds, periods and schedules.
+    """List the alert rules (thresholds, periods, schedules, anti-flap, no-data and error
+    handling, the inhibition rules that mute them) and how notifications are grouped.
+
+    --json prints the rules as a list, each with its keep_firing_for, nodata_state, error_state
+    and inhibited_by (the names of the inhibition rules whose targets match it).
 
     \b
     Example:
       pydeploy rules
     """
     with dsnmod.connect(engines.resolve(db_url)) as conn, friendly_errors("rules"):
-        data = rows(conn, "select name, severity, metric, comparator, threshold, unit, \"window\", for_period, "
-                          "repeat_interval, schedule, enabled from monitoring.alert_rules order by name")
+        data = rows(conn, """
+            select r.name, r.severity, r.metric, r.comparator, r.threshold, r.unit, r."window", r.for_period,
+                   r.repeat_interval, r.schedule, r.enabled, r.keep_firing_for, r.nodata_state, r.error_state,
+                   array(select i.name from monitoring.inhibit_rules as i
+                         where i.enabled and monitoring._silence_matches(i.target_matchers,
+                           r.labels || jsonb_build_object('alertname', r.name, 'severity', r.severity))
+                         order by i.name) as inhibited_by
+            from monitoring.alert_rules as r order by r.name""")
+        inhibit = rows(conn, "select name, source_matchers, target_matchers, equal, enabled, comment "
+                             "from monitoring.inhibit_rules order by name")
+        grouping = rows(conn, "select group_by, group_wait, group_interval from monitoring.settings where id")
     if as_json:
         _print_json(data)
     else:
         out.print(_table("alert rules", [_plain(r) for r in data],
                          ["name", "severity", "comparator", "threshold", "unit", "window", "for_period",
-                          "repeat_interval", "schedule", "enabled"]))
+                          "repeat_interval", "schedule", "enabled", "keep_firing_for", "nodata_state", "error_state",
+                          "inhibited_by"]))
+        out.print(_table("inhibition rules (while source fires, targets are muted)", [
+            {**_plain(i), "source": _matchers(i["source_matchers"]), "target": _matchers(i["target_matchers"])}
+            for i in inhibit], ["name", "source", "target", "equal", "enabled", "comment"]))
+        g = grouping[0]
+        out.print(f"grouping: by {', '.join(g['group_by']) or '(nothing: one message per evaluation)'}; "
+                  f"group_wait {g['group_wait']}, group_interval {g['group_interval']}")
+
+
+def _matchers(matchers: list[dict[str, Any]]) -> str:
+    """Matchers as Alertmanager writes them: alertname="x", severity!="info", alertname=~"a|b"."""
+    return ", ".join(f"{m['name']}{'' if m.get('isEqual', True) else '!'}{'=~' if m.get('isRegex') else '='}"
+                     f"\"{m['value']}\"".replace("!=~", "!~") for m in matchers)
 
 
 # -- schedule --------------------------------------------------------------------------------

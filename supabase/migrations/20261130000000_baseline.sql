@@ -2688,7 +2688,7 @@ create table if not exists monitoring._slow_statements (
 
 comment on table monitoring._slow_statements is
 'Internal: the statements of pg_stat_statements whose mean time was at least slow_query_target_ms at the last '
-'refresh-rollups job (every minute), with their texts: what monitoring.slow_queries shows. Reading '
+'evaluate job (every minute), with their texts: what monitoring.slow_queries shows. Reading '
 'pg_stat_statements costs 5-10 ms at 5,000 statements, so it is read once a minute, not per query.';
 
 create or replace function monitoring._snapshot_slow_queries()
@@ -2746,7 +2746,7 @@ $$;
 comment on function monitoring._snapshot_slow_queries() is
 'Internal: take the slow statements of pg_stat_statements (mean time at least slow_query_target_ms) into '
 '_slow_statements, with their texts (cached in _statement_texts, read from the file once). Run by the '
-'refresh-rollups job every minute. Returns the statements taken.';
+'evaluate job every minute. Returns the statements taken.';
 
 create or replace function monitoring.get_slow_queries()
 returns table (
@@ -2793,7 +2793,7 @@ $$;
 comment on function monitoring.get_slow_queries() is
 'monitoring.slow_queries: statements of this database whose mean execution time is at least '
 'health_thresholds.slow_query_target_ms (100 ms), level ''alert'' from slow_query_alert_ms (500 ms), as '
-'pg_stat_statements had them at the last refresh-rollups job (every minute). Empty where '
+'pg_stat_statements had them at the last evaluate job (every minute). Empty where '
 'extensions.pg_stat_statements is not installed or not preloaded.';
 
 -- =============================================================================================
@@ -2908,6 +2908,9 @@ create table if not exists monitoring.settings (
   job_mode text not null default 'db',
   project_url_secret text not null default 'project_url',
   service_key_secret text not null default 'service_role_key',
+  group_by text[] not null default '{severity}'::text[],
+  group_wait interval not null default interval '0',
+  group_interval interval not null default interval '5 minutes',
   updated_at timestamptz not null default now()
 );
 
@@ -2942,6 +2945,19 @@ comment on column monitoring.settings.project_url_secret is
 
 comment on column monitoring.settings.service_key_secret is
 'Name of the secret holding the service role key sent as "Authorization: Bearer" to Edge Functions.';
+
+comment on column monitoring.settings.group_by is
+'Labels whose values make a notification group (as Alertmanager''s group_by): alerts due in one evaluation with '
+'the same values are sent to a channel as one message. Known labels: alertname, severity, service, condition, the '
+'rules'' labels and their instance labels (session_id, function, job).';
+
+comment on column monitoring.settings.group_wait is
+'How long a new group waits for more alerts before its first message (Alertmanager group_wait); 0 sends at the '
+'evaluation that made it due (evaluations run each minute).';
+
+comment on column monitoring.settings.group_interval is
+'After a group''s message, how long before the next message of that group with new or resolved alerts '
+'(Alertmanager group_interval).';
 
 insert into monitoring.settings (id) values (true) on conflict (id) do nothing;
 
@@ -3321,6 +3337,9 @@ create table if not exists monitoring.alert_rules (
   enabled boolean not null default true,
   runbook text[] not null,
   labels jsonb not null default '{}'::jsonb,
+  keep_firing_for interval not null default interval '0',
+  nodata_state text not null default 'ok',
+  error_state text not null default 'error',
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
@@ -3367,6 +3386,18 @@ comment on column monitoring.alert_rules.runbook is 'Incident-response steps inc
 comment on column monitoring.alert_rules.labels is
 'Extra labels (a JSON object of strings) added to every alert of the rule.';
 
+comment on column monitoring.alert_rules.keep_firing_for is
+'Anti-flap (Grafana keep_firing_for): a firing alert whose condition clears stays firing, marked recovering, for '
+'this long and resolves only if the condition stays clear; 0 resolves at once.';
+
+comment on column monitoring.alert_rules.nodata_state is
+'What a run without data means (the check reports no volume > 0 although the rule has seen data before): nodata '
+'fires a no-data alert (label condition=no_data), ok evaluates as usual, keep_last keeps every alert as it is.';
+
+comment on column monitoring.alert_rules.error_state is
+'What a failing check means (recorded in rule_errors): error fires an error alert (label condition=error), ok '
+'clears the rule''s alerts (resolving after keep_firing_for), keep_last keeps them as they are.';
+
 -- What a check function returns per alert instance (create type has no "if not exists")
 do $$
 begin
@@ -3393,6 +3424,20 @@ insert into monitoring._limits (table_name, column_name, min_value, min_exclusiv
   'use ''0'' to fire at once or an interval such as ''5 minutes'''
 ),
 ('alert_rules', 'repeat_interval', '1 minute', false, '366 days', null, 'use an interval such as ''4 hours'''),
+(
+  'alert_rules', 'keep_firing_for', '0', false, '1 day', null,
+  'use ''0'' to resolve at once or an interval such as ''30 minutes'''
+),
+(
+  'alert_rules', 'nodata_state', null, false, null, '{nodata,ok,keep_last}',
+  'use nodata to alert when the data stops, ok to treat it as healthy, keep_last to keep the last state'
+),
+(
+  'alert_rules', 'error_state', null, false, null, '{error,ok,keep_last}',
+  'use error to alert when the check fails, ok to resolve, keep_last to keep the last state'
+),
+('settings', 'group_wait', '0', false, '1 hour', null, 'use ''0'' or an interval such as ''30 seconds'''),
+('settings', 'group_interval', '0', false, '1 day', null, 'use an interval such as ''5 minutes'''),
 ('settings', 'backoff_base', '0', true, '1 day', null, 'use an interval such as ''30 seconds'''),
 ('settings', 'backoff_cap', null, false, '7 days', null, 'use an interval such as ''30 minutes'''),
 ('settings', 'max_attempts', '1', false, '100', null, 'use a count such as 8'),
@@ -3449,7 +3494,9 @@ begin
   if new.labels is null or jsonb_typeof(new.labels) <> 'object'
     or exists (
       select 1 from jsonb_each(new.labels) as l (k, v)
-      where jsonb_typeof(l.v) <> 'string' or l.k !~ '^[A-Za-z_][A-Za-z0-9_]{0,62}$' or l.k in ('alertname', 'severity')
+      where
+        jsonb_typeof(l.v) <> 'string' or l.k !~ '^[A-Za-z_][A-Za-z0-9_]{0,62}$'
+        or l.k in ('alertname', 'severity', 'condition')
     ) then
     raise exception using
       errcode = 'check_violation',
@@ -3457,7 +3504,7 @@ begin
         'alert_rules.labels must be a JSON object of strings (got %s)', left(coalesce(new.labels::text, 'null'), 200)
       ),
       hint = 'use an object such as ''{"team": "ops"}'': names are letters, digits and _ (Prometheus label names); '
-        || 'alertname and severity come from the rule';
+        || 'alertname and severity come from the rule, condition from the evaluator';
   end if;
   if new.check_function is null
     or new.check_function !~ '^_?[a-z][a-z0-9_]*$'
@@ -3487,6 +3534,8 @@ returns trigger
 language plpgsql
 set search_path = ''
 as $$
+declare
+  v_unknown text;
 begin
   if new.service_name is null or btrim(new.service_name) = '' or char_length(new.service_name) > 200 then
     raise exception using
@@ -3509,6 +3558,16 @@ begin
       message = 'settings.project_url_secret and settings.service_key_secret must name secrets '
         || '(1-200 letters, digits or _ . : -)',
       hint = 'use the defaults project_url and service_role_key';
+  end if;
+  select string_agg(g.label, ', ' order by g.ord) into v_unknown
+  from unnest(new.group_by) with ordinality as g (label, ord)
+  where g.label is null or g.label <> all(monitoring._known_labels());
+  if v_unknown is not null or cardinality(new.group_by) > 10 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('settings.group_by: unknown label(s) %s (at most 10 labels)', coalesce(v_unknown, 'none')),
+      hint = format('group by labels the alerts carry: %s; ''{}'' sends one message per evaluation',
+        array_to_string(monitoring._known_labels(), ', '));
   end if;
   new.updated_at := now();
   return new;
@@ -3602,6 +3661,8 @@ create table if not exists monitoring.alerts (
   last_notified_at timestamptz,
   last_evaluated_at timestamptz not null,
   notifications integer not null default 0,
+  recovering_since timestamptz,
+  notified_state text,
   updated_at timestamptz not null default now(),
   constraint alerts_state_check check (state in ('pending', 'firing', 'resolved')),
   constraint alerts_severity_check check (severity in ('critical', 'warning', 'info'))
@@ -3631,6 +3692,14 @@ comment on column monitoring.alerts.last_notified_at is
 
 comment on column monitoring.alerts.notifications is 'Notifications queued for this alert over its whole life.';
 
+comment on column monitoring.alerts.recovering_since is
+'While firing: when the condition cleared, if it has not come back (the alert is recovering and resolves once '
+'the rule''s keep_firing_for has passed); null otherwise.';
+
+comment on column monitoring.alerts.notified_state is
+'What the channels last heard of the current episode: firing, resolved, or null (nothing yet: new, silenced or '
+'inhibited). A firing alert not notified as firing is due; a resolved one notified as firing is due.';
+
 create index if not exists alerts_rule_state_idx on monitoring.alerts (rule_name, state);
 
 create index if not exists alerts_active_idx on monitoring.alerts (state) where state in ('pending', 'firing');
@@ -3646,7 +3715,8 @@ create table if not exists monitoring.alert_history (
   message text,
   occurred_at timestamptz not null,
   event text,
-  silenced_by bigint
+  silenced_by bigint,
+  inhibited_by text
 );
 
 comment on table monitoring.alert_history is
@@ -3658,6 +3728,9 @@ comment on column monitoring.alert_history.event is
 'Notification queued with this transition (firing or resolved); null when none was.';
 
 comment on column monitoring.alert_history.silenced_by is 'Id of the silence that suppressed the notification, if any.';
+
+comment on column monitoring.alert_history.inhibited_by is
+'Fingerprint of the firing alert that inhibited the notification, if any (see monitoring.inhibit_rules).';
 
 create index if not exists alert_history_occurred_at_idx on monitoring.alert_history (occurred_at);
 
@@ -3702,7 +3775,8 @@ create table if not exists monitoring.rule_state (
   last_error text,
   last_error_at timestamptz,
   consecutive_errors integer not null default 0,
-  last_duration_ms numeric
+  last_duration_ms numeric,
+  last_data_at timestamptz
 );
 
 comment on table monitoring.rule_state is
@@ -3710,6 +3784,10 @@ comment on table monitoring.rule_state is
 
 comment on column monitoring.rule_state.last_checked_at is
 'When the scheduled evaluator last looked whether the rule was due.';
+
+comment on column monitoring.rule_state.last_data_at is
+'When the check last reported data (an instance with a volume > 0); a rule that has seen data and sees none is '
+'in no data (see alert_rules.nodata_state).';
 
 comment on column monitoring.rule_state.last_error is
 'Message of the last failed evaluation; null once the rule evaluates again.';
@@ -3818,30 +3896,37 @@ $$;
 comment on function monitoring._silence_for(jsonb, timestamptz) is
 'Internal: id of an active silence matching the labels at p_now, or null.';
 
-create or replace function monitoring._validate_silence()
-returns trigger
+create or replace function monitoring._normalize_matchers(
+  -- an object {"label": "value"} or an array of {"name", "value", "isRegex", "isEqual"} matchers
+  p_matchers jsonb,
+  -- the field named in messages, such as silences.matchers
+  p_field text
+)
+returns jsonb
 language plpgsql
+immutable
 set search_path = ''
 as $$
 declare
+  v_matchers jsonb := p_matchers;
   v_matcher jsonb;
 begin
-  if jsonb_typeof(new.matchers) = 'object' then
-    new.matchers := (
+  if jsonb_typeof(v_matchers) = 'object' then
+    v_matchers := (
       select jsonb_agg(
         jsonb_build_object('name', e.key, 'value', e.value, 'isRegex', false, 'isEqual', true) order by e.key
       )
-      from jsonb_each_text(new.matchers) as e (key, value)
+      from jsonb_each_text(v_matchers) as e (key, value)
     );
   end if;
-  if new.matchers is null or jsonb_typeof(new.matchers) <> 'array' or jsonb_array_length(new.matchers) = 0 then
+  if v_matchers is null or jsonb_typeof(v_matchers) <> 'array' or jsonb_array_length(v_matchers) = 0 then
     raise exception using
       errcode = 'check_violation',
-      message = 'silences.matchers must be a non-empty array of {"name", "value"} matchers',
+      message = format('%s must be a non-empty array of {"name", "value"} matchers', p_field),
       hint = 'match on alertname, severity or a label, such as '
         '''[{"name": "alertname", "value": "low_delivery_rate"}]''';
   end if;
-  for v_matcher in select m.value from jsonb_array_elements(new.matchers) as m (value) loop
+  for v_matcher in select m.value from jsonb_array_elements(v_matchers) as m (value) loop
     if jsonb_typeof(v_matcher) <> 'object'
       or jsonb_typeof(v_matcher -> 'name') is distinct from 'string'
       or coalesce(v_matcher ->> 'name', '') = ''
@@ -3850,7 +3935,7 @@ begin
       or coalesce(jsonb_typeof(v_matcher -> 'isEqual'), 'boolean') <> 'boolean' then
       raise exception using
         errcode = 'check_violation',
-        message = format('silences.matchers: %s is not a matcher', left(v_matcher::text, 200)),
+        message = format('%s: %s is not a matcher', p_field, left(v_matcher::text, 200)),
         hint = 'a matcher is {"name": "<label>", "value": "<text>"} with optional booleans isRegex and isEqual';
     end if;
     if coalesce((v_matcher ->> 'isRegex')::boolean, false) then
@@ -3862,11 +3947,26 @@ begin
       exception when invalid_regular_expression then
         raise exception using
           errcode = 'check_violation',
-          message = format('silences.matchers: %L is not a valid regular expression', left(v_matcher ->> 'value', 200)),
+          message = format('%s: %L is not a valid regular expression', p_field, left(v_matcher ->> 'value', 200)),
           hint = 'use a POSIX regular expression such as ''low_.*'' (it is anchored; no (?flags) or ***= prefixes)';
       end;
     end if;
   end loop;
+  return v_matchers;
+end
+$$;
+
+comment on function monitoring._normalize_matchers(jsonb, text) is
+'Internal: validate label matchers (of a silence or an inhibition rule) and return them as an array of '
+'{name, value, isRegex, isEqual}; raises a check_violation naming p_field.';
+
+create or replace function monitoring._validate_silence()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.matchers := monitoring._normalize_matchers(new.matchers, 'silences.matchers');
   if new.starts_at is null or new.ends_at is null or not isfinite(new.starts_at) or not isfinite(new.ends_at)
     or new.ends_at <= new.starts_at then
     raise exception using
@@ -3903,6 +4003,205 @@ comment on function monitoring._validate_silence() is
 create or replace trigger silences_validate
 before insert or update on monitoring.silences
 for each row execute function monitoring._validate_silence();
+
+create or replace function monitoring._known_labels()
+returns text[]
+language sql
+stable
+set search_path = ''
+as $$
+  select array(
+    select k.label
+    from (
+      -- set by the evaluator, the service name and the instance labels of the seeded checks
+      select unnest(array['alertname', 'severity', 'service', 'condition', 'session_id', 'function', 'job']) as label
+      union
+      select jsonb_object_keys(r.labels) from monitoring.alert_rules as r
+      union
+      -- instance labels of custom checks, once their alerts exist
+      select jsonb_object_keys(a.labels) from monitoring.alerts as a
+    ) as k
+    order by k.label
+  )
+$$;
+
+comment on function monitoring._known_labels() is
+'Internal: the label names alerts carry (alertname, severity, service, condition, the seeded checks'' instance '
+'labels, every rule''s labels and those of existing alerts): what settings.group_by and inhibit_rules.equal accept.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Inhibition (Alertmanager inhibit_rules): while a source alert fires, matching targets are muted
+-- ---------------------------------------------------------------------------------------------
+create table if not exists monitoring.inhibit_rules (
+  name text primary key,
+  source_matchers jsonb not null,
+  target_matchers jsonb not null,
+  equal text[] not null default '{}'::text[],
+  enabled boolean not null default true,
+  comment text not null,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+
+comment on table monitoring.inhibit_rules is
+'Inhibition rules (as Alertmanager''s): while an alert matching source_matchers fires, notifications of alerts '
+'matching target_matchers that have the same values of the labels in equal are muted. Muted alerts keep their '
+'state and history; a target still firing when its source resolves is notified then.';
+
+comment on column monitoring.inhibit_rules.source_matchers is
+'Label matchers of the inhibiting alert, as in silences ({"alertname": "whatsapp_disconnected"} or an array of '
+'{name, value, isRegex, isEqual}).';
+
+comment on column monitoring.inhibit_rules.target_matchers is 'Label matchers of the alerts muted.';
+
+comment on column monitoring.inhibit_rules.equal is
+'Labels whose values must be the same in source and target (a label absent from both counts as equal); * '
+'means every label but severity (the same rule and instance).';
+
+create or replace function monitoring._validate_inhibit_rule()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_unknown text;
+begin
+  if new.name is null or new.name !~ '^[a-z][a-z0-9_]{0,62}$' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('inhibit_rules.name %L must be lower-case snake_case (at most 63 characters)',
+        left(new.name, 200)),
+      hint = 'use letters, digits and underscores, such as disconnected_mutes_consequences';
+  end if;
+  if new.comment is null or btrim(new.comment) = '' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('inhibit_rules.comment of %s must say why the targets are muted', new.name),
+      hint = 'such as ''consequences of a disconnection''';
+  end if;
+  new.source_matchers := monitoring._normalize_matchers(new.source_matchers, 'inhibit_rules.source_matchers');
+  new.target_matchers := monitoring._normalize_matchers(new.target_matchers, 'inhibit_rules.target_matchers');
+  select string_agg(e.label, ', ' order by e.ord) into v_unknown
+  from unnest(new.equal) with ordinality as e (label, ord)
+  where e.label is null or (e.label <> '*' and e.label <> all(monitoring._known_labels()));
+  if v_unknown is not null then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('inhibit_rules.equal of %s: unknown label(s) %s', new.name, v_unknown),
+      hint = format('use labels the alerts carry: %s, or * for every label but severity',
+        array_to_string(monitoring._known_labels(), ', '));
+  end if;
+  -- an alert that matches both sides would mute its own kind: some equality matcher of one side
+  -- must fail the other side's matchers on that label
+  if not exists (
+    select 1
+    from jsonb_array_elements(new.source_matchers) as m (matcher)
+    where
+      not coalesce((m.matcher ->> 'isRegex')::boolean, false)
+      and coalesce((m.matcher ->> 'isEqual')::boolean, true)
+      and exists (
+        select 1 from jsonb_array_elements(new.target_matchers) as t (matcher)
+        where
+          t.matcher ->> 'name' = m.matcher ->> 'name'
+          and not monitoring._silence_matches(
+            jsonb_build_array(t.matcher), jsonb_build_object(m.matcher ->> 'name', m.matcher ->> 'value')
+          )
+      )
+    union all
+    select 1
+    from jsonb_array_elements(new.target_matchers) as m (matcher)
+    where
+      not coalesce((m.matcher ->> 'isRegex')::boolean, false)
+      and coalesce((m.matcher ->> 'isEqual')::boolean, true)
+      and exists (
+        select 1 from jsonb_array_elements(new.source_matchers) as t (matcher)
+        where
+          t.matcher ->> 'name' = m.matcher ->> 'name'
+          and not monitoring._silence_matches(
+            jsonb_build_array(t.matcher), jsonb_build_object(m.matcher ->> 'name', m.matcher ->> 'value')
+          )
+      )
+  ) then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('inhibit_rules %s matches itself: an alert can match both source_matchers and '
+        'target_matchers, and would mute its own kind', new.name),
+      hint = 'tell the two sides apart by one label with an exact value on one side that the other side refuses, '
+        'such as source {"severity": "critical"} and target {"severity": "warning"}';
+  end if;
+  new.updated_at := now();
+  return new;
+end
+$$;
+
+comment on function monitoring._validate_inhibit_rule() is
+'Trigger: validate an inhibition rule (name, comment, matchers, equal labels) and refuse one whose source and '
+'target could match the same alert, raising a check_violation naming the field with the fix as hint.';
+
+create or replace trigger inhibit_rules_validate
+before insert or update on monitoring.inhibit_rules
+for each row execute function monitoring._validate_inhibit_rule();
+
+create or replace trigger inhibit_rules_validate_nulls
+before insert or update on monitoring.inhibit_rules
+for each row execute function monitoring._validate_not_null();
+
+create or replace function monitoring._inhibitor_for(
+  -- labels of an alert
+  p_labels jsonb,
+  -- its fingerprint (an alert never inhibits itself)
+  p_fingerprint text
+)
+returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select src.fingerprint
+  from monitoring.inhibit_rules as i
+  inner join monitoring.alerts as src
+    on
+      src.state = 'firing'
+      and src.fingerprint <> p_fingerprint
+      and monitoring._silence_matches(i.source_matchers, src.labels)
+  where
+    i.enabled
+    and monitoring._silence_matches(i.target_matchers, p_labels)
+    and case
+      when '*' = any(i.equal) then (src.labels - 'severity') = (p_labels - 'severity')
+      else not exists (
+        select 1 from unnest(i.equal) as e (label)
+        where (src.labels ->> e.label) is distinct from (p_labels ->> e.label)
+      )
+    end
+  order by src.firing_since, src.fingerprint
+  limit 1
+$$;
+
+comment on function monitoring._inhibitor_for(jsonb, text) is
+'Internal: fingerprint of a firing alert that inhibits an alert with these labels (by an enabled inhibit rule), '
+'or null.';
+
+insert into monitoring.inhibit_rules (name, source_matchers, target_matchers, equal, comment) values
+(
+  'disconnected_mutes_consequences',
+  '{"alertname": "whatsapp_disconnected"}',
+  (
+    '[{"name": "alertname", "value": "low_delivery_rate|high_error_rate|error_rate_webhook|slow_queue", '
+    || '"isRegex": true}]'
+  )::jsonb,
+  '{}',
+  'While WhatsApp is disconnected, delivery rate, errors and the queue suffer as a consequence: the one critical '
+  || 'notification says it all'
+),
+(
+  'critical_mutes_warning',
+  '{"severity": "critical"}',
+  '{"severity": "warning"}',
+  '{*}',
+  'A critical alert mutes a warning of the same rule and labels'
+)
+on conflict (name) do nothing;
 
 -- ---------------------------------------------------------------------------------------------
 -- API: silences
@@ -4133,14 +4432,14 @@ declare
   v_found boolean;
   v_prev text;
   v_new text;
-  v_event text;
-  v_silence bigint;
-  v_queued integer := 0;
-  v_notified boolean := false;
+  v_from text;
+  v_to text;
 begin
   select * into v_alert from monitoring.alerts as a where a.fingerprint = p_fingerprint for update;
   v_found := found;
   v_prev := case when v_found then v_alert.state end;
+  -- what history shows: a firing alert whose condition cleared is recovering
+  v_from := case when v_prev = 'firing' and v_alert.recovering_since is not null then 'recovering' else v_prev end;
 
   if not v_found and not p_breached then
     return null;
@@ -4151,11 +4450,11 @@ begin
     v_new := case when p_rule.for_period <= interval '0' then 'firing' else 'pending' end;
     insert into monitoring.alerts as a (
       fingerprint, rule_name, labels, severity, state, value, message, started_at, firing_since,
-      resolved_at, last_notified_at, last_evaluated_at, updated_at
+      resolved_at, last_notified_at, last_evaluated_at, recovering_since, notified_state, updated_at
     )
     values (
       p_fingerprint, p_rule.name, coalesce(p_labels, v_alert.labels), p_rule.severity, v_new, p_value,
-      p_message, p_now, case when v_new = 'firing' then p_now end, null, null, p_now, now()
+      p_message, p_now, case when v_new = 'firing' then p_now end, null, null, p_now, null, null, now()
     )
     on conflict (fingerprint) do update
       set
@@ -4170,8 +4469,11 @@ begin
         resolved_at = null,
         last_notified_at = null,
         last_evaluated_at = excluded.last_evaluated_at,
+        recovering_since = null,
+        notified_state = null,
         updated_at = excluded.updated_at
     returning a.* into v_alert;
+    v_to := v_new;
   elsif p_breached then
     v_new := case
       when v_prev = 'pending' and p_now - v_alert.started_at < p_rule.for_period then 'pending'
@@ -4183,10 +4485,26 @@ begin
       value = p_value,
       message = coalesce(p_message, a.message),
       firing_since = case when v_new = 'firing' then coalesce(a.firing_since, p_now) end,
+      recovering_since = null,
       last_evaluated_at = p_now,
       updated_at = now()
     where a.fingerprint = p_fingerprint
     returning a.* into v_alert;
+    v_to := v_new;
+  elsif v_prev = 'firing' and p_rule.enabled and v_alert.labels ->> 'condition' is null
+    and p_now - coalesce(v_alert.recovering_since, p_now) < p_rule.keep_firing_for then
+    -- anti-flap: the condition cleared, the alert keeps firing (recovering) for keep_firing_for
+    v_new := 'firing';
+    update monitoring.alerts as a
+    set
+      value = coalesce(p_value, a.value),
+      message = coalesce(p_message, a.message),
+      recovering_since = coalesce(a.recovering_since, p_now),
+      last_evaluated_at = p_now,
+      updated_at = now()
+    where a.fingerprint = p_fingerprint
+    returning a.* into v_alert;
+    v_to := 'recovering';
   elsif v_prev in ('pending', 'firing') then
     v_new := 'resolved';
     update monitoring.alerts as a
@@ -4195,10 +4513,12 @@ begin
       value = coalesce(p_value, a.value),
       message = coalesce(p_message, a.message),
       resolved_at = p_now,
+      recovering_since = null,
       last_evaluated_at = p_now,
       updated_at = now()
     where a.fingerprint = p_fingerprint
     returning a.* into v_alert;
+    v_to := v_new;
   else
     -- still resolved: remember the latest value, nothing to notify
     update monitoring.alerts as a
@@ -4211,52 +4531,37 @@ begin
     return null;
   end if;
 
-  if v_new = 'firing'
-    and (v_alert.last_notified_at is null or p_now >= v_alert.last_notified_at + p_rule.repeat_interval) then
-    v_event := case when v_alert.last_notified_at is null then 'firing' else 'repeat' end;
-  elsif v_new = 'resolved' and v_prev = 'firing' and v_alert.last_notified_at is not null then
-    v_event := 'resolved';
-  end if;
-
-  if v_event is not null then
-    v_silence := monitoring._silence_for(v_alert.labels, p_now);
-    if v_silence is null then
-      v_queued := monitoring._notify(v_alert, p_rule, v_event, p_now);
-      v_notified := true;
-      update monitoring.alerts as a
-      set last_notified_at = p_now, notifications = a.notifications + 1
-      where a.fingerprint = p_fingerprint;
-    end if;
-  end if;
-
-  if v_new is distinct from v_prev then
-    insert into monitoring.alert_history (
-      fingerprint, rule_name, labels, from_state, to_state, value, message, occurred_at, event, silenced_by
-    )
-    values (
-      p_fingerprint, p_rule.name, v_alert.labels, v_prev, v_new, v_alert.value, v_alert.message, p_now,
-      case when v_notified then v_event end, v_silence
-    );
-  elsif v_event is null then
+  if v_to is not distinct from v_from then
     return null;
   end if;
+
+  -- the notification, if any, is decided once every rule of the run is evaluated
+  -- (monitoring._notify_due), which fills in this row's event, silenced_by and inhibited_by
+  insert into monitoring.alert_history (
+    fingerprint, rule_name, labels, from_state, to_state, value, message, occurred_at
+  )
+  values (
+    p_fingerprint, p_rule.name, v_alert.labels, v_from, v_to, v_alert.value, v_alert.message, p_now
+  );
 
   return jsonb_build_object(
     'rule', p_rule.name,
     'fingerprint', p_fingerprint,
-    'from', v_prev,
-    'to', v_new,
-    'event', v_event,
-    'notified', v_notified,
-    'silenced_by', v_silence,
-    'deliveries', v_queued
+    'from', v_from,
+    'to', v_to,
+    'event', null,
+    'notified', false,
+    'silenced_by', null,
+    'inhibited_by', null,
+    'deliveries', 0
   );
 end
 $$;
 
 comment on function monitoring._transition(monitoring.alert_rules, text, jsonb, numeric, text, boolean, timestamptz) is
-'Internal: apply one evaluation result to an alert (pending/firing/resolved), write history and queue notifications '
-'unless silenced; returns the change or null.';
+'Internal: apply one evaluation result to an alert (pending, firing, recovering while keep_firing_for runs, '
+'resolved) and write history; returns the change or null. Notifications are decided after the whole run by '
+'monitoring._notify_due.';
 
 create or replace function monitoring._run_check(
   -- the rule
@@ -4293,18 +4598,44 @@ volatile
 set search_path = ''
 as $$
 declare
+  v_results monitoring.check_result[];
   v_result monitoring.check_result;
   v_labels jsonb;
   v_fingerprint text;
   v_seen text[] := '{}'::text [];
   v_change jsonb;
   v_changes jsonb := '[]'::jsonb;
+  v_last_data timestamptz;
 begin
   -- two evaluators of the same rule (the evaluate job and a direct call) take turns
   perform pg_advisory_xact_lock(hashtext('monitoring.rule'), hashtext(p_rule.name));
 
   if p_rule.enabled then
-    for v_result in select * from monitoring._run_check(p_rule, p_now) loop
+    v_results := array(select c from monitoring._run_check(p_rule, p_now) as c);
+
+    -- no data: no instance reports a volume, although the rule has seen data before
+    select s.last_data_at into v_last_data from monitoring.rule_state as s where s.rule_name = p_rule.name;
+    if exists (select 1 from unnest(v_results) as r where coalesce(r.volume, 0) > 0) then
+      update monitoring.rule_state as s set last_data_at = p_now where s.rule_name = p_rule.name;
+    elsif p_rule.nodata_state = 'keep_last' and v_last_data is not null then
+      return v_changes;
+    elsif p_rule.nodata_state = 'nodata' and v_last_data is not null then
+      v_labels := coalesce(p_rule.labels, '{}'::jsonb)
+        || jsonb_build_object('alertname', p_rule.name, 'severity', p_rule.severity, 'condition', 'no_data');
+      v_fingerprint := monitoring._fingerprint(v_labels);
+      v_seen := v_seen || v_fingerprint;
+      v_change := monitoring._transition(
+        p_rule, v_fingerprint, v_labels, null,
+        format('No data for %s: the check saw no %s over %s (data last seen %s)', p_rule.name, p_rule.metric,
+          monitoring._human_interval(coalesce(p_rule."window", interval '1 hour')), monitoring._iso(v_last_data)),
+        true, p_now
+      );
+      if v_change is not null then
+        v_changes := v_changes || v_change;
+      end if;
+    end if;
+
+    foreach v_result in array v_results loop
       v_labels := coalesce(p_rule.labels, '{}'::jsonb)
         || coalesce(v_result.labels, '{}'::jsonb)
         || jsonb_build_object('alertname', p_rule.name, 'severity', p_rule.severity);
@@ -4323,7 +4654,8 @@ begin
     end loop;
   end if;
 
-  -- instances the check no longer reports (or every instance of a disabled rule) resolve
+  -- instances the check no longer reports (or every instance of a disabled rule) resolve, as do a
+  -- no-data alert once data is back and an error alert once the check runs again
   for v_fingerprint in
     select a.fingerprint
     from monitoring.alerts as a
@@ -4342,7 +4674,8 @@ $$;
 
 comment on function monitoring._evaluate_rule(monitoring.alert_rules, timestamptz) is
 'Internal: run a rule''s check function and apply each reported instance to its alert; instances no longer reported '
-'resolve.';
+'resolve. Without data (no instance reports a volume while the rule has seen data before) nodata_state decides: '
+'a no-data alert (nodata), the usual evaluation (ok) or no change (keep_last).';
 
 -- ---------------------------------------------------------------------------------------------
 -- API: evaluation
@@ -4375,6 +4708,9 @@ declare
   v_message text;
   v_detail text;
   v_context text;
+  v_labels jsonb;
+  v_fingerprint text;
+  v_notified jsonb;
 begin
   v_unknown := array(
     select u.name from unnest(p_rules) as u (name)
@@ -4446,8 +4782,49 @@ begin
         last_duration_ms = round(extract(epoch from clock_timestamp() - v_started)::numeric * 1000, 3)
       where s.rule_name = v_rule.name;
       v_errors := v_errors || jsonb_build_object(v_rule.name, v_message);
+      -- error_state: an error alert, the rule's alerts resolved, or left as they are
+      if v_rule.enabled and v_rule.error_state = 'error' then
+        v_labels := coalesce(v_rule.labels, '{}'::jsonb)
+          || jsonb_build_object('alertname', v_rule.name, 'severity', v_rule.severity, 'condition', 'error');
+        v_changes := monitoring._transition(
+          v_rule, monitoring._fingerprint(v_labels), v_labels, null,
+          format('Rule %s failed: %s', v_rule.name, left(v_message, 500)), true, p_now
+        );
+        if v_changes is not null then
+          v_transitions := v_transitions || v_changes;
+        end if;
+      elsif v_rule.enabled and v_rule.error_state = 'ok' then
+        for v_fingerprint in
+          select a.fingerprint from monitoring.alerts as a
+          where a.rule_name = v_rule.name and a.state in ('pending', 'firing')
+          order by a.fingerprint
+        loop
+          v_changes := monitoring._transition(v_rule, v_fingerprint, null, null, null, false, p_now);
+          if v_changes is not null then
+            v_transitions := v_transitions || v_changes;
+          end if;
+        end loop;
+      end if;
     end;
   end loop;
+
+  -- every rule of the run is evaluated: now decide the notifications (silences, inhibition,
+  -- grouping), so an inhibiting alert raised in this run already mutes its consequences
+  v_notified := monitoring._notify_due(p_now);
+  v_transitions := (
+    select coalesce(jsonb_agg(
+      case when n.note is null then t.change else t.change || n.note end order by t.ord
+    ), '[]'::jsonb)
+    from jsonb_array_elements(v_transitions) with ordinality as t (change, ord)
+    left join lateral (select v_notified -> (t.change ->> 'fingerprint') as note) as n on true
+  ) || coalesce((
+    -- notifications without a state change in this run (repeats, an alert no longer muted)
+    select jsonb_agg(n.note order by n.fingerprint)
+    from jsonb_each(v_notified) as n (fingerprint, note)
+    where not exists (
+      select 1 from jsonb_array_elements(v_transitions) as t (change) where t.change ->> 'fingerprint' = n.fingerprint
+    )
+  ), '[]'::jsonb);
 
   return jsonb_build_object(
     'evaluated', to_jsonb(v_evaluated),
@@ -4464,7 +4841,8 @@ comment on function monitoring.evaluate_rules(timestamptz, text[], boolean) is
 'Evaluate enabled rules (those due by their schedule, or the named ones), each in its own subtransaction: a failing '
 'rule is recorded in rule_errors and the others still run. Each rule''s advisory lock is taken before its rule_state '
 'row, in rule name order, so concurrent evaluators wait instead of deadlocking. Returns evaluated names, errors, '
-'transitions and the notification count.';
+'transitions (with the notification each got) and the notification count. A failing rule''s error_state decides '
+'its alerts; notifications are decided after every rule of the run (monitoring._notify_due).';
 
 -- ---------------------------------------------------------------------------------------------
 -- Views
@@ -4472,6 +4850,14 @@ comment on function monitoring.evaluate_rules(timestamptz, text[], boolean) is
 create or replace view monitoring.active_alerts
 with (security_invoker = true)
 as
+with active as (
+  select
+    a.*,
+    monitoring._inhibitor_for(a.labels, a.fingerprint) as inhibitor
+  from monitoring.alerts as a
+  where a.state in ('pending', 'firing')
+)
+
 select
   a.rule_name,
   a.severity,
@@ -4485,14 +4871,26 @@ select
   a.last_notified_at,
   a.last_evaluated_at,
   monitoring._silence_for(a.labels, now()) as silenced_by,
-  r.runbook
-from monitoring.alerts as a
+  r.runbook,
+  case
+    when a.state = 'pending' then 'pending'
+    when a.labels ->> 'condition' = 'no_data' then 'nodata'
+    when a.labels ->> 'condition' = 'error' then 'error'
+    when a.recovering_since is not null then 'recovering'
+    else 'firing'
+  end as status,
+  a.recovering_since,
+  a.inhibitor as inhibited_by,
+  src.rule_name as inhibited_by_rule
+from active as a
 inner join monitoring.alert_rules as r on a.rule_name = r.name
-where a.state in ('pending', 'firing')
+left join monitoring.alerts as src on a.inhibitor = src.fingerprint
 order by monitoring._severity_rank(a.severity) desc, a.started_at;
 
 comment on view monitoring.active_alerts is
-'Which alerts are pending or firing now, since when, whether a silence covers them, and the runbook to follow.';
+'Which alerts are pending or firing now, since when, whether a silence covers them, and the runbook to follow; '
+'status tells pending, firing, recovering (condition cleared, kept firing for keep_firing_for), nodata or error; '
+'inhibited_by names the firing alert (and inhibited_by_rule its rule) that mutes its notifications.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Privileges
@@ -4502,6 +4900,8 @@ alter table monitoring.alerts enable row level security;
 alter table monitoring.alert_history enable row level security;
 
 alter table monitoring.silences enable row level security;
+
+alter table monitoring.inhibit_rules enable row level security;
 
 alter table monitoring.rule_state enable row level security;
 
@@ -4514,7 +4914,7 @@ for each row execute function monitoring._validate_not_null();
 create or replace trigger rule_state_finite_times
 before insert or update on monitoring.rule_state
 for each row execute function monitoring._validate_finite_times(
-  'last_checked_at', 'last_evaluated_at!', 'last_ok_at!', 'last_error_at!'
+  'last_checked_at', 'last_evaluated_at!', 'last_ok_at!', 'last_error_at!', 'last_data_at!'
 );
 
 create or replace trigger rule_errors_finite_times
@@ -4994,6 +5394,7 @@ create table if not exists monitoring.deliveries (
   delivered_at timestamptz,
   dead_at timestamptz,
   request_epoch uuid,
+  fingerprints text[],
   constraint deliveries_event_check check (event in ('firing', 'resolved', 'repeat', 'test', 'digest')),
   constraint deliveries_status_check check (status in ('queued', 'sending', 'delivered', 'retrying', 'dead')),
   constraint deliveries_body_check check (body = payload::text),
@@ -5003,7 +5404,13 @@ create table if not exists monitoring.deliveries (
 comment on table monitoring.deliveries is
 'Outbox of notifications, one row per alert event and channel; logged, so nothing queued is lost on a restart.';
 
-comment on column monitoring.deliveries.fingerprint is 'Alert fingerprint (null for test deliveries).';
+comment on column monitoring.deliveries.fingerprint is
+'Alert fingerprint when the message tells one alert (null for test deliveries and for groups of several).';
+
+comment on column monitoring.deliveries.fingerprints is
+'Fingerprints of every alert the message tells (a group: settings.group_by); null for test deliveries.';
+
+comment on column monitoring.deliveries.rule_name is 'The rule of the alerts told, when they all share one; else null.';
 
 comment on column monitoring.deliveries.payload is 'The channel-specific JSON payload.';
 
@@ -5111,6 +5518,9 @@ begin
   if p_kind = 'alertmanager' then
     return monitoring._alertmanager_payload(p_webhook);
   end if;
+  if jsonb_array_length(p_webhook -> 'alerts') > 1 then
+    return monitoring._channel_group_payload(p_kind, p_webhook);
+  end if;
 
   v_label := case p_webhook ->> 'event'
     when 'firing' then 'FIRING'
@@ -5183,7 +5593,110 @@ $$;
 
 comment on function monitoring._channel_payload(text, jsonb) is
 'Internal: turn the webhook payload into the channel''s format: as is for webhook and edge_function, {text, blocks} '
-'for slack, {content, embeds} for discord, an Alertmanager alert list for alertmanager; all carry the runbook.';
+'for slack, {content, embeds} for discord, an Alertmanager alert list for alertmanager; all carry the runbook. A '
+'group of several alerts becomes one readable message (monitoring._channel_group_payload).';
+
+create or replace function monitoring._channel_group_payload(
+  -- slack or discord
+  p_kind text,
+  -- the webhook payload of a group of alerts (from monitoring._webhook_group_payload)
+  p_webhook jsonb
+)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_n integer := jsonb_array_length(p_webhook -> 'alerts');
+  v_label text;
+  v_title text;
+  v_lines jsonb;
+begin
+  v_label := case p_webhook ->> 'event' when 'firing' then 'FIRING' when 'repeat' then 'STILL FIRING' else 'RESOLVED' end;
+  v_title := format('[%s] %s alerts: %s', v_label, v_n, (
+    select string_agg(format('%s %s', c.n, c.severity), ', ' order by monitoring._severity_rank(c.severity) desc)
+    from (
+      select a.alert ->> 'severity' as severity, count(*) as n
+      from jsonb_array_elements(p_webhook -> 'alerts') as a (alert)
+      group by 1
+    ) as c
+  ));
+  -- one line per alert (the first 20): status, severity, rule, message (500 characters at most, so a
+  -- Slack section stays under its 3000 and a Discord description under its 4096), value, first runbook step
+  select jsonb_agg(jsonb_build_object(
+    'status', upper(l.alert ->> 'status'),
+    'severity', l.alert ->> 'severity',
+    'rule', l.alert ->> 'rule',
+    'message', left(coalesce(l.alert ->> 'message', ''), 500),
+    'value', format('%s = %s%s', l.alert ->> 'metric', coalesce(l.alert ->> 'value', 'n/a'),
+      coalesce(' ' || (l.alert ->> 'unit'), '')),
+    'runbook', left(coalesce(l.alert -> 'runbook' ->> 0, 'none'), 300),
+    'fingerprint', coalesce(l.alert ->> 'fingerprint', 'none')
+  ) order by l.ord)
+  into v_lines
+  from jsonb_array_elements(p_webhook -> 'alerts') with ordinality as l (alert, ord)
+  where l.ord <= 20;
+
+  if p_kind = 'slack' then
+    return jsonb_build_object(
+      'text', v_title,
+      'blocks', jsonb_build_array(jsonb_build_object('type', 'section', 'text', jsonb_build_object(
+        'type', 'mrkdwn', 'text', format('*%s*', replace(replace(replace(v_title, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'))
+      )))
+      || (
+        select jsonb_agg(jsonb_build_object('type', 'section', 'text', jsonb_build_object(
+          'type', 'mrkdwn',
+          'text', replace(replace(replace(format(E'*[%s] %s* `%s`: %s\n%s · runbook: %s', x.line ->> 'status',
+            x.line ->> 'severity', x.line ->> 'rule', x.line ->> 'message', x.line ->> 'value', x.line ->> 'runbook'),
+            '&', '&amp;'), '<', '&lt;'), '>', '&gt;')
+        )) order by x.ord)
+        from jsonb_array_elements(v_lines) with ordinality as x (line, ord)
+      )
+      || jsonb_build_array(jsonb_build_object('type', 'context', 'elements', jsonb_build_array(jsonb_build_object(
+        'type', 'mrkdwn',
+        'text', format('%s · %s · %s alert(s)%s', p_webhook ->> 'service', p_webhook ->> 'timestamp', v_n,
+          case when v_n > 20 then format(', the first 20 shown') else '' end)
+      ))))
+    );
+  end if;
+
+  if p_kind = 'discord' then
+    return jsonb_build_object(
+      'content', left(v_title, 2000),
+      'embeds', jsonb_build_array(jsonb_build_object(
+        'title', left(v_title, 256),
+        'description', left((
+          select string_agg(format(E'**[%s] %s** `%s`: %s\n%s · runbook: %s', x.line ->> 'status',
+            x.line ->> 'severity', x.line ->> 'rule', x.line ->> 'message', x.line ->> 'value',
+            x.line ->> 'runbook'), E'\n\n' order by x.ord)
+          from jsonb_array_elements(v_lines) with ordinality as x (line, ord)
+        ), 4096),
+        'color', case
+          when p_webhook ->> 'event' = 'resolved' then 3066993
+          when exists (
+            select 1 from jsonb_array_elements(p_webhook -> 'alerts') as a (alert)
+            where a.alert ->> 'severity' = 'critical'
+          ) then 15158332
+          else 15105570
+        end,
+        'timestamp', p_webhook ->> 'timestamp',
+        'footer', jsonb_build_object('text', format('%s · %s alert(s)', p_webhook ->> 'service', v_n))
+      ))
+    );
+  end if;
+
+  raise exception using
+    errcode = 'invalid_parameter_value',
+    message = format('channels.kind %L has no group payload format', p_kind),
+    hint = 'use webhook, slack, discord, edge_function or alertmanager';
+end
+$$;
+
+comment on function monitoring._channel_group_payload(text, jsonb) is
+'Internal: one readable Slack ({text, blocks}) or Discord ({content, embeds}) message for a group of alerts: a '
+'title counting them by severity, then one line each (status, severity, rule, message, value, first runbook '
+'step; the first 20).';
 
 -- ---------------------------------------------------------------------------------------------
 -- Alertmanager (channel kind alertmanager: POST /api/v2/alerts as Prometheus does)
@@ -5540,7 +6053,299 @@ end
 $$;
 
 comment on function monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz) is
-'Internal: queue one delivery of an alert event per enabled channel whose min_severity it reaches; returns how many.';
+'Internal: queue one delivery of an alert event per enabled channel whose min_severity it reaches; returns how many. '
+'The evaluator groups through monitoring._notify_due instead; this stays for callers that tell one alert.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Grouped notifications (Alertmanager group_by / group_wait / group_interval)
+-- ---------------------------------------------------------------------------------------------
+create table if not exists monitoring.notification_groups (
+  group_key jsonb primary key,
+  first_due_at timestamptz not null,
+  last_sent_at timestamptz
+);
+
+comment on table monitoring.notification_groups is
+'One row per notification group with alerts to tell (its labels of settings.group_by): when its first message '
+'is due (created + group_wait) and when it last sent one (the next waits group_interval). A group with nothing '
+'firing is forgotten after group_interval, so the next incident waits group_wait again.';
+
+create or replace function monitoring._group_key(
+  -- labels of an alert
+  p_labels jsonb,
+  -- settings.group_by
+  p_group_by text[],
+  -- settings.service_name (the service label)
+  p_service text
+)
+returns jsonb
+language sql
+immutable
+set search_path = ''
+as $$
+  select coalesce(jsonb_object_agg(g.label, case when g.label = 'service' then p_service else p_labels ->> g.label end),
+    '{}'::jsonb)
+  from unnest(p_group_by) as g (label)
+$$;
+
+comment on function monitoring._group_key(jsonb, text[], text) is
+'Internal: the notification group of an alert: its values of the group_by labels (service is the service name).';
+
+create or replace function monitoring._webhook_group_payload(
+  -- alert objects as monitoring._webhook_payload builds them, each with its own status
+  p_alerts jsonb,
+  -- firing, repeat or resolved: the message's event
+  p_event text,
+  -- now
+  p_now timestamptz
+)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'timestamp', monitoring._iso(p_now),
+    'service', s.service_name,
+    'status', case when p_event = 'resolved' then 'resolved' else 'firing' end,
+    'event', p_event,
+    'alerts', p_alerts
+  )
+  from monitoring.settings as s
+  where s.id
+$$;
+
+comment on function monitoring._webhook_group_payload(jsonb, text, timestamptz) is
+'Internal: the spec''s webhook payload {timestamp, service, alerts: [...]} for a group of alerts (status firing '
+'while any alert of the message fires).';
+
+create or replace function monitoring._due_rows(
+  -- the alerts due, as monitoring._notify_due collects them
+  p_due jsonb
+)
+returns table (
+  fingerprint text, rule_name text, state text, severity text, event text, silenced_by bigint, inhibited_by text,
+  group_key jsonb, alert jsonb, muted boolean
+)
+language sql
+immutable
+set search_path = ''
+as $$
+  select d.fingerprint, d.rule_name, d.state, d.severity, d.event, d.silenced_by, d.inhibited_by, d.group_key, d.alert,
+    d.silenced_by is not null or d.inhibited_by is not null
+  from jsonb_to_recordset(p_due) as d (
+    fingerprint text, rule_name text, state text, severity text, event text, silenced_by bigint, inhibited_by text,
+    group_key jsonb, alert jsonb
+  )
+$$;
+
+comment on function monitoring._due_rows(jsonb) is
+'Internal: the alerts due for a notification (collected by monitoring._notify_due) as rows; muted when a silence '
+'or an inhibiting alert covers them.';
+
+create or replace function monitoring._notify_due(
+  -- now
+  p_now timestamptz
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_settings monitoring.settings;
+  v_channel monitoring.channels;
+  v_group record;
+  v_alerts jsonb;
+  v_payload jsonb;
+  v_webhook jsonb;
+  v_out jsonb := '{}'::jsonb;
+  v_sent text[];
+  v_due jsonb;
+  v_event text;
+  v_counts jsonb := '{}'::jsonb;
+begin
+  -- one decider at a time (the evaluate job, the watchdog, a direct call): each sees what the
+  -- other marked as notified
+  perform pg_advisory_xact_lock(hashtext('monitoring.notify'), 0);
+  select * into v_settings from monitoring.settings as s where s.id;
+
+  select coalesce(jsonb_agg(jsonb_build_object(
+    'fingerprint', a.fingerprint,
+    'rule_name', a.rule_name,
+    'state', a.state,
+    'severity', a.severity,
+    'event', e.event,
+    'silenced_by', monitoring._silence_for(a.labels, p_now),
+    'inhibited_by', monitoring._inhibitor_for(a.labels, a.fingerprint),
+    'group_key', monitoring._group_key(a.labels, v_settings.group_by, v_settings.service_name),
+    'alert', monitoring._webhook_payload(a, r, e.event, p_now) -> 'alerts' -> 0
+  ) order by a.fingerprint), '[]'::jsonb)
+  into v_due
+  from monitoring.alerts as a
+  inner join monitoring.alert_rules as r on a.rule_name = r.name
+  cross join lateral (
+    select case
+      when a.state = 'firing' and a.notified_state is distinct from 'firing' then 'firing'
+      when a.state = 'firing' and p_now >= a.last_notified_at + r.repeat_interval then 'repeat'
+      when a.state = 'resolved' and a.notified_state = 'firing' then 'resolved'
+    end as event
+  ) as e
+  where e.event is not null;
+
+  -- muted: a silence or an inhibiting alert. A muted firing stays due (told once unmuted); a muted
+  -- resolve is not told
+  update monitoring.alerts as a
+  set notified_state = 'resolved'
+  from monitoring._due_rows(v_due) as d
+  where a.fingerprint = d.fingerprint and d.event = 'resolved' and d.muted;
+
+  -- forget groups with nothing firing once group_interval has passed since their last message
+  delete from monitoring.notification_groups as g
+  where
+    coalesce(g.last_sent_at, g.first_due_at) + v_settings.group_interval <= p_now
+    and not exists (select 1 from monitoring._due_rows(v_due) as d where d.group_key = g.group_key and not d.muted)
+    and not exists (
+      select 1 from monitoring.alerts as a
+      where
+        a.state = 'firing' and a.notified_state = 'firing'
+        and monitoring._group_key(a.labels, v_settings.group_by, v_settings.service_name) = g.group_key
+    );
+
+  insert into monitoring.notification_groups (group_key, first_due_at)
+  select distinct d.group_key, p_now + v_settings.group_wait
+  from monitoring._due_rows(v_due) as d
+  where not d.muted
+  on conflict (group_key) do nothing;
+
+  for v_group in
+    select g.group_key
+    from monitoring.notification_groups as g
+    where
+      exists (select 1 from monitoring._due_rows(v_due) as d where d.group_key = g.group_key and not d.muted)
+      and case
+        when g.last_sent_at is null then p_now >= g.first_due_at
+        else p_now >= g.last_sent_at + v_settings.group_interval
+      end
+    order by g.group_key
+  loop
+    for v_channel in
+      select c.* from monitoring.channels as c where c.enabled order by c.name
+    loop
+      if v_channel.kind = 'alertmanager' then
+        -- Alertmanager groups on its own: one alert per request, as Prometheus sends them
+        with sent as (
+          insert into monitoring.deliveries (
+            fingerprint, rule_name, fingerprints, channel, event, payload, body, status, next_attempt_at, created_at
+          )
+          select
+            d.fingerprint, d.rule_name, array[d.fingerprint], v_channel.name, d.event, p.payload, p.payload::text,
+            'queued', p_now, p_now
+          from monitoring._due_rows(v_due) as d
+          cross join lateral (
+            select monitoring._channel_payload(
+              'alertmanager', monitoring._webhook_group_payload(jsonb_build_array(d.alert), d.event, p_now)
+            ) as payload
+          ) as p
+          where
+            d.group_key = v_group.group_key and not d.muted
+            and monitoring._severity_rank(d.severity) >= monitoring._severity_rank(v_channel.min_severity)
+            and (d.event <> 'resolved' or v_channel.send_resolved)
+          order by d.fingerprint
+          returning fingerprint
+        )
+        select v_counts || coalesce(jsonb_object_agg(
+          sent.fingerprint, coalesce((v_counts ->> sent.fingerprint)::integer, 0) + 1
+        ), '{}'::jsonb)
+        into v_counts
+        from sent;
+        continue;
+      end if;
+
+      select
+        jsonb_agg(d.alert order by monitoring._severity_rank(d.severity) desc, d.rule_name, d.fingerprint),
+        array_agg(d.fingerprint order by monitoring._severity_rank(d.severity) desc, d.rule_name, d.fingerprint),
+        case
+          when bool_or(d.event = 'firing') then 'firing'
+          when bool_or(d.event = 'repeat') then 'repeat'
+          else 'resolved'
+        end
+      into v_alerts, v_sent, v_event
+      from monitoring._due_rows(v_due) as d
+      where
+        d.group_key = v_group.group_key and not d.muted
+        and monitoring._severity_rank(d.severity) >= monitoring._severity_rank(v_channel.min_severity)
+        and (d.event <> 'resolved' or v_channel.send_resolved);
+      continue when v_alerts is null;
+
+      v_webhook := monitoring._webhook_group_payload(v_alerts, v_event, p_now);
+      v_payload := monitoring._channel_payload(v_channel.kind, v_webhook);
+      insert into monitoring.deliveries (
+        fingerprint, rule_name, fingerprints, channel, event, payload, body, status, next_attempt_at, created_at
+      )
+      values (
+        case when cardinality(v_sent) = 1 then v_sent[1] end,
+        (select case when count(distinct d.rule_name) = 1 then min(d.rule_name) end
+          from monitoring._due_rows(v_due) as d where d.fingerprint = any(v_sent)),
+        v_sent, v_channel.name, v_webhook ->> 'event', v_payload, v_payload::text, 'queued', p_now, p_now
+      );
+      v_counts := v_counts || (
+        select jsonb_object_agg(f.fp, coalesce((v_counts ->> f.fp)::integer, 0) + 1) from unnest(v_sent) as f (fp)
+      );
+    end loop;
+
+    update monitoring.notification_groups as g set last_sent_at = p_now where g.group_key = v_group.group_key;
+
+    -- told (to every channel that takes it, possibly none)
+    update monitoring.alerts as a
+    set
+      last_notified_at = p_now,
+      notifications = a.notifications + 1,
+      notified_state = case when d.event = 'resolved' then 'resolved' else 'firing' end
+    from monitoring._due_rows(v_due) as d
+    where
+      a.fingerprint = d.fingerprint and d.group_key = v_group.group_key
+      and not d.muted;
+
+    select coalesce(v_out, '{}'::jsonb) || coalesce(jsonb_object_agg(d.fingerprint, jsonb_build_object(
+      'rule', d.rule_name, 'fingerprint', d.fingerprint, 'from', d.state, 'to', d.state, 'event', d.event,
+      'notified', true, 'silenced_by', null, 'inhibited_by', null,
+      'deliveries', coalesce((v_counts ->> d.fingerprint)::integer, 0)
+    )), '{}'::jsonb)
+    into v_out
+    from monitoring._due_rows(v_due) as d
+    where d.group_key = v_group.group_key and not d.muted;
+  end loop;
+
+  -- muted ones, for the caller and the history
+  select v_out || coalesce(jsonb_object_agg(d.fingerprint, jsonb_build_object(
+    'rule', d.rule_name, 'fingerprint', d.fingerprint, 'from', d.state, 'to', d.state, 'event', d.event,
+    'notified', false, 'silenced_by', d.silenced_by, 'inhibited_by', d.inhibited_by, 'deliveries', 0
+  )), '{}'::jsonb)
+  into v_out
+  from monitoring._due_rows(v_due) as d
+  where d.muted;
+
+  -- the history row of a transition made at p_now records what was told with it
+  update monitoring.alert_history as h
+  set
+    event = case when (v_out -> h.fingerprint ->> 'notified')::boolean then v_out -> h.fingerprint ->> 'event' end,
+    silenced_by = (v_out -> h.fingerprint ->> 'silenced_by')::bigint,
+    inhibited_by = v_out -> h.fingerprint ->> 'inhibited_by'
+  where
+    h.occurred_at = p_now and v_out ? h.fingerprint
+    and h.id = (select max(h2.id) from monitoring.alert_history as h2 where h2.fingerprint = h.fingerprint);
+
+  return v_out;
+end
+$$;
+
+comment on function monitoring._notify_due(timestamptz) is
+'Internal: queue what the channels must hear after an evaluation: firing alerts not yet told (new, or no longer '
+'silenced or inhibited), repeats after repeat_interval, resolves of told alerts. Silenced and inhibited alerts are '
+'muted; the rest is grouped by settings.group_by, one message per group and channel (alertmanager channels: one '
+'alert per request), a new group after group_wait, then at most every group_interval. Returns per fingerprint '
+'what was done.';
 
 create or replace function monitoring.test_channel(
   -- the channel
@@ -5812,6 +6617,8 @@ declare
   v_content text;
   v_epoch uuid;
   v_withdrawn integer;
+  v_overdue boolean;
+  v_in_flight boolean;
   v_delivered integer := 0;
   v_failed integer := 0;
   v_waiting integer := 0;
@@ -5847,17 +6654,48 @@ begin
     end if;
 
     v_rows := 0;
-    if v_delivery.request_id is not null then
-      -- the created bound guards against a request id reused after a crash reset pg_net's sequence
-      execute format(
-        'select r.status_code, r.timed_out, r.error_msg, left(r.content, 500) from %s as r '
-        || 'where r.id = $1 and r.created >= $2 order by r.created desc limit 1',
-        v_responses
-      )
-      into v_status_code, v_timed_out, v_error, v_content
-      using v_delivery.request_id, v_delivery.last_attempt_at - interval '1 minute';
-      get diagnostics v_rows = row_count;
-    end if;
+    v_withdrawn := 0;
+    v_in_flight := false;
+    v_overdue := p_now >= v_delivery.last_attempt_at
+      + make_interval(secs => v_settings.http_timeout_ms / 1000.0) + v_settings.response_grace;
+    -- at most twice: once, and once more when the request left pg_net's queue while we looked
+    for v_look in 1..2 loop
+      if v_delivery.request_id is not null then
+        -- the created bound guards against a request id reused after a crash reset pg_net's sequence
+        execute format(
+          'select r.status_code, r.timed_out, r.error_msg, left(r.content, 500) from %s as r '
+          || 'where r.id = $1 and r.created >= $2 order by r.created desc limit 1',
+          v_responses
+        )
+        into v_status_code, v_timed_out, v_error, v_content
+        using v_delivery.request_id, v_delivery.last_attempt_at - interval '1 minute';
+        get diagnostics v_rows = row_count;
+      end if;
+      exit when v_rows > 0 or not v_overdue or v_look = 2 or v_queue is null or v_delivery.request_id is null;
+      -- no response past timeout plus grace. Still in pg_net's queue and not taken by its worker (its
+      -- worker is not running)? Withdraw it, so that the retry is the only copy. The real worker
+      -- deletes a batch from the queue and inserts the responses in one transaction that stays open
+      -- while the requests run: a row it holds is locked (in flight, not withdrawn, its response
+      -- comes at commit); a row that left the queue since our first look may have its response now.
+      begin
+        execute format(
+          'delete from %1$s as q where q.ctid in (select k.ctid from %1$s as k where k.id = $1 '
+          || 'and k.headers ->> ''X-Idempotency-Key'' = $2 for update skip locked)', v_queue
+        )
+        using v_delivery.request_id, v_delivery.idempotency_key::text;
+        get diagnostics v_withdrawn = row_count;
+        exit when v_withdrawn > 0;
+        execute format(
+          'select exists (select from %s as k where k.id = $1 and k.headers ->> ''X-Idempotency-Key'' = $2)',
+          v_queue
+        )
+        into v_in_flight
+        using v_delivery.request_id, v_delivery.idempotency_key::text;
+      exception when insufficient_privilege then
+        v_in_flight := false;
+      end;
+      exit when v_in_flight;
+    end loop;
 
     if v_rows > 0 and v_status_code between 200 and 299 and not coalesce(v_timed_out, false) and v_error is null then
       update monitoring.deliveries as d
@@ -5877,21 +6715,7 @@ begin
         coalesce(v_status_code between 400 and 499 and v_status_code not in (408, 429), false)
       );
       v_failed := v_failed + 1;
-    elsif p_now >= v_delivery.last_attempt_at
-      + make_interval(secs => v_settings.http_timeout_ms / 1000.0) + v_settings.response_grace then
-      -- still in pg_net's queue (its worker is not running)? withdraw it, so the retry is the only copy
-      v_withdrawn := 0;
-      if v_queue is not null and v_delivery.request_id is not null then
-        begin
-          execute format(
-            'delete from %s as q where q.id = $1 and q.headers ->> ''X-Idempotency-Key'' = $2', v_queue
-          )
-          using v_delivery.request_id, v_delivery.idempotency_key::text;
-          get diagnostics v_withdrawn = row_count;
-        exception when insufficient_privilege then
-          v_withdrawn := 0;
-        end;
-      end if;
+    elsif v_overdue and not v_in_flight then
       perform monitoring._record_failure(
         v_delivery.id, p_now, null,
         case
@@ -5917,8 +6741,9 @@ $$;
 
 comment on function monitoring.reconcile_deliveries(timestamptz) is
 'Confirm sent deliveries from net._http_response: 2xx delivered; 4xx other than 408 and 429 dead at once; other '
-'status, timeout, error, no response after timeout plus grace (a request still queued in pg_net is withdrawn) or a '
-'request lost with pg_net''s unlogged tables is a failed attempt (retry or dead).';
+'status, timeout, error, no response after timeout plus grace (a request still queued and not taken by pg_net''s '
+'worker is withdrawn; one the worker holds is in flight and waited for) or a request lost with pg_net''s unlogged '
+'tables is a failed attempt (retry or dead).';
 
 create or replace function monitoring.retry_dead_deliveries(
   -- only these deliveries (null: all dead ones)
@@ -6025,6 +6850,8 @@ comment on view monitoring.dead_letters is
 alter table monitoring.channels enable row level security;
 
 alter table monitoring.deliveries enable row level security;
+
+alter table monitoring.notification_groups enable row level security;
 
 -- Three guarantees of the outbox under faults, each proven by tests/test_faults.py:
 --
@@ -6147,13 +6974,13 @@ execute function monitoring._validate_finite_times('next_attempt_at+');
 -- (an overlapping run skips), runs one function and writes monitoring.job_runs. The dead man's
 -- switch (rule monitor_stalled) reads job_runs and cron.job_run_details.
 --
--- Jobs (GMT, minute granularity, at most 5 running at once):
---   monitoring-evaluate         * * * * *    rules due by their own schedule, then dispatch, then the
---                                            outbound heartbeat
+-- Jobs (GMT, minute granularity, at most 4 running at once):
+--   monitoring-evaluate         * * * * *    refresh the rollups (once: the rules and the views share
+--                                            it), rules due by their own schedule, the slow-query
+--                                            snapshot, then dispatch, then the outbound heartbeat
 --   monitoring-watchdog         * * * * *    monitor_stalled only, then reconcile and dispatch
 --   monitoring-dispatch         * * * * *    reconcile responses, re-send firing alerts to Alertmanager,
 --                                            send due deliveries and retries
---   monitoring-refresh-rollups  * * * * *    monitoring.refresh_rollups()
 --   check-whatsapp-errors       0 * * * *    the spec's hourly check (SQL, or the Edge Function)
 --   monitoring-retention        30 3 * * *   batched deletes, each committed, then refresh_rollups()
 --                                            (a `do` block: _retention_start(), then _retention_step())
@@ -6241,7 +7068,8 @@ for each row execute function monitoring._validate_job();
 insert into monitoring.jobs (name, job, edge_job, schedule, description) values
 (
   'monitoring-evaluate', 'evaluate', null, '* * * * *',
-  'Evaluate the alert rules due by their own schedule, then send the notifications they queued.'
+  'Refresh the rollups behind the views (monitoring.refresh_rollups(), once for the rules and the views), evaluate '
+  || 'the alert rules due by their own schedule, snapshot the slow statements, then send the notifications queued.'
 ),
 (
   'monitoring-watchdog', 'watchdog', null, '* * * * *',
@@ -6250,10 +7078,6 @@ insert into monitoring.jobs (name, job, edge_job, schedule, description) values
 (
   'monitoring-dispatch', 'dispatch', null, '* * * * *',
   'Confirm sent notifications from net._http_response, then send due deliveries and retries.'
-),
-(
-  'monitoring-refresh-rollups', 'refresh-rollups', null, '* * * * *',
-  'Refresh the per-minute rollups behind the monitoring views (monitoring.refresh_rollups()).'
 ),
 (
   'check-whatsapp-errors', 'check-whatsapp-errors', 'check-whatsapp-errors-edge', '0 * * * *',
@@ -6410,6 +7234,8 @@ begin
       v_count > check_error_rate.threshold,
       p_now
     );
+    -- what the transition makes due is told now (silences, inhibition, grouping)
+    perform monitoring._notify_due(p_now);
     insert into monitoring.rule_state as s (rule_name, last_evaluated_at, last_ok_at)
     values (v_rule.name, p_now, p_now)
     on conflict (rule_name) do update
@@ -6700,7 +7526,13 @@ begin
   begin
     case p_job
       when 'evaluate' then
+        -- evaluate_rules refreshes the rollups before its rules read them; the views share that
+        -- refresh (one a minute), and get their own when no enabled rule reads a window
         v_result := jsonb_build_object('rules', monitoring.evaluate_rules(now()));
+        if not exists (select from monitoring.rollup_state as s where s.id and s.refreshed_for = now()) then
+          v_result := v_result || jsonb_build_object('refresh', monitoring.refresh_rollups(now()));
+        end if;
+        v_result := v_result || jsonb_build_object('slowStatements', monitoring._snapshot_slow_queries());
         v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
         -- the cycle succeeded: tell the outside world (monitoring.heartbeat)
         v_result := v_result || jsonb_build_object('heartbeat', monitoring._heartbeat_ping(now()));
@@ -7425,7 +8257,7 @@ comment on function monitoring._check_monitor_stalled(monitoring.alert_rules, ti
 -- ---------------------------------------------------------------------------------------------
 insert into monitoring.alert_rules (
   name, description, severity, metric, check_function, comparator, threshold, target, unit, "window",
-  min_volume, for_period, repeat_interval, schedule, runbook, labels
+  min_volume, for_period, repeat_interval, schedule, runbook, labels, keep_firing_for, nodata_state
 ) values
 (
   'whatsapp_disconnected',
@@ -7438,7 +8270,8 @@ insert into monitoring.alert_rules (
     'Attempt manual reconnection',
     'Re-scan QR code if needed'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '0', 'ok'
 ),
 (
   'low_delivery_rate',
@@ -7451,7 +8284,8 @@ insert into monitoring.alert_rules (
     'Verify phone number formatting',
     'Check for rate limiting (select * from monitoring.top_errors_24h)'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '30 minutes', 'nodata'
 ),
 (
   'high_error_rate',
@@ -7464,7 +8298,8 @@ insert into monitoring.alert_rules (
     'Check phone number validity',
     'Verify WhatsApp account status'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '0', 'ok'
 ),
 (
   'error_rate_webhook',
@@ -7477,7 +8312,8 @@ insert into monitoring.alert_rules (
     'Check phone number validity',
     'Verify WhatsApp account status'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '0', 'ok'
 ),
 (
   'slow_queue',
@@ -7488,7 +8324,8 @@ insert into monitoring.alert_rules (
     'Check queue backlog (select * from monitoring.queue_stats)',
     'Optimize processing (check the sender is running and not rate limited)'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '10 minutes', 'ok'
 ),
 (
   'slow_delivery',
@@ -7499,7 +8336,8 @@ insert into monitoring.alert_rules (
     'Optimize queries (select * from monitoring.slow_queries)',
     'Check database performance (select * from monitoring.delivery_latency)'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '10 minutes', 'ok'
 ),
 (
   'function_errors',
@@ -7512,7 +8350,8 @@ insert into monitoring.alert_rules (
     'Check database connectivity',
     'Review recent deployments'
   ],
-  '{"area": "functions"}'
+  '{"area": "functions"}',
+  interval '0', 'ok'
 ),
 (
   'function_latency',
@@ -7525,7 +8364,8 @@ insert into monitoring.alert_rules (
     'Check database connectivity',
     'Review recent deployments'
   ],
-  '{"area": "functions"}'
+  '{"area": "functions"}',
+  interval '5 minutes', 'ok'
 ),
 (
   'function_availability',
@@ -7538,7 +8378,8 @@ insert into monitoring.alert_rules (
     'Check database connectivity',
     'Review recent deployments'
   ],
-  '{"area": "functions"}'
+  '{"area": "functions"}',
+  interval '5 minutes', 'ok'
 ),
 (
   'slow_queries',
@@ -7550,7 +8391,8 @@ insert into monitoring.alert_rules (
     'Add indexes',
     'Optimize queries'
   ],
-  '{"area": "database"}'
+  '{"area": "database"}',
+  interval '0', 'ok'
 ),
 (
   'stale_session',
@@ -7563,7 +8405,8 @@ insert into monitoring.alert_rules (
     'Review connection logs',
     'Re-scan QR code if needed'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '0', 'ok'
 ),
 (
   'monitor_stalled',
@@ -7576,7 +8419,8 @@ insert into monitoring.alert_rules (
     'Re-create missing jobs (select monitoring.schedule_jobs())',
     'Check that pg_cron runs (shared_preload_libraries, cron.database_name) and max_worker_processes'
   ],
-  '{"area": "monitoring"}'
+  '{"area": "monitoring"}',
+  interval '0', 'ok'
 )
 on conflict (name) do nothing;
 
@@ -7954,6 +8798,11 @@ declare
   v_info integer;
   v_pending integer;
   v_silenced integer;
+  v_inhibited integer;
+  v_recovering integer;
+  v_nodata jsonb;
+  v_nodata_names text;
+  v_error_alerts integer;
   v_names jsonb;
   v_critical_names text;
   v_errors jsonb;
@@ -7967,11 +8816,22 @@ begin
     count(*) filter (where a.state = 'firing' and a.severity = 'info'),
     count(*) filter (where a.state = 'pending'),
     count(*) filter (where a.state = 'firing' and monitoring._silence_for(a.labels, p_now) is not null),
+    count(*) filter (where a.state = 'firing' and monitoring._inhibitor_for(a.labels, a.fingerprint) is not null),
+    count(*) filter (where a.state = 'firing' and a.recovering_since is not null),
+    coalesce(jsonb_agg(distinct a.rule_name order by a.rule_name) filter (
+      where a.state = 'firing' and a.labels ->> 'condition' = 'no_data'
+    ), '[]'::jsonb),
+    string_agg(distinct a.rule_name, ', ' order by a.rule_name) filter (
+      where a.state = 'firing' and a.labels ->> 'condition' = 'no_data'
+    ),
+    count(*) filter (where a.state = 'firing' and a.labels ->> 'condition' = 'error'),
     coalesce(jsonb_agg(distinct a.rule_name order by a.rule_name) filter (where a.state = 'firing'), '[]'::jsonb),
     string_agg(distinct a.rule_name, ', ' order by a.rule_name) filter (
       where a.state = 'firing' and a.severity = 'critical'
     )
-  into v_critical, v_warning, v_info, v_pending, v_silenced, v_names, v_critical_names
+  into
+    v_critical, v_warning, v_info, v_pending, v_silenced, v_inhibited, v_recovering, v_nodata, v_nodata_names,
+    v_error_alerts, v_names, v_critical_names
   from monitoring.alerts as a
   where a.state in ('pending', 'firing');
 
@@ -7993,6 +8853,10 @@ begin
     v_level := case when v_level = 'unhealthy' then v_level else 'degraded' end;
     v_reasons := v_reasons || format('%s warning alert(s) firing', v_warning);
   end if;
+  if v_nodata_names is not null then
+    v_level := case when v_level = 'unhealthy' then v_level else 'degraded' end;
+    v_reasons := v_reasons || format('no data: %s (the data these rules read stopped)', v_nodata_names);
+  end if;
   if v_error_names is not null then
     v_level := case when v_level = 'unhealthy' then v_level else 'degraded' end;
     v_reasons := v_reasons || format('alert rule evaluation failing: %s (see monitoring.rule_errors)', v_error_names);
@@ -8005,6 +8869,10 @@ begin
     'firingRules', v_names,
     'pending', v_pending,
     'silenced', v_silenced,
+    'inhibited', v_inhibited,
+    'recovering', v_recovering,
+    'noData', v_nodata,
+    'errorAlerts', v_error_alerts,
     'ruleErrors', v_errors
   ) || case
     when cardinality(v_reasons) = 0 then '{}'::jsonb
@@ -8014,7 +8882,8 @@ end
 $$;
 
 comment on function monitoring._health_alerts(timestamptz) is
-'health() section alerts: firing counts by severity, firing rule names, pending, silenced and failing rules; '
+'health() section alerts: firing counts by severity, firing rule names, pending, silenced, inhibited, recovering, '
+'no-data rules, error alerts and failing rules; '
 'unhealthy while a critical alert fires, degraded while a warning fires or a rule fails to evaluate.';
 
 create or replace function monitoring._health_delivery(
@@ -10646,6 +11515,9 @@ monitoring.job_runs,
 monitoring.rule_errors
 to service_role;
 
+-- history rows are written once; only what was told with a transition is filled in after the run
+grant update (event, silenced_by, inhibited_by) on monitoring.alert_history to service_role;
+
 -- tables
 grant delete, insert, select, update
 on
@@ -10653,6 +11525,8 @@ monitoring.alert_rules,
 monitoring.channels,
 monitoring.deliveries,
 monitoring.digest_hours,
+monitoring.inhibit_rules,
+monitoring.notification_groups,
 monitoring.silences
 to service_role;
 
@@ -10728,6 +11602,15 @@ monitoring._snapshot_slow_queries(),
 monitoring._check_alertmanager_url_secret(text, text),
 monitoring._check_auth_secret(text, text),
 monitoring._channel_payload(text, jsonb),
+monitoring._channel_group_payload(text, jsonb),
+monitoring._due_rows(jsonb),
+monitoring._group_key(jsonb, text[], text),
+monitoring._inhibitor_for(jsonb, text),
+monitoring._known_labels(),
+monitoring._normalize_matchers(jsonb, text),
+monitoring._notify_due(timestamptz),
+monitoring._validate_inhibit_rule(),
+monitoring._webhook_group_payload(jsonb, text, timestamptz),
 monitoring._check_error_rate_webhook(monitoring.alert_rules, timestamptz),
 monitoring._check_function_availability(monitoring.alert_rules, timestamptz),
 monitoring._check_function_errors(monitoring.alert_rules, timestamptz),

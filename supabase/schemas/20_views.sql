@@ -918,7 +918,7 @@ create table if not exists monitoring._slow_statements (
 
 comment on table monitoring._slow_statements is
 'Internal: the statements of pg_stat_statements whose mean time was at least slow_query_target_ms at the last '
-'refresh-rollups job (every minute), with their texts: what monitoring.slow_queries shows. Reading '
+'evaluate job (every minute), with their texts: what monitoring.slow_queries shows. Reading '
 'pg_stat_statements costs 5-10 ms at 5,000 statements, so it is read once a minute, not per query.';
 
 create or replace function monitoring._snapshot_slow_queries()
@@ -976,7 +976,7 @@ $$;
 comment on function monitoring._snapshot_slow_queries() is
 'Internal: take the slow statements of pg_stat_statements (mean time at least slow_query_target_ms) into '
 '_slow_statements, with their texts (cached in _statement_texts, read from the file once). Run by the '
-'refresh-rollups job every minute. Returns the statements taken.';
+'evaluate job every minute. Returns the statements taken.';
 
 create or replace function monitoring.get_slow_queries()
 returns table (
@@ -1023,7 +1023,7 @@ $$;
 comment on function monitoring.get_slow_queries() is
 'monitoring.slow_queries: statements of this database whose mean execution time is at least '
 'health_thresholds.slow_query_target_ms (100 ms), level ''alert'' from slow_query_alert_ms (500 ms), as '
-'pg_stat_statements had them at the last refresh-rollups job (every minute). Empty where '
+'pg_stat_statements had them at the last evaluate job (every minute). Empty where '
 'extensions.pg_stat_statements is not installed or not preloaded.';
 
 -- =============================================================================================

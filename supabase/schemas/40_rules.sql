@@ -18,6 +18,9 @@ create table if not exists monitoring.settings (
   job_mode text not null default 'db',
   project_url_secret text not null default 'project_url',
   service_key_secret text not null default 'service_role_key',
+  group_by text[] not null default '{severity}'::text[],
+  group_wait interval not null default interval '0',
+  group_interval interval not null default interval '5 minutes',
   updated_at timestamptz not null default now()
 );
 
@@ -52,6 +55,19 @@ comment on column monitoring.settings.project_url_secret is
 
 comment on column monitoring.settings.service_key_secret is
 'Name of the secret holding the service role key sent as "Authorization: Bearer" to Edge Functions.';
+
+comment on column monitoring.settings.group_by is
+'Labels whose values make a notification group (as Alertmanager''s group_by): alerts due in one evaluation with '
+'the same values are sent to a channel as one message. Known labels: alertname, severity, service, condition, the '
+'rules'' labels and their instance labels (session_id, function, job).';
+
+comment on column monitoring.settings.group_wait is
+'How long a new group waits for more alerts before its first message (Alertmanager group_wait); 0 sends at the '
+'evaluation that made it due (evaluations run each minute).';
+
+comment on column monitoring.settings.group_interval is
+'After a group''s message, how long before the next message of that group with new or resolved alerts '
+'(Alertmanager group_interval).';
 
 insert into monitoring.settings (id) values (true) on conflict (id) do nothing;
 
@@ -431,6 +447,9 @@ create table if not exists monitoring.alert_rules (
   enabled boolean not null default true,
   runbook text[] not null,
   labels jsonb not null default '{}'::jsonb,
+  keep_firing_for interval not null default interval '0',
+  nodata_state text not null default 'ok',
+  error_state text not null default 'error',
   created_at timestamptz not null default now(),
   updated_at timestamptz not null default now()
 );
@@ -477,6 +496,18 @@ comment on column monitoring.alert_rules.runbook is 'Incident-response steps inc
 comment on column monitoring.alert_rules.labels is
 'Extra labels (a JSON object of strings) added to every alert of the rule.';
 
+comment on column monitoring.alert_rules.keep_firing_for is
+'Anti-flap (Grafana keep_firing_for): a firing alert whose condition clears stays firing, marked recovering, for '
+'this long and resolves only if the condition stays clear; 0 resolves at once.';
+
+comment on column monitoring.alert_rules.nodata_state is
+'What a run without data means (the check reports no volume > 0 although the rule has seen data before): nodata '
+'fires a no-data alert (label condition=no_data), ok evaluates as usual, keep_last keeps every alert as it is.';
+
+comment on column monitoring.alert_rules.error_state is
+'What a failing check means (recorded in rule_errors): error fires an error alert (label condition=error), ok '
+'clears the rule''s alerts (resolving after keep_firing_for), keep_last keeps them as they are.';
+
 -- What a check function returns per alert instance (create type has no "if not exists")
 do $$
 begin
@@ -503,6 +534,20 @@ insert into monitoring._limits (table_name, column_name, min_value, min_exclusiv
   'use ''0'' to fire at once or an interval such as ''5 minutes'''
 ),
 ('alert_rules', 'repeat_interval', '1 minute', false, '366 days', null, 'use an interval such as ''4 hours'''),
+(
+  'alert_rules', 'keep_firing_for', '0', false, '1 day', null,
+  'use ''0'' to resolve at once or an interval such as ''30 minutes'''
+),
+(
+  'alert_rules', 'nodata_state', null, false, null, '{nodata,ok,keep_last}',
+  'use nodata to alert when the data stops, ok to treat it as healthy, keep_last to keep the last state'
+),
+(
+  'alert_rules', 'error_state', null, false, null, '{error,ok,keep_last}',
+  'use error to alert when the check fails, ok to resolve, keep_last to keep the last state'
+),
+('settings', 'group_wait', '0', false, '1 hour', null, 'use ''0'' or an interval such as ''30 seconds'''),
+('settings', 'group_interval', '0', false, '1 day', null, 'use an interval such as ''5 minutes'''),
 ('settings', 'backoff_base', '0', true, '1 day', null, 'use an interval such as ''30 seconds'''),
 ('settings', 'backoff_cap', null, false, '7 days', null, 'use an interval such as ''30 minutes'''),
 ('settings', 'max_attempts', '1', false, '100', null, 'use a count such as 8'),
@@ -559,7 +604,9 @@ begin
   if new.labels is null or jsonb_typeof(new.labels) <> 'object'
     or exists (
       select 1 from jsonb_each(new.labels) as l (k, v)
-      where jsonb_typeof(l.v) <> 'string' or l.k !~ '^[A-Za-z_][A-Za-z0-9_]{0,62}$' or l.k in ('alertname', 'severity')
+      where
+        jsonb_typeof(l.v) <> 'string' or l.k !~ '^[A-Za-z_][A-Za-z0-9_]{0,62}$'
+        or l.k in ('alertname', 'severity', 'condition')
     ) then
     raise exception using
       errcode = 'check_violation',
@@ -567,7 +614,7 @@ begin
         'alert_rules.labels must be a JSON object of strings (got %s)', left(coalesce(new.labels::text, 'null'), 200)
       ),
       hint = 'use an object such as ''{"team": "ops"}'': names are letters, digits and _ (Prometheus label names); '
-        || 'alertname and severity come from the rule';
+        || 'alertname and severity come from the rule, condition from the evaluator';
   end if;
   if new.check_function is null
     or new.check_function !~ '^_?[a-z][a-z0-9_]*$'
@@ -597,6 +644,8 @@ returns trigger
 language plpgsql
 set search_path = ''
 as $$
+declare
+  v_unknown text;
 begin
   if new.service_name is null or btrim(new.service_name) = '' or char_length(new.service_name) > 200 then
     raise exception using
@@ -619,6 +668,16 @@ begin
       message = 'settings.project_url_secret and settings.service_key_secret must name secrets '
         || '(1-200 letters, digits or _ . : -)',
       hint = 'use the defaults project_url and service_role_key';
+  end if;
+  select string_agg(g.label, ', ' order by g.ord) into v_unknown
+  from unnest(new.group_by) with ordinality as g (label, ord)
+  where g.label is null or g.label <> all(monitoring._known_labels());
+  if v_unknown is not null or cardinality(new.group_by) > 10 then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('settings.group_by: unknown label(s) %s (at most 10 labels)', coalesce(v_unknown, 'none')),
+      hint = format('group by labels the alerts carry: %s; ''{}'' sends one message per evaluation',
+        array_to_string(monitoring._known_labels(), ', '));
   end if;
   new.updated_at := now();
   return new;

@@ -25,6 +25,8 @@ create table if not exists monitoring.alerts (
   last_notified_at timestamptz,
   last_evaluated_at timestamptz not null,
   notifications integer not null default 0,
+  recovering_since timestamptz,
+  notified_state text,
   updated_at timestamptz not null default now(),
   constraint alerts_state_check check (state in ('pending', 'firing', 'resolved')),
   constraint alerts_severity_check check (severity in ('critical', 'warning', 'info'))
@@ -54,6 +56,14 @@ comment on column monitoring.alerts.last_notified_at is
 
 comment on column monitoring.alerts.notifications is 'Notifications queued for this alert over its whole life.';
 
+comment on column monitoring.alerts.recovering_since is
+'While firing: when the condition cleared, if it has not come back (the alert is recovering and resolves once '
+'the rule''s keep_firing_for has passed); null otherwise.';
+
+comment on column monitoring.alerts.notified_state is
+'What the channels last heard of the current episode: firing, resolved, or null (nothing yet: new, silenced or '
+'inhibited). A firing alert not notified as firing is due; a resolved one notified as firing is due.';
+
 create index if not exists alerts_rule_state_idx on monitoring.alerts (rule_name, state);
 
 create index if not exists alerts_active_idx on monitoring.alerts (state) where state in ('pending', 'firing');
@@ -69,7 +79,8 @@ create table if not exists monitoring.alert_history (
   message text,
   occurred_at timestamptz not null,
   event text,
-  silenced_by bigint
+  silenced_by bigint,
+  inhibited_by text
 );
 
 comment on table monitoring.alert_history is
@@ -81,6 +92,9 @@ comment on column monitoring.alert_history.event is
 'Notification queued with this transition (firing or resolved); null when none was.';
 
 comment on column monitoring.alert_history.silenced_by is 'Id of the silence that suppressed the notification, if any.';
+
+comment on column monitoring.alert_history.inhibited_by is
+'Fingerprint of the firing alert that inhibited the notification, if any (see monitoring.inhibit_rules).';
 
 create index if not exists alert_history_occurred_at_idx on monitoring.alert_history (occurred_at);
 
@@ -125,7 +139,8 @@ create table if not exists monitoring.rule_state (
   last_error text,
   last_error_at timestamptz,
   consecutive_errors integer not null default 0,
-  last_duration_ms numeric
+  last_duration_ms numeric,
+  last_data_at timestamptz
 );
 
 comment on table monitoring.rule_state is
@@ -133,6 +148,10 @@ comment on table monitoring.rule_state is
 
 comment on column monitoring.rule_state.last_checked_at is
 'When the scheduled evaluator last looked whether the rule was due.';
+
+comment on column monitoring.rule_state.last_data_at is
+'When the check last reported data (an instance with a volume > 0); a rule that has seen data and sees none is '
+'in no data (see alert_rules.nodata_state).';
 
 comment on column monitoring.rule_state.last_error is
 'Message of the last failed evaluation; null once the rule evaluates again.';
@@ -241,30 +260,37 @@ $$;
 comment on function monitoring._silence_for(jsonb, timestamptz) is
 'Internal: id of an active silence matching the labels at p_now, or null.';
 
-create or replace function monitoring._validate_silence()
-returns trigger
+create or replace function monitoring._normalize_matchers(
+  -- an object {"label": "value"} or an array of {"name", "value", "isRegex", "isEqual"} matchers
+  p_matchers jsonb,
+  -- the field named in messages, such as silences.matchers
+  p_field text
+)
+returns jsonb
 language plpgsql
+immutable
 set search_path = ''
 as $$
 declare
+  v_matchers jsonb := p_matchers;
   v_matcher jsonb;
 begin
-  if jsonb_typeof(new.matchers) = 'object' then
-    new.matchers := (
+  if jsonb_typeof(v_matchers) = 'object' then
+    v_matchers := (
       select jsonb_agg(
         jsonb_build_object('name', e.key, 'value', e.value, 'isRegex', false, 'isEqual', true) order by e.key
       )
-      from jsonb_each_text(new.matchers) as e (key, value)
+      from jsonb_each_text(v_matchers) as e (key, value)
     );
   end if;
-  if new.matchers is null or jsonb_typeof(new.matchers) <> 'array' or jsonb_array_length(new.matchers) = 0 then
+  if v_matchers is null or jsonb_typeof(v_matchers) <> 'array' or jsonb_array_length(v_matchers) = 0 then
     raise exception using
       errcode = 'check_violation',
-      message = 'silences.matchers must be a non-empty array of {"name", "value"} matchers',
+      message = format('%s must be a non-empty array of {"name", "value"} matchers', p_field),
       hint = 'match on alertname, severity or a label, such as '
         '''[{"name": "alertname", "value": "low_delivery_rate"}]''';
   end if;
-  for v_matcher in select m.value from jsonb_array_elements(new.matchers) as m (value) loop
+  for v_matcher in select m.value from jsonb_array_elements(v_matchers) as m (value) loop
     if jsonb_typeof(v_matcher) <> 'object'
       or jsonb_typeof(v_matcher -> 'name') is distinct from 'string'
       or coalesce(v_matcher ->> 'name', '') = ''
@@ -273,7 +299,7 @@ begin
       or coalesce(jsonb_typeof(v_matcher -> 'isEqual'), 'boolean') <> 'boolean' then
       raise exception using
         errcode = 'check_violation',
-        message = format('silences.matchers: %s is not a matcher', left(v_matcher::text, 200)),
+        message = format('%s: %s is not a matcher', p_field, left(v_matcher::text, 200)),
         hint = 'a matcher is {"name": "<label>", "value": "<text>"} with optional booleans isRegex and isEqual';
     end if;
     if coalesce((v_matcher ->> 'isRegex')::boolean, false) then
@@ -285,11 +311,26 @@ begin
       exception when invalid_regular_expression then
         raise exception using
           errcode = 'check_violation',
-          message = format('silences.matchers: %L is not a valid regular expression', left(v_matcher ->> 'value', 200)),
+          message = format('%s: %L is not a valid regular expression', p_field, left(v_matcher ->> 'value', 200)),
           hint = 'use a POSIX regular expression such as ''low_.*'' (it is anchored; no (?flags) or ***= prefixes)';
       end;
     end if;
   end loop;
+  return v_matchers;
+end
+$$;
+
+comment on function monitoring._normalize_matchers(jsonb, text) is
+'Internal: validate label matchers (of a silence or an inhibition rule) and return them as an array of '
+'{name, value, isRegex, isEqual}; raises a check_violation naming p_field.';
+
+create or replace function monitoring._validate_silence()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+begin
+  new.matchers := monitoring._normalize_matchers(new.matchers, 'silences.matchers');
   if new.starts_at is null or new.ends_at is null or not isfinite(new.starts_at) or not isfinite(new.ends_at)
     or new.ends_at <= new.starts_at then
     raise exception using
@@ -326,6 +367,205 @@ comment on function monitoring._validate_silence() is
 create or replace trigger silences_validate
 before insert or update on monitoring.silences
 for each row execute function monitoring._validate_silence();
+
+create or replace function monitoring._known_labels()
+returns text[]
+language sql
+stable
+set search_path = ''
+as $$
+  select array(
+    select k.label
+    from (
+      -- set by the evaluator, the service name and the instance labels of the seeded checks
+      select unnest(array['alertname', 'severity', 'service', 'condition', 'session_id', 'function', 'job']) as label
+      union
+      select jsonb_object_keys(r.labels) from monitoring.alert_rules as r
+      union
+      -- instance labels of custom checks, once their alerts exist
+      select jsonb_object_keys(a.labels) from monitoring.alerts as a
+    ) as k
+    order by k.label
+  )
+$$;
+
+comment on function monitoring._known_labels() is
+'Internal: the label names alerts carry (alertname, severity, service, condition, the seeded checks'' instance '
+'labels, every rule''s labels and those of existing alerts): what settings.group_by and inhibit_rules.equal accept.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Inhibition (Alertmanager inhibit_rules): while a source alert fires, matching targets are muted
+-- ---------------------------------------------------------------------------------------------
+create table if not exists monitoring.inhibit_rules (
+  name text primary key,
+  source_matchers jsonb not null,
+  target_matchers jsonb not null,
+  equal text[] not null default '{}'::text[],
+  enabled boolean not null default true,
+  comment text not null,
+  created_at timestamptz not null default now(),
+  updated_at timestamptz not null default now()
+);
+
+comment on table monitoring.inhibit_rules is
+'Inhibition rules (as Alertmanager''s): while an alert matching source_matchers fires, notifications of alerts '
+'matching target_matchers that have the same values of the labels in equal are muted. Muted alerts keep their '
+'state and history; a target still firing when its source resolves is notified then.';
+
+comment on column monitoring.inhibit_rules.source_matchers is
+'Label matchers of the inhibiting alert, as in silences ({"alertname": "whatsapp_disconnected"} or an array of '
+'{name, value, isRegex, isEqual}).';
+
+comment on column monitoring.inhibit_rules.target_matchers is 'Label matchers of the alerts muted.';
+
+comment on column monitoring.inhibit_rules.equal is
+'Labels whose values must be the same in source and target (a label absent from both counts as equal); * '
+'means every label but severity (the same rule and instance).';
+
+create or replace function monitoring._validate_inhibit_rule()
+returns trigger
+language plpgsql
+set search_path = ''
+as $$
+declare
+  v_unknown text;
+begin
+  if new.name is null or new.name !~ '^[a-z][a-z0-9_]{0,62}$' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('inhibit_rules.name %L must be lower-case snake_case (at most 63 characters)',
+        left(new.name, 200)),
+      hint = 'use letters, digits and underscores, such as disconnected_mutes_consequences';
+  end if;
+  if new.comment is null or btrim(new.comment) = '' then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('inhibit_rules.comment of %s must say why the targets are muted', new.name),
+      hint = 'such as ''consequences of a disconnection''';
+  end if;
+  new.source_matchers := monitoring._normalize_matchers(new.source_matchers, 'inhibit_rules.source_matchers');
+  new.target_matchers := monitoring._normalize_matchers(new.target_matchers, 'inhibit_rules.target_matchers');
+  select string_agg(e.label, ', ' order by e.ord) into v_unknown
+  from unnest(new.equal) with ordinality as e (label, ord)
+  where e.label is null or (e.label <> '*' and e.label <> all(monitoring._known_labels()));
+  if v_unknown is not null then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('inhibit_rules.equal of %s: unknown label(s) %s', new.name, v_unknown),
+      hint = format('use labels the alerts carry: %s, or * for every label but severity',
+        array_to_string(monitoring._known_labels(), ', '));
+  end if;
+  -- an alert that matches both sides would mute its own kind: some equality matcher of one side
+  -- must fail the other side's matchers on that label
+  if not exists (
+    select 1
+    from jsonb_array_elements(new.source_matchers) as m (matcher)
+    where
+      not coalesce((m.matcher ->> 'isRegex')::boolean, false)
+      and coalesce((m.matcher ->> 'isEqual')::boolean, true)
+      and exists (
+        select 1 from jsonb_array_elements(new.target_matchers) as t (matcher)
+        where
+          t.matcher ->> 'name' = m.matcher ->> 'name'
+          and not monitoring._silence_matches(
+            jsonb_build_array(t.matcher), jsonb_build_object(m.matcher ->> 'name', m.matcher ->> 'value')
+          )
+      )
+    union all
+    select 1
+    from jsonb_array_elements(new.target_matchers) as m (matcher)
+    where
+      not coalesce((m.matcher ->> 'isRegex')::boolean, false)
+      and coalesce((m.matcher ->> 'isEqual')::boolean, true)
+      and exists (
+        select 1 from jsonb_array_elements(new.source_matchers) as t (matcher)
+        where
+          t.matcher ->> 'name' = m.matcher ->> 'name'
+          and not monitoring._silence_matches(
+            jsonb_build_array(t.matcher), jsonb_build_object(m.matcher ->> 'name', m.matcher ->> 'value')
+          )
+      )
+  ) then
+    raise exception using
+      errcode = 'check_violation',
+      message = format('inhibit_rules %s matches itself: an alert can match both source_matchers and '
+        'target_matchers, and would mute its own kind', new.name),
+      hint = 'tell the two sides apart by one label with an exact value on one side that the other side refuses, '
+        'such as source {"severity": "critical"} and target {"severity": "warning"}';
+  end if;
+  new.updated_at := now();
+  return new;
+end
+$$;
+
+comment on function monitoring._validate_inhibit_rule() is
+'Trigger: validate an inhibition rule (name, comment, matchers, equal labels) and refuse one whose source and '
+'target could match the same alert, raising a check_violation naming the field with the fix as hint.';
+
+create or replace trigger inhibit_rules_validate
+before insert or update on monitoring.inhibit_rules
+for each row execute function monitoring._validate_inhibit_rule();
+
+create or replace trigger inhibit_rules_validate_nulls
+before insert or update on monitoring.inhibit_rules
+for each row execute function monitoring._validate_not_null();
+
+create or replace function monitoring._inhibitor_for(
+  -- labels of an alert
+  p_labels jsonb,
+  -- its fingerprint (an alert never inhibits itself)
+  p_fingerprint text
+)
+returns text
+language sql
+stable
+set search_path = ''
+as $$
+  select src.fingerprint
+  from monitoring.inhibit_rules as i
+  inner join monitoring.alerts as src
+    on
+      src.state = 'firing'
+      and src.fingerprint <> p_fingerprint
+      and monitoring._silence_matches(i.source_matchers, src.labels)
+  where
+    i.enabled
+    and monitoring._silence_matches(i.target_matchers, p_labels)
+    and case
+      when '*' = any(i.equal) then (src.labels - 'severity') = (p_labels - 'severity')
+      else not exists (
+        select 1 from unnest(i.equal) as e (label)
+        where (src.labels ->> e.label) is distinct from (p_labels ->> e.label)
+      )
+    end
+  order by src.firing_since, src.fingerprint
+  limit 1
+$$;
+
+comment on function monitoring._inhibitor_for(jsonb, text) is
+'Internal: fingerprint of a firing alert that inhibits an alert with these labels (by an enabled inhibit rule), '
+'or null.';
+
+insert into monitoring.inhibit_rules (name, source_matchers, target_matchers, equal, comment) values
+(
+  'disconnected_mutes_consequences',
+  '{"alertname": "whatsapp_disconnected"}',
+  (
+    '[{"name": "alertname", "value": "low_delivery_rate|high_error_rate|error_rate_webhook|slow_queue", '
+    || '"isRegex": true}]'
+  )::jsonb,
+  '{}',
+  'While WhatsApp is disconnected, delivery rate, errors and the queue suffer as a consequence: the one critical '
+  || 'notification says it all'
+),
+(
+  'critical_mutes_warning',
+  '{"severity": "critical"}',
+  '{"severity": "warning"}',
+  '{*}',
+  'A critical alert mutes a warning of the same rule and labels'
+)
+on conflict (name) do nothing;
 
 -- ---------------------------------------------------------------------------------------------
 -- API: silences
@@ -556,14 +796,14 @@ declare
   v_found boolean;
   v_prev text;
   v_new text;
-  v_event text;
-  v_silence bigint;
-  v_queued integer := 0;
-  v_notified boolean := false;
+  v_from text;
+  v_to text;
 begin
   select * into v_alert from monitoring.alerts as a where a.fingerprint = p_fingerprint for update;
   v_found := found;
   v_prev := case when v_found then v_alert.state end;
+  -- what history shows: a firing alert whose condition cleared is recovering
+  v_from := case when v_prev = 'firing' and v_alert.recovering_since is not null then 'recovering' else v_prev end;
 
   if not v_found and not p_breached then
     return null;
@@ -574,11 +814,11 @@ begin
     v_new := case when p_rule.for_period <= interval '0' then 'firing' else 'pending' end;
     insert into monitoring.alerts as a (
       fingerprint, rule_name, labels, severity, state, value, message, started_at, firing_since,
-      resolved_at, last_notified_at, last_evaluated_at, updated_at
+      resolved_at, last_notified_at, last_evaluated_at, recovering_since, notified_state, updated_at
     )
     values (
       p_fingerprint, p_rule.name, coalesce(p_labels, v_alert.labels), p_rule.severity, v_new, p_value,
-      p_message, p_now, case when v_new = 'firing' then p_now end, null, null, p_now, now()
+      p_message, p_now, case when v_new = 'firing' then p_now end, null, null, p_now, null, null, now()
     )
     on conflict (fingerprint) do update
       set
@@ -593,8 +833,11 @@ begin
         resolved_at = null,
         last_notified_at = null,
         last_evaluated_at = excluded.last_evaluated_at,
+        recovering_since = null,
+        notified_state = null,
         updated_at = excluded.updated_at
     returning a.* into v_alert;
+    v_to := v_new;
   elsif p_breached then
     v_new := case
       when v_prev = 'pending' and p_now - v_alert.started_at < p_rule.for_period then 'pending'
@@ -606,10 +849,26 @@ begin
       value = p_value,
       message = coalesce(p_message, a.message),
       firing_since = case when v_new = 'firing' then coalesce(a.firing_since, p_now) end,
+      recovering_since = null,
       last_evaluated_at = p_now,
       updated_at = now()
     where a.fingerprint = p_fingerprint
     returning a.* into v_alert;
+    v_to := v_new;
+  elsif v_prev = 'firing' and p_rule.enabled and v_alert.labels ->> 'condition' is null
+    and p_now - coalesce(v_alert.recovering_since, p_now) < p_rule.keep_firing_for then
+    -- anti-flap: the condition cleared, the alert keeps firing (recovering) for keep_firing_for
+    v_new := 'firing';
+    update monitoring.alerts as a
+    set
+      value = coalesce(p_value, a.value),
+      message = coalesce(p_message, a.message),
+      recovering_since = coalesce(a.recovering_since, p_now),
+      last_evaluated_at = p_now,
+      updated_at = now()
+    where a.fingerprint = p_fingerprint
+    returning a.* into v_alert;
+    v_to := 'recovering';
   elsif v_prev in ('pending', 'firing') then
     v_new := 'resolved';
     update monitoring.alerts as a
@@ -618,10 +877,12 @@ begin
       value = coalesce(p_value, a.value),
       message = coalesce(p_message, a.message),
       resolved_at = p_now,
+      recovering_since = null,
       last_evaluated_at = p_now,
       updated_at = now()
     where a.fingerprint = p_fingerprint
     returning a.* into v_alert;
+    v_to := v_new;
   else
     -- still resolved: remember the latest value, nothing to notify
     update monitoring.alerts as a
@@ -634,52 +895,37 @@ begin
     return null;
   end if;
 
-  if v_new = 'firing'
-    and (v_alert.last_notified_at is null or p_now >= v_alert.last_notified_at + p_rule.repeat_interval) then
-    v_event := case when v_alert.last_notified_at is null then 'firing' else 'repeat' end;
-  elsif v_new = 'resolved' and v_prev = 'firing' and v_alert.last_notified_at is not null then
-    v_event := 'resolved';
-  end if;
-
-  if v_event is not null then
-    v_silence := monitoring._silence_for(v_alert.labels, p_now);
-    if v_silence is null then
-      v_queued := monitoring._notify(v_alert, p_rule, v_event, p_now);
-      v_notified := true;
-      update monitoring.alerts as a
-      set last_notified_at = p_now, notifications = a.notifications + 1
-      where a.fingerprint = p_fingerprint;
-    end if;
-  end if;
-
-  if v_new is distinct from v_prev then
-    insert into monitoring.alert_history (
-      fingerprint, rule_name, labels, from_state, to_state, value, message, occurred_at, event, silenced_by
-    )
-    values (
-      p_fingerprint, p_rule.name, v_alert.labels, v_prev, v_new, v_alert.value, v_alert.message, p_now,
-      case when v_notified then v_event end, v_silence
-    );
-  elsif v_event is null then
+  if v_to is not distinct from v_from then
     return null;
   end if;
+
+  -- the notification, if any, is decided once every rule of the run is evaluated
+  -- (monitoring._notify_due), which fills in this row's event, silenced_by and inhibited_by
+  insert into monitoring.alert_history (
+    fingerprint, rule_name, labels, from_state, to_state, value, message, occurred_at
+  )
+  values (
+    p_fingerprint, p_rule.name, v_alert.labels, v_from, v_to, v_alert.value, v_alert.message, p_now
+  );
 
   return jsonb_build_object(
     'rule', p_rule.name,
     'fingerprint', p_fingerprint,
-    'from', v_prev,
-    'to', v_new,
-    'event', v_event,
-    'notified', v_notified,
-    'silenced_by', v_silence,
-    'deliveries', v_queued
+    'from', v_from,
+    'to', v_to,
+    'event', null,
+    'notified', false,
+    'silenced_by', null,
+    'inhibited_by', null,
+    'deliveries', 0
   );
 end
 $$;
 
 comment on function monitoring._transition(monitoring.alert_rules, text, jsonb, numeric, text, boolean, timestamptz) is
-'Internal: apply one evaluation result to an alert (pending/firing/resolved), write history and queue notifications '
-'unless silenced; returns the change or null.';
+'Internal: apply one evaluation result to an alert (pending, firing, recovering while keep_firing_for runs, '
+'resolved) and write history; returns the change or null. Notifications are decided after the whole run by '
+'monitoring._notify_due.';
 
 create or replace function monitoring._run_check(
   -- the rule
@@ -716,18 +962,44 @@ volatile
 set search_path = ''
 as $$
 declare
+  v_results monitoring.check_result[];
   v_result monitoring.check_result;
   v_labels jsonb;
   v_fingerprint text;
   v_seen text[] := '{}'::text [];
   v_change jsonb;
   v_changes jsonb := '[]'::jsonb;
+  v_last_data timestamptz;
 begin
   -- two evaluators of the same rule (the evaluate job and a direct call) take turns
   perform pg_advisory_xact_lock(hashtext('monitoring.rule'), hashtext(p_rule.name));
 
   if p_rule.enabled then
-    for v_result in select * from monitoring._run_check(p_rule, p_now) loop
+    v_results := array(select c from monitoring._run_check(p_rule, p_now) as c);
+
+    -- no data: no instance reports a volume, although the rule has seen data before
+    select s.last_data_at into v_last_data from monitoring.rule_state as s where s.rule_name = p_rule.name;
+    if exists (select 1 from unnest(v_results) as r where coalesce(r.volume, 0) > 0) then
+      update monitoring.rule_state as s set last_data_at = p_now where s.rule_name = p_rule.name;
+    elsif p_rule.nodata_state = 'keep_last' and v_last_data is not null then
+      return v_changes;
+    elsif p_rule.nodata_state = 'nodata' and v_last_data is not null then
+      v_labels := coalesce(p_rule.labels, '{}'::jsonb)
+        || jsonb_build_object('alertname', p_rule.name, 'severity', p_rule.severity, 'condition', 'no_data');
+      v_fingerprint := monitoring._fingerprint(v_labels);
+      v_seen := v_seen || v_fingerprint;
+      v_change := monitoring._transition(
+        p_rule, v_fingerprint, v_labels, null,
+        format('No data for %s: the check saw no %s over %s (data last seen %s)', p_rule.name, p_rule.metric,
+          monitoring._human_interval(coalesce(p_rule."window", interval '1 hour')), monitoring._iso(v_last_data)),
+        true, p_now
+      );
+      if v_change is not null then
+        v_changes := v_changes || v_change;
+      end if;
+    end if;
+
+    foreach v_result in array v_results loop
       v_labels := coalesce(p_rule.labels, '{}'::jsonb)
         || coalesce(v_result.labels, '{}'::jsonb)
         || jsonb_build_object('alertname', p_rule.name, 'severity', p_rule.severity);
@@ -746,7 +1018,8 @@ begin
     end loop;
   end if;
 
-  -- instances the check no longer reports (or every instance of a disabled rule) resolve
+  -- instances the check no longer reports (or every instance of a disabled rule) resolve, as do a
+  -- no-data alert once data is back and an error alert once the check runs again
   for v_fingerprint in
     select a.fingerprint
     from monitoring.alerts as a
@@ -765,7 +1038,8 @@ $$;
 
 comment on function monitoring._evaluate_rule(monitoring.alert_rules, timestamptz) is
 'Internal: run a rule''s check function and apply each reported instance to its alert; instances no longer reported '
-'resolve.';
+'resolve. Without data (no instance reports a volume while the rule has seen data before) nodata_state decides: '
+'a no-data alert (nodata), the usual evaluation (ok) or no change (keep_last).';
 
 -- ---------------------------------------------------------------------------------------------
 -- API: evaluation
@@ -798,6 +1072,9 @@ declare
   v_message text;
   v_detail text;
   v_context text;
+  v_labels jsonb;
+  v_fingerprint text;
+  v_notified jsonb;
 begin
   v_unknown := array(
     select u.name from unnest(p_rules) as u (name)
@@ -869,8 +1146,49 @@ begin
         last_duration_ms = round(extract(epoch from clock_timestamp() - v_started)::numeric * 1000, 3)
       where s.rule_name = v_rule.name;
       v_errors := v_errors || jsonb_build_object(v_rule.name, v_message);
+      -- error_state: an error alert, the rule's alerts resolved, or left as they are
+      if v_rule.enabled and v_rule.error_state = 'error' then
+        v_labels := coalesce(v_rule.labels, '{}'::jsonb)
+          || jsonb_build_object('alertname', v_rule.name, 'severity', v_rule.severity, 'condition', 'error');
+        v_changes := monitoring._transition(
+          v_rule, monitoring._fingerprint(v_labels), v_labels, null,
+          format('Rule %s failed: %s', v_rule.name, left(v_message, 500)), true, p_now
+        );
+        if v_changes is not null then
+          v_transitions := v_transitions || v_changes;
+        end if;
+      elsif v_rule.enabled and v_rule.error_state = 'ok' then
+        for v_fingerprint in
+          select a.fingerprint from monitoring.alerts as a
+          where a.rule_name = v_rule.name and a.state in ('pending', 'firing')
+          order by a.fingerprint
+        loop
+          v_changes := monitoring._transition(v_rule, v_fingerprint, null, null, null, false, p_now);
+          if v_changes is not null then
+            v_transitions := v_transitions || v_changes;
+          end if;
+        end loop;
+      end if;
     end;
   end loop;
+
+  -- every rule of the run is evaluated: now decide the notifications (silences, inhibition,
+  -- grouping), so an inhibiting alert raised in this run already mutes its consequences
+  v_notified := monitoring._notify_due(p_now);
+  v_transitions := (
+    select coalesce(jsonb_agg(
+      case when n.note is null then t.change else t.change || n.note end order by t.ord
+    ), '[]'::jsonb)
+    from jsonb_array_elements(v_transitions) with ordinality as t (change, ord)
+    left join lateral (select v_notified -> (t.change ->> 'fingerprint') as note) as n on true
+  ) || coalesce((
+    -- notifications without a state change in this run (repeats, an alert no longer muted)
+    select jsonb_agg(n.note order by n.fingerprint)
+    from jsonb_each(v_notified) as n (fingerprint, note)
+    where not exists (
+      select 1 from jsonb_array_elements(v_transitions) as t (change) where t.change ->> 'fingerprint' = n.fingerprint
+    )
+  ), '[]'::jsonb);
 
   return jsonb_build_object(
     'evaluated', to_jsonb(v_evaluated),
@@ -887,7 +1205,8 @@ comment on function monitoring.evaluate_rules(timestamptz, text[], boolean) is
 'Evaluate enabled rules (those due by their schedule, or the named ones), each in its own subtransaction: a failing '
 'rule is recorded in rule_errors and the others still run. Each rule''s advisory lock is taken before its rule_state '
 'row, in rule name order, so concurrent evaluators wait instead of deadlocking. Returns evaluated names, errors, '
-'transitions and the notification count.';
+'transitions (with the notification each got) and the notification count. A failing rule''s error_state decides '
+'its alerts; notifications are decided after every rule of the run (monitoring._notify_due).';
 
 -- ---------------------------------------------------------------------------------------------
 -- Views
@@ -895,6 +1214,14 @@ comment on function monitoring.evaluate_rules(timestamptz, text[], boolean) is
 create or replace view monitoring.active_alerts
 with (security_invoker = true)
 as
+with active as (
+  select
+    a.*,
+    monitoring._inhibitor_for(a.labels, a.fingerprint) as inhibitor
+  from monitoring.alerts as a
+  where a.state in ('pending', 'firing')
+)
+
 select
   a.rule_name,
   a.severity,
@@ -908,14 +1235,26 @@ select
   a.last_notified_at,
   a.last_evaluated_at,
   monitoring._silence_for(a.labels, now()) as silenced_by,
-  r.runbook
-from monitoring.alerts as a
+  r.runbook,
+  case
+    when a.state = 'pending' then 'pending'
+    when a.labels ->> 'condition' = 'no_data' then 'nodata'
+    when a.labels ->> 'condition' = 'error' then 'error'
+    when a.recovering_since is not null then 'recovering'
+    else 'firing'
+  end as status,
+  a.recovering_since,
+  a.inhibitor as inhibited_by,
+  src.rule_name as inhibited_by_rule
+from active as a
 inner join monitoring.alert_rules as r on a.rule_name = r.name
-where a.state in ('pending', 'firing')
+left join monitoring.alerts as src on a.inhibitor = src.fingerprint
 order by monitoring._severity_rank(a.severity) desc, a.started_at;
 
 comment on view monitoring.active_alerts is
-'Which alerts are pending or firing now, since when, whether a silence covers them, and the runbook to follow.';
+'Which alerts are pending or firing now, since when, whether a silence covers them, and the runbook to follow; '
+'status tells pending, firing, recovering (condition cleared, kept firing for keep_firing_for), nodata or error; '
+'inhibited_by names the firing alert (and inhibited_by_rule its rule) that mutes its notifications.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Privileges
@@ -925,6 +1264,8 @@ alter table monitoring.alerts enable row level security;
 alter table monitoring.alert_history enable row level security;
 
 alter table monitoring.silences enable row level security;
+
+alter table monitoring.inhibit_rules enable row level security;
 
 alter table monitoring.rule_state enable row level security;
 
@@ -937,7 +1278,7 @@ for each row execute function monitoring._validate_not_null();
 create or replace trigger rule_state_finite_times
 before insert or update on monitoring.rule_state
 for each row execute function monitoring._validate_finite_times(
-  'last_checked_at', 'last_evaluated_at!', 'last_ok_at!', 'last_error_at!'
+  'last_checked_at', 'last_evaluated_at!', 'last_ok_at!', 'last_error_at!', 'last_data_at!'
 );
 
 create or replace trigger rule_errors_finite_times

@@ -466,6 +466,7 @@ create table if not exists monitoring.deliveries (
   delivered_at timestamptz,
   dead_at timestamptz,
   request_epoch uuid,
+  fingerprints text[],
   constraint deliveries_event_check check (event in ('firing', 'resolved', 'repeat', 'test', 'digest')),
   constraint deliveries_status_check check (status in ('queued', 'sending', 'delivered', 'retrying', 'dead')),
   constraint deliveries_body_check check (body = payload::text),
@@ -475,7 +476,13 @@ create table if not exists monitoring.deliveries (
 comment on table monitoring.deliveries is
 'Outbox of notifications, one row per alert event and channel; logged, so nothing queued is lost on a restart.';
 
-comment on column monitoring.deliveries.fingerprint is 'Alert fingerprint (null for test deliveries).';
+comment on column monitoring.deliveries.fingerprint is
+'Alert fingerprint when the message tells one alert (null for test deliveries and for groups of several).';
+
+comment on column monitoring.deliveries.fingerprints is
+'Fingerprints of every alert the message tells (a group: settings.group_by); null for test deliveries.';
+
+comment on column monitoring.deliveries.rule_name is 'The rule of the alerts told, when they all share one; else null.';
 
 comment on column monitoring.deliveries.payload is 'The channel-specific JSON payload.';
 
@@ -583,6 +590,9 @@ begin
   if p_kind = 'alertmanager' then
     return monitoring._alertmanager_payload(p_webhook);
   end if;
+  if jsonb_array_length(p_webhook -> 'alerts') > 1 then
+    return monitoring._channel_group_payload(p_kind, p_webhook);
+  end if;
 
   v_label := case p_webhook ->> 'event'
     when 'firing' then 'FIRING'
@@ -655,7 +665,110 @@ $$;
 
 comment on function monitoring._channel_payload(text, jsonb) is
 'Internal: turn the webhook payload into the channel''s format: as is for webhook and edge_function, {text, blocks} '
-'for slack, {content, embeds} for discord, an Alertmanager alert list for alertmanager; all carry the runbook.';
+'for slack, {content, embeds} for discord, an Alertmanager alert list for alertmanager; all carry the runbook. A '
+'group of several alerts becomes one readable message (monitoring._channel_group_payload).';
+
+create or replace function monitoring._channel_group_payload(
+  -- slack or discord
+  p_kind text,
+  -- the webhook payload of a group of alerts (from monitoring._webhook_group_payload)
+  p_webhook jsonb
+)
+returns jsonb
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  v_n integer := jsonb_array_length(p_webhook -> 'alerts');
+  v_label text;
+  v_title text;
+  v_lines jsonb;
+begin
+  v_label := case p_webhook ->> 'event' when 'firing' then 'FIRING' when 'repeat' then 'STILL FIRING' else 'RESOLVED' end;
+  v_title := format('[%s] %s alerts: %s', v_label, v_n, (
+    select string_agg(format('%s %s', c.n, c.severity), ', ' order by monitoring._severity_rank(c.severity) desc)
+    from (
+      select a.alert ->> 'severity' as severity, count(*) as n
+      from jsonb_array_elements(p_webhook -> 'alerts') as a (alert)
+      group by 1
+    ) as c
+  ));
+  -- one line per alert (the first 20): status, severity, rule, message (500 characters at most, so a
+  -- Slack section stays under its 3000 and a Discord description under its 4096), value, first runbook step
+  select jsonb_agg(jsonb_build_object(
+    'status', upper(l.alert ->> 'status'),
+    'severity', l.alert ->> 'severity',
+    'rule', l.alert ->> 'rule',
+    'message', left(coalesce(l.alert ->> 'message', ''), 500),
+    'value', format('%s = %s%s', l.alert ->> 'metric', coalesce(l.alert ->> 'value', 'n/a'),
+      coalesce(' ' || (l.alert ->> 'unit'), '')),
+    'runbook', left(coalesce(l.alert -> 'runbook' ->> 0, 'none'), 300),
+    'fingerprint', coalesce(l.alert ->> 'fingerprint', 'none')
+  ) order by l.ord)
+  into v_lines
+  from jsonb_array_elements(p_webhook -> 'alerts') with ordinality as l (alert, ord)
+  where l.ord <= 20;
+
+  if p_kind = 'slack' then
+    return jsonb_build_object(
+      'text', v_title,
+      'blocks', jsonb_build_array(jsonb_build_object('type', 'section', 'text', jsonb_build_object(
+        'type', 'mrkdwn', 'text', format('*%s*', replace(replace(replace(v_title, '&', '&amp;'), '<', '&lt;'), '>', '&gt;'))
+      )))
+      || (
+        select jsonb_agg(jsonb_build_object('type', 'section', 'text', jsonb_build_object(
+          'type', 'mrkdwn',
+          'text', replace(replace(replace(format(E'*[%s] %s* `%s`: %s\n%s · runbook: %s', x.line ->> 'status',
+            x.line ->> 'severity', x.line ->> 'rule', x.line ->> 'message', x.line ->> 'value', x.line ->> 'runbook'),
+            '&', '&amp;'), '<', '&lt;'), '>', '&gt;')
+        )) order by x.ord)
+        from jsonb_array_elements(v_lines) with ordinality as x (line, ord)
+      )
+      || jsonb_build_array(jsonb_build_object('type', 'context', 'elements', jsonb_build_array(jsonb_build_object(
+        'type', 'mrkdwn',
+        'text', format('%s · %s · %s alert(s)%s', p_webhook ->> 'service', p_webhook ->> 'timestamp', v_n,
+          case when v_n > 20 then format(', the first 20 shown') else '' end)
+      ))))
+    );
+  end if;
+
+  if p_kind = 'discord' then
+    return jsonb_build_object(
+      'content', left(v_title, 2000),
+      'embeds', jsonb_build_array(jsonb_build_object(
+        'title', left(v_title, 256),
+        'description', left((
+          select string_agg(format(E'**[%s] %s** `%s`: %s\n%s · runbook: %s', x.line ->> 'status',
+            x.line ->> 'severity', x.line ->> 'rule', x.line ->> 'message', x.line ->> 'value',
+            x.line ->> 'runbook'), E'\n\n' order by x.ord)
+          from jsonb_array_elements(v_lines) with ordinality as x (line, ord)
+        ), 4096),
+        'color', case
+          when p_webhook ->> 'event' = 'resolved' then 3066993
+          when exists (
+            select 1 from jsonb_array_elements(p_webhook -> 'alerts') as a (alert)
+            where a.alert ->> 'severity' = 'critical'
+          ) then 15158332
+          else 15105570
+        end,
+        'timestamp', p_webhook ->> 'timestamp',
+        'footer', jsonb_build_object('text', format('%s · %s alert(s)', p_webhook ->> 'service', v_n))
+      ))
+    );
+  end if;
+
+  raise exception using
+    errcode = 'invalid_parameter_value',
+    message = format('channels.kind %L has no group payload format', p_kind),
+    hint = 'use webhook, slack, discord, edge_function or alertmanager';
+end
+$$;
+
+comment on function monitoring._channel_group_payload(text, jsonb) is
+'Internal: one readable Slack ({text, blocks}) or Discord ({content, embeds}) message for a group of alerts: a '
+'title counting them by severity, then one line each (status, severity, rule, message, value, first runbook '
+'step; the first 20).';
 
 -- ---------------------------------------------------------------------------------------------
 -- Alertmanager (channel kind alertmanager: POST /api/v2/alerts as Prometheus does)
@@ -1012,7 +1125,299 @@ end
 $$;
 
 comment on function monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz) is
-'Internal: queue one delivery of an alert event per enabled channel whose min_severity it reaches; returns how many.';
+'Internal: queue one delivery of an alert event per enabled channel whose min_severity it reaches; returns how many. '
+'The evaluator groups through monitoring._notify_due instead; this stays for callers that tell one alert.';
+
+-- ---------------------------------------------------------------------------------------------
+-- Grouped notifications (Alertmanager group_by / group_wait / group_interval)
+-- ---------------------------------------------------------------------------------------------
+create table if not exists monitoring.notification_groups (
+  group_key jsonb primary key,
+  first_due_at timestamptz not null,
+  last_sent_at timestamptz
+);
+
+comment on table monitoring.notification_groups is
+'One row per notification group with alerts to tell (its labels of settings.group_by): when its first message '
+'is due (created + group_wait) and when it last sent one (the next waits group_interval). A group with nothing '
+'firing is forgotten after group_interval, so the next incident waits group_wait again.';
+
+create or replace function monitoring._group_key(
+  -- labels of an alert
+  p_labels jsonb,
+  -- settings.group_by
+  p_group_by text[],
+  -- settings.service_name (the service label)
+  p_service text
+)
+returns jsonb
+language sql
+immutable
+set search_path = ''
+as $$
+  select coalesce(jsonb_object_agg(g.label, case when g.label = 'service' then p_service else p_labels ->> g.label end),
+    '{}'::jsonb)
+  from unnest(p_group_by) as g (label)
+$$;
+
+comment on function monitoring._group_key(jsonb, text[], text) is
+'Internal: the notification group of an alert: its values of the group_by labels (service is the service name).';
+
+create or replace function monitoring._webhook_group_payload(
+  -- alert objects as monitoring._webhook_payload builds them, each with its own status
+  p_alerts jsonb,
+  -- firing, repeat or resolved: the message's event
+  p_event text,
+  -- now
+  p_now timestamptz
+)
+returns jsonb
+language sql
+stable
+set search_path = ''
+as $$
+  select jsonb_build_object(
+    'timestamp', monitoring._iso(p_now),
+    'service', s.service_name,
+    'status', case when p_event = 'resolved' then 'resolved' else 'firing' end,
+    'event', p_event,
+    'alerts', p_alerts
+  )
+  from monitoring.settings as s
+  where s.id
+$$;
+
+comment on function monitoring._webhook_group_payload(jsonb, text, timestamptz) is
+'Internal: the spec''s webhook payload {timestamp, service, alerts: [...]} for a group of alerts (status firing '
+'while any alert of the message fires).';
+
+create or replace function monitoring._due_rows(
+  -- the alerts due, as monitoring._notify_due collects them
+  p_due jsonb
+)
+returns table (
+  fingerprint text, rule_name text, state text, severity text, event text, silenced_by bigint, inhibited_by text,
+  group_key jsonb, alert jsonb, muted boolean
+)
+language sql
+immutable
+set search_path = ''
+as $$
+  select d.fingerprint, d.rule_name, d.state, d.severity, d.event, d.silenced_by, d.inhibited_by, d.group_key, d.alert,
+    d.silenced_by is not null or d.inhibited_by is not null
+  from jsonb_to_recordset(p_due) as d (
+    fingerprint text, rule_name text, state text, severity text, event text, silenced_by bigint, inhibited_by text,
+    group_key jsonb, alert jsonb
+  )
+$$;
+
+comment on function monitoring._due_rows(jsonb) is
+'Internal: the alerts due for a notification (collected by monitoring._notify_due) as rows; muted when a silence '
+'or an inhibiting alert covers them.';
+
+create or replace function monitoring._notify_due(
+  -- now
+  p_now timestamptz
+)
+returns jsonb
+language plpgsql
+volatile
+set search_path = ''
+as $$
+declare
+  v_settings monitoring.settings;
+  v_channel monitoring.channels;
+  v_group record;
+  v_alerts jsonb;
+  v_payload jsonb;
+  v_webhook jsonb;
+  v_out jsonb := '{}'::jsonb;
+  v_sent text[];
+  v_due jsonb;
+  v_event text;
+  v_counts jsonb := '{}'::jsonb;
+begin
+  -- one decider at a time (the evaluate job, the watchdog, a direct call): each sees what the
+  -- other marked as notified
+  perform pg_advisory_xact_lock(hashtext('monitoring.notify'), 0);
+  select * into v_settings from monitoring.settings as s where s.id;
+
+  select coalesce(jsonb_agg(jsonb_build_object(
+    'fingerprint', a.fingerprint,
+    'rule_name', a.rule_name,
+    'state', a.state,
+    'severity', a.severity,
+    'event', e.event,
+    'silenced_by', monitoring._silence_for(a.labels, p_now),
+    'inhibited_by', monitoring._inhibitor_for(a.labels, a.fingerprint),
+    'group_key', monitoring._group_key(a.labels, v_settings.group_by, v_settings.service_name),
+    'alert', monitoring._webhook_payload(a, r, e.event, p_now) -> 'alerts' -> 0
+  ) order by a.fingerprint), '[]'::jsonb)
+  into v_due
+  from monitoring.alerts as a
+  inner join monitoring.alert_rules as r on a.rule_name = r.name
+  cross join lateral (
+    select case
+      when a.state = 'firing' and a.notified_state is distinct from 'firing' then 'firing'
+      when a.state = 'firing' and p_now >= a.last_notified_at + r.repeat_interval then 'repeat'
+      when a.state = 'resolved' and a.notified_state = 'firing' then 'resolved'
+    end as event
+  ) as e
+  where e.event is not null;
+
+  -- muted: a silence or an inhibiting alert. A muted firing stays due (told once unmuted); a muted
+  -- resolve is not told
+  update monitoring.alerts as a
+  set notified_state = 'resolved'
+  from monitoring._due_rows(v_due) as d
+  where a.fingerprint = d.fingerprint and d.event = 'resolved' and d.muted;
+
+  -- forget groups with nothing firing once group_interval has passed since their last message
+  delete from monitoring.notification_groups as g
+  where
+    coalesce(g.last_sent_at, g.first_due_at) + v_settings.group_interval <= p_now
+    and not exists (select 1 from monitoring._due_rows(v_due) as d where d.group_key = g.group_key and not d.muted)
+    and not exists (
+      select 1 from monitoring.alerts as a
+      where
+        a.state = 'firing' and a.notified_state = 'firing'
+        and monitoring._group_key(a.labels, v_settings.group_by, v_settings.service_name) = g.group_key
+    );
+
+  insert into monitoring.notification_groups (group_key, first_due_at)
+  select distinct d.group_key, p_now + v_settings.group_wait
+  from monitoring._due_rows(v_due) as d
+  where not d.muted
+  on conflict (group_key) do nothing;
+
+  for v_group in
+    select g.group_key
+    from monitoring.notification_groups as g
+    where
+      exists (select 1 from monitoring._due_rows(v_due) as d where d.group_key = g.group_key and not d.muted)
+      and case
+        when g.last_sent_at is null then p_now >= g.first_due_at
+        else p_now >= g.last_sent_at + v_settings.group_interval
+      end
+    order by g.group_key
+  loop
+    for v_channel in
+      select c.* from monitoring.channels as c where c.enabled order by c.name
+    loop
+      if v_channel.kind = 'alertmanager' then
+        -- Alertmanager groups on its own: one alert per request, as Prometheus sends them
+        with sent as (
+          insert into monitoring.deliveries (
+            fingerprint, rule_name, fingerprints, channel, event, payload, body, status, next_attempt_at, created_at
+          )
+          select
+            d.fingerprint, d.rule_name, array[d.fingerprint], v_channel.name, d.event, p.payload, p.payload::text,
+            'queued', p_now, p_now
+          from monitoring._due_rows(v_due) as d
+          cross join lateral (
+            select monitoring._channel_payload(
+              'alertmanager', monitoring._webhook_group_payload(jsonb_build_array(d.alert), d.event, p_now)
+            ) as payload
+          ) as p
+          where
+            d.group_key = v_group.group_key and not d.muted
+            and monitoring._severity_rank(d.severity) >= monitoring._severity_rank(v_channel.min_severity)
+            and (d.event <> 'resolved' or v_channel.send_resolved)
+          order by d.fingerprint
+          returning fingerprint
+        )
+        select v_counts || coalesce(jsonb_object_agg(
+          sent.fingerprint, coalesce((v_counts ->> sent.fingerprint)::integer, 0) + 1
+        ), '{}'::jsonb)
+        into v_counts
+        from sent;
+        continue;
+      end if;
+
+      select
+        jsonb_agg(d.alert order by monitoring._severity_rank(d.severity) desc, d.rule_name, d.fingerprint),
+        array_agg(d.fingerprint order by monitoring._severity_rank(d.severity) desc, d.rule_name, d.fingerprint),
+        case
+          when bool_or(d.event = 'firing') then 'firing'
+          when bool_or(d.event = 'repeat') then 'repeat'
+          else 'resolved'
+        end
+      into v_alerts, v_sent, v_event
+      from monitoring._due_rows(v_due) as d
+      where
+        d.group_key = v_group.group_key and not d.muted
+        and monitoring._severity_rank(d.severity) >= monitoring._severity_rank(v_channel.min_severity)
+        and (d.event <> 'resolved' or v_channel.send_resolved);
+      continue when v_alerts is null;
+
+      v_webhook := monitoring._webhook_group_payload(v_alerts, v_event, p_now);
+      v_payload := monitoring._channel_payload(v_channel.kind, v_webhook);
+      insert into monitoring.deliveries (
+        fingerprint, rule_name, fingerprints, channel, event, payload, body, status, next_attempt_at, created_at
+      )
+      values (
+        case when cardinality(v_sent) = 1 then v_sent[1] end,
+        (select case when count(distinct d.rule_name) = 1 then min(d.rule_name) end
+          from monitoring._due_rows(v_due) as d where d.fingerprint = any(v_sent)),
+        v_sent, v_channel.name, v_webhook ->> 'event', v_payload, v_payload::text, 'queued', p_now, p_now
+      );
+      v_counts := v_counts || (
+        select jsonb_object_agg(f.fp, coalesce((v_counts ->> f.fp)::integer, 0) + 1) from unnest(v_sent) as f (fp)
+      );
+    end loop;
+
+    update monitoring.notification_groups as g set last_sent_at = p_now where g.group_key = v_group.group_key;
+
+    -- told (to every channel that takes it, possibly none)
+    update monitoring.alerts as a
+    set
+      last_notified_at = p_now,
+      notifications = a.notifications + 1,
+      notified_state = case when d.event = 'resolved' then 'resolved' else 'firing' end
+    from monitoring._due_rows(v_due) as d
+    where
+      a.fingerprint = d.fingerprint and d.group_key = v_group.group_key
+      and not d.muted;
+
+    select coalesce(v_out, '{}'::jsonb) || coalesce(jsonb_object_agg(d.fingerprint, jsonb_build_object(
+      'rule', d.rule_name, 'fingerprint', d.fingerprint, 'from', d.state, 'to', d.state, 'event', d.event,
+      'notified', true, 'silenced_by', null, 'inhibited_by', null,
+      'deliveries', coalesce((v_counts ->> d.fingerprint)::integer, 0)
+    )), '{}'::jsonb)
+    into v_out
+    from monitoring._due_rows(v_due) as d
+    where d.group_key = v_group.group_key and not d.muted;
+  end loop;
+
+  -- muted ones, for the caller and the history
+  select v_out || coalesce(jsonb_object_agg(d.fingerprint, jsonb_build_object(
+    'rule', d.rule_name, 'fingerprint', d.fingerprint, 'from', d.state, 'to', d.state, 'event', d.event,
+    'notified', false, 'silenced_by', d.silenced_by, 'inhibited_by', d.inhibited_by, 'deliveries', 0
+  )), '{}'::jsonb)
+  into v_out
+  from monitoring._due_rows(v_due) as d
+  where d.muted;
+
+  -- the history row of a transition made at p_now records what was told with it
+  update monitoring.alert_history as h
+  set
+    event = case when (v_out -> h.fingerprint ->> 'notified')::boolean then v_out -> h.fingerprint ->> 'event' end,
+    silenced_by = (v_out -> h.fingerprint ->> 'silenced_by')::bigint,
+    inhibited_by = v_out -> h.fingerprint ->> 'inhibited_by'
+  where
+    h.occurred_at = p_now and v_out ? h.fingerprint
+    and h.id = (select max(h2.id) from monitoring.alert_history as h2 where h2.fingerprint = h.fingerprint);
+
+  return v_out;
+end
+$$;
+
+comment on function monitoring._notify_due(timestamptz) is
+'Internal: queue what the channels must hear after an evaluation: firing alerts not yet told (new, or no longer '
+'silenced or inhibited), repeats after repeat_interval, resolves of told alerts. Silenced and inhibited alerts are '
+'muted; the rest is grouped by settings.group_by, one message per group and channel (alertmanager channels: one '
+'alert per request), a new group after group_wait, then at most every group_interval. Returns per fingerprint '
+'what was done.';
 
 create or replace function monitoring.test_channel(
   -- the channel
@@ -1284,6 +1689,8 @@ declare
   v_content text;
   v_epoch uuid;
   v_withdrawn integer;
+  v_overdue boolean;
+  v_in_flight boolean;
   v_delivered integer := 0;
   v_failed integer := 0;
   v_waiting integer := 0;
@@ -1319,17 +1726,48 @@ begin
     end if;
 
     v_rows := 0;
-    if v_delivery.request_id is not null then
-      -- the created bound guards against a request id reused after a crash reset pg_net's sequence
-      execute format(
-        'select r.status_code, r.timed_out, r.error_msg, left(r.content, 500) from %s as r '
-        || 'where r.id = $1 and r.created >= $2 order by r.created desc limit 1',
-        v_responses
-      )
-      into v_status_code, v_timed_out, v_error, v_content
-      using v_delivery.request_id, v_delivery.last_attempt_at - interval '1 minute';
-      get diagnostics v_rows = row_count;
-    end if;
+    v_withdrawn := 0;
+    v_in_flight := false;
+    v_overdue := p_now >= v_delivery.last_attempt_at
+      + make_interval(secs => v_settings.http_timeout_ms / 1000.0) + v_settings.response_grace;
+    -- at most twice: once, and once more when the request left pg_net's queue while we looked
+    for v_look in 1..2 loop
+      if v_delivery.request_id is not null then
+        -- the created bound guards against a request id reused after a crash reset pg_net's sequence
+        execute format(
+          'select r.status_code, r.timed_out, r.error_msg, left(r.content, 500) from %s as r '
+          || 'where r.id = $1 and r.created >= $2 order by r.created desc limit 1',
+          v_responses
+        )
+        into v_status_code, v_timed_out, v_error, v_content
+        using v_delivery.request_id, v_delivery.last_attempt_at - interval '1 minute';
+        get diagnostics v_rows = row_count;
+      end if;
+      exit when v_rows > 0 or not v_overdue or v_look = 2 or v_queue is null or v_delivery.request_id is null;
+      -- no response past timeout plus grace. Still in pg_net's queue and not taken by its worker (its
+      -- worker is not running)? Withdraw it, so that the retry is the only copy. The real worker
+      -- deletes a batch from the queue and inserts the responses in one transaction that stays open
+      -- while the requests run: a row it holds is locked (in flight, not withdrawn, its response
+      -- comes at commit); a row that left the queue since our first look may have its response now.
+      begin
+        execute format(
+          'delete from %1$s as q where q.ctid in (select k.ctid from %1$s as k where k.id = $1 '
+          || 'and k.headers ->> ''X-Idempotency-Key'' = $2 for update skip locked)', v_queue
+        )
+        using v_delivery.request_id, v_delivery.idempotency_key::text;
+        get diagnostics v_withdrawn = row_count;
+        exit when v_withdrawn > 0;
+        execute format(
+          'select exists (select from %s as k where k.id = $1 and k.headers ->> ''X-Idempotency-Key'' = $2)',
+          v_queue
+        )
+        into v_in_flight
+        using v_delivery.request_id, v_delivery.idempotency_key::text;
+      exception when insufficient_privilege then
+        v_in_flight := false;
+      end;
+      exit when v_in_flight;
+    end loop;
 
     if v_rows > 0 and v_status_code between 200 and 299 and not coalesce(v_timed_out, false) and v_error is null then
       update monitoring.deliveries as d
@@ -1349,21 +1787,7 @@ begin
         coalesce(v_status_code between 400 and 499 and v_status_code not in (408, 429), false)
       );
       v_failed := v_failed + 1;
-    elsif p_now >= v_delivery.last_attempt_at
-      + make_interval(secs => v_settings.http_timeout_ms / 1000.0) + v_settings.response_grace then
-      -- still in pg_net's queue (its worker is not running)? withdraw it, so the retry is the only copy
-      v_withdrawn := 0;
-      if v_queue is not null and v_delivery.request_id is not null then
-        begin
-          execute format(
-            'delete from %s as q where q.id = $1 and q.headers ->> ''X-Idempotency-Key'' = $2', v_queue
-          )
-          using v_delivery.request_id, v_delivery.idempotency_key::text;
-          get diagnostics v_withdrawn = row_count;
-        exception when insufficient_privilege then
-          v_withdrawn := 0;
-        end;
-      end if;
+    elsif v_overdue and not v_in_flight then
       perform monitoring._record_failure(
         v_delivery.id, p_now, null,
         case
@@ -1389,8 +1813,9 @@ $$;
 
 comment on function monitoring.reconcile_deliveries(timestamptz) is
 'Confirm sent deliveries from net._http_response: 2xx delivered; 4xx other than 408 and 429 dead at once; other '
-'status, timeout, error, no response after timeout plus grace (a request still queued in pg_net is withdrawn) or a '
-'request lost with pg_net''s unlogged tables is a failed attempt (retry or dead).';
+'status, timeout, error, no response after timeout plus grace (a request still queued and not taken by pg_net''s '
+'worker is withdrawn; one the worker holds is in flight and waited for) or a request lost with pg_net''s unlogged '
+'tables is a failed attempt (retry or dead).';
 
 create or replace function monitoring.retry_dead_deliveries(
   -- only these deliveries (null: all dead ones)
@@ -1497,6 +1922,8 @@ comment on view monitoring.dead_letters is
 alter table monitoring.channels enable row level security;
 
 alter table monitoring.deliveries enable row level security;
+
+alter table monitoring.notification_groups enable row level security;
 
 -- Three guarantees of the outbox under faults, each proven by tests/test_faults.py:
 --

@@ -6,13 +6,13 @@
 -- (an overlapping run skips), runs one function and writes monitoring.job_runs. The dead man's
 -- switch (rule monitor_stalled) reads job_runs and cron.job_run_details.
 --
--- Jobs (GMT, minute granularity, at most 5 running at once):
---   monitoring-evaluate         * * * * *    rules due by their own schedule, then dispatch, then the
---                                            outbound heartbeat
+-- Jobs (GMT, minute granularity, at most 4 running at once):
+--   monitoring-evaluate         * * * * *    refresh the rollups (once: the rules and the views share
+--                                            it), rules due by their own schedule, the slow-query
+--                                            snapshot, then dispatch, then the outbound heartbeat
 --   monitoring-watchdog         * * * * *    monitor_stalled only, then reconcile and dispatch
 --   monitoring-dispatch         * * * * *    reconcile responses, re-send firing alerts to Alertmanager,
 --                                            send due deliveries and retries
---   monitoring-refresh-rollups  * * * * *    monitoring.refresh_rollups()
 --   check-whatsapp-errors       0 * * * *    the spec's hourly check (SQL, or the Edge Function)
 --   monitoring-retention        30 3 * * *   batched deletes, each committed, then refresh_rollups()
 --                                            (a `do` block: _retention_start(), then _retention_step())
@@ -100,7 +100,8 @@ for each row execute function monitoring._validate_job();
 insert into monitoring.jobs (name, job, edge_job, schedule, description) values
 (
   'monitoring-evaluate', 'evaluate', null, '* * * * *',
-  'Evaluate the alert rules due by their own schedule, then send the notifications they queued.'
+  'Refresh the rollups behind the views (monitoring.refresh_rollups(), once for the rules and the views), evaluate '
+  || 'the alert rules due by their own schedule, snapshot the slow statements, then send the notifications queued.'
 ),
 (
   'monitoring-watchdog', 'watchdog', null, '* * * * *',
@@ -109,10 +110,6 @@ insert into monitoring.jobs (name, job, edge_job, schedule, description) values
 (
   'monitoring-dispatch', 'dispatch', null, '* * * * *',
   'Confirm sent notifications from net._http_response, then send due deliveries and retries.'
-),
-(
-  'monitoring-refresh-rollups', 'refresh-rollups', null, '* * * * *',
-  'Refresh the per-minute rollups behind the monitoring views (monitoring.refresh_rollups()).'
 ),
 (
   'check-whatsapp-errors', 'check-whatsapp-errors', 'check-whatsapp-errors-edge', '0 * * * *',
@@ -269,6 +266,8 @@ begin
       v_count > check_error_rate.threshold,
       p_now
     );
+    -- what the transition makes due is told now (silences, inhibition, grouping)
+    perform monitoring._notify_due(p_now);
     insert into monitoring.rule_state as s (rule_name, last_evaluated_at, last_ok_at)
     values (v_rule.name, p_now, p_now)
     on conflict (rule_name) do update
@@ -559,7 +558,13 @@ begin
   begin
     case p_job
       when 'evaluate' then
+        -- evaluate_rules refreshes the rollups before its rules read them; the views share that
+        -- refresh (one a minute), and get their own when no enabled rule reads a window
         v_result := jsonb_build_object('rules', monitoring.evaluate_rules(now()));
+        if not exists (select from monitoring.rollup_state as s where s.id and s.refreshed_for = now()) then
+          v_result := v_result || jsonb_build_object('refresh', monitoring.refresh_rollups(now()));
+        end if;
+        v_result := v_result || jsonb_build_object('slowStatements', monitoring._snapshot_slow_queries());
         v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
         -- the cycle succeeded: tell the outside world (monitoring.heartbeat)
         v_result := v_result || jsonb_build_object('heartbeat', monitoring._heartbeat_ping(now()));

@@ -467,7 +467,7 @@ comment on function monitoring._check_monitor_stalled(monitoring.alert_rules, ti
 -- ---------------------------------------------------------------------------------------------
 insert into monitoring.alert_rules (
   name, description, severity, metric, check_function, comparator, threshold, target, unit, "window",
-  min_volume, for_period, repeat_interval, schedule, runbook, labels
+  min_volume, for_period, repeat_interval, schedule, runbook, labels, keep_firing_for, nodata_state
 ) values
 (
   'whatsapp_disconnected',
@@ -480,7 +480,8 @@ insert into monitoring.alert_rules (
     'Attempt manual reconnection',
     'Re-scan QR code if needed'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '0', 'ok'
 ),
 (
   'low_delivery_rate',
@@ -493,7 +494,8 @@ insert into monitoring.alert_rules (
     'Verify phone number formatting',
     'Check for rate limiting (select * from monitoring.top_errors_24h)'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '30 minutes', 'nodata'
 ),
 (
   'high_error_rate',
@@ -506,7 +508,8 @@ insert into monitoring.alert_rules (
     'Check phone number validity',
     'Verify WhatsApp account status'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '0', 'ok'
 ),
 (
   'error_rate_webhook',
@@ -519,7 +522,8 @@ insert into monitoring.alert_rules (
     'Check phone number validity',
     'Verify WhatsApp account status'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '0', 'ok'
 ),
 (
   'slow_queue',
@@ -530,7 +534,8 @@ insert into monitoring.alert_rules (
     'Check queue backlog (select * from monitoring.queue_stats)',
     'Optimize processing (check the sender is running and not rate limited)'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '10 minutes', 'ok'
 ),
 (
   'slow_delivery',
@@ -541,7 +546,8 @@ insert into monitoring.alert_rules (
     'Optimize queries (select * from monitoring.slow_queries)',
     'Check database performance (select * from monitoring.delivery_latency)'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '10 minutes', 'ok'
 ),
 (
   'function_errors',
@@ -554,7 +560,8 @@ insert into monitoring.alert_rules (
     'Check database connectivity',
     'Review recent deployments'
   ],
-  '{"area": "functions"}'
+  '{"area": "functions"}',
+  interval '0', 'ok'
 ),
 (
   'function_latency',
@@ -567,7 +574,8 @@ insert into monitoring.alert_rules (
     'Check database connectivity',
     'Review recent deployments'
   ],
-  '{"area": "functions"}'
+  '{"area": "functions"}',
+  interval '5 minutes', 'ok'
 ),
 (
   'function_availability',
@@ -580,7 +588,8 @@ insert into monitoring.alert_rules (
     'Check database connectivity',
     'Review recent deployments'
   ],
-  '{"area": "functions"}'
+  '{"area": "functions"}',
+  interval '5 minutes', 'ok'
 ),
 (
   'slow_queries',
@@ -592,7 +601,8 @@ insert into monitoring.alert_rules (
     'Add indexes',
     'Optimize queries'
   ],
-  '{"area": "database"}'
+  '{"area": "database"}',
+  interval '0', 'ok'
 ),
 (
   'stale_session',
@@ -605,7 +615,8 @@ insert into monitoring.alert_rules (
     'Review connection logs',
     'Re-scan QR code if needed'
   ],
-  '{"area": "whatsapp"}'
+  '{"area": "whatsapp"}',
+  interval '0', 'ok'
 ),
 (
   'monitor_stalled',
@@ -618,6 +629,7 @@ insert into monitoring.alert_rules (
     'Re-create missing jobs (select monitoring.schedule_jobs())',
     'Check that pg_cron runs (shared_preload_libraries, cron.database_name) and max_worker_processes'
   ],
-  '{"area": "monitoring"}'
+  '{"area": "monitoring"}',
+  interval '0', 'ok'
 )
 on conflict (name) do nothing;

@@ -367,6 +367,11 @@ declare
   v_info integer;
   v_pending integer;
   v_silenced integer;
+  v_inhibited integer;
+  v_recovering integer;
+  v_nodata jsonb;
+  v_nodata_names text;
+  v_error_alerts integer;
   v_names jsonb;
   v_critical_names text;
   v_errors jsonb;
@@ -380,11 +385,22 @@ begin
     count(*) filter (where a.state = 'firing' and a.severity = 'info'),
     count(*) filter (where a.state = 'pending'),
     count(*) filter (where a.state = 'firing' and monitoring._silence_for(a.labels, p_now) is not null),
+    count(*) filter (where a.state = 'firing' and monitoring._inhibitor_for(a.labels, a.fingerprint) is not null),
+    count(*) filter (where a.state = 'firing' and a.recovering_since is not null),
+    coalesce(jsonb_agg(distinct a.rule_name order by a.rule_name) filter (
+      where a.state = 'firing' and a.labels ->> 'condition' = 'no_data'
+    ), '[]'::jsonb),
+    string_agg(distinct a.rule_name, ', ' order by a.rule_name) filter (
+      where a.state = 'firing' and a.labels ->> 'condition' = 'no_data'
+    ),
+    count(*) filter (where a.state = 'firing' and a.labels ->> 'condition' = 'error'),
     coalesce(jsonb_agg(distinct a.rule_name order by a.rule_name) filter (where a.state = 'firing'), '[]'::jsonb),
     string_agg(distinct a.rule_name, ', ' order by a.rule_name) filter (
       where a.state = 'firing' and a.severity = 'critical'
     )
-  into v_critical, v_warning, v_info, v_pending, v_silenced, v_names, v_critical_names
+  into
+    v_critical, v_warning, v_info, v_pending, v_silenced, v_inhibited, v_recovering, v_nodata, v_nodata_names,
+    v_error_alerts, v_names, v_critical_names
   from monitoring.alerts as a
   where a.state in ('pending', 'firing');
 
@@ -406,6 +422,10 @@ begin
     v_level := case when v_level = 'unhealthy' then v_level else 'degraded' end;
     v_reasons := v_reasons || format('%s warning alert(s) firing', v_warning);
   end if;
+  if v_nodata_names is not null then
+    v_level := case when v_level = 'unhealthy' then v_level else 'degraded' end;
+    v_reasons := v_reasons || format('no data: %s (the data these rules read stopped)', v_nodata_names);
+  end if;
   if v_error_names is not null then
     v_level := case when v_level = 'unhealthy' then v_level else 'degraded' end;
     v_reasons := v_reasons || format('alert rule evaluation failing: %s (see monitoring.rule_errors)', v_error_names);
@@ -418,6 +438,10 @@ begin
     'firingRules', v_names,
     'pending', v_pending,
     'silenced', v_silenced,
+    'inhibited', v_inhibited,
+    'recovering', v_recovering,
+    'noData', v_nodata,
+    'errorAlerts', v_error_alerts,
     'ruleErrors', v_errors
   ) || case
     when cardinality(v_reasons) = 0 then '{}'::jsonb
@@ -427,7 +451,8 @@ end
 $$;
 
 comment on function monitoring._health_alerts(timestamptz) is
-'health() section alerts: firing counts by severity, firing rule names, pending, silenced and failing rules; '
+'health() section alerts: firing counts by severity, firing rule names, pending, silenced, inhibited, recovering, '
+'no-data rules, error alerts and failing rules; '
 'unhealthy while a critical alert fires, degraded while a warning fires or a rule fails to evaluate.';
 
 create or replace function monitoring._health_delivery(

@@ -45,6 +45,9 @@ monitoring.job_runs,
 monitoring.rule_errors
 to service_role;
 
+-- history rows are written once; only what was told with a transition is filled in after the run
+grant update (event, silenced_by, inhibited_by) on monitoring.alert_history to service_role;
+
 -- tables
 grant delete, insert, select, update
 on
@@ -52,6 +55,8 @@ monitoring.alert_rules,
 monitoring.channels,
 monitoring.deliveries,
 monitoring.digest_hours,
+monitoring.inhibit_rules,
+monitoring.notification_groups,
 monitoring.silences
 to service_role;
 
@@ -127,6 +132,15 @@ monitoring._snapshot_slow_queries(),
 monitoring._check_alertmanager_url_secret(text, text),
 monitoring._check_auth_secret(text, text),
 monitoring._channel_payload(text, jsonb),
+monitoring._channel_group_payload(text, jsonb),
+monitoring._due_rows(jsonb),
+monitoring._group_key(jsonb, text[], text),
+monitoring._inhibitor_for(jsonb, text),
+monitoring._known_labels(),
+monitoring._normalize_matchers(jsonb, text),
+monitoring._notify_due(timestamptz),
+monitoring._validate_inhibit_rule(),
+monitoring._webhook_group_payload(jsonb, text, timestamptz),
 monitoring._check_error_rate_webhook(monitoring.alert_rules, timestamptz),
 monitoring._check_function_availability(monitoring.alert_rules, timestamptz),
 monitoring._check_function_errors(monitoring.alert_rules, timestamptz),

@@ -52,7 +52,6 @@ select results_eq(
     ('monitoring-digest-weekly', '10 8 * * 1', 'select monitoring.run_job(''digest-weekly'')'),
     ('monitoring-dispatch', '* * * * *', 'select monitoring.run_job(''dispatch'')'),
     ('monitoring-evaluate', '* * * * *', 'select monitoring.run_job(''evaluate'')'),
-    ('monitoring-refresh-rollups', '* * * * *', 'select monitoring.run_job(''refresh-rollups'')'),
     ('monitoring-retention', '30 3 * * *', 'do $retention$ declare s jsonb; begin commit; '
       's := monitoring._retention_start(); while s is not null loop commit; '
       's := monitoring._retention_step(s); end loop; end $retention$'),
@@ -79,8 +78,8 @@ select cmp_ok(
 
 select is(
   jsonb_array_length(monitoring.schedule_jobs() -> 'scheduled'),
-  9,
-  'schedule_jobs() creates the nine jobs (six, and the three digests)'
+  8,
+  'schedule_jobs() creates the eight jobs (five, and the three digests)'
 );
 select results_eq(
   'select jobname, schedule, command from pg_temp.cron_jobs()',
@@ -95,13 +94,13 @@ select is(
   ),
   'schedule_jobs() again changes nothing'
 );
-select is((select count(*)::integer from pg_temp.cron_jobs()), 9, 'and creates no duplicate');
+select is((select count(*)::integer from pg_temp.cron_jobs()), 8, 'and creates no duplicate');
 select is(
   (
     select count(*)::integer from monitoring.jobs
     where scheduled_at is not null
   ),
-  9,
+  8,
   'scheduled_at is set (the dead man''s switch counts from it)'
 );
 
@@ -177,7 +176,7 @@ update monitoring.jobs set enabled = true
 where name = 'monitoring-retention';
 select monitoring.schedule_jobs();
 
-select is(jsonb_array_length(monitoring.unschedule_jobs() -> 'removed'), 9, 'unschedule_jobs() removes the nine jobs');
+select is(jsonb_array_length(monitoring.unschedule_jobs() -> 'removed'), 8, 'unschedule_jobs() removes the eight jobs');
 select is(monitoring.unschedule_jobs() -> 'removed', '[]'::jsonb, 'and again removes nothing, without error');
 select is((select count(*)::integer from pg_temp.cron_jobs()), 0, 'none of ours is left in cron.job');
 
@@ -188,7 +187,7 @@ select is((select count(*)::integer from pg_temp.cron_jobs()), 0, 'none of ours 
 select monitoring.evaluate_rules(now() + interval '5 minutes', array['monitor_stalled']);
 select set_eq(
   $$select labels ->> 'job' from monitoring.alerts where rule_name = 'monitor_stalled' and state = 'firing'$$,
-  array['monitoring-dispatch', 'monitoring-evaluate', 'monitoring-refresh-rollups', 'monitoring-watchdog'],
+  array['monitoring-dispatch', 'monitoring-evaluate', 'monitoring-watchdog'],
   'unscheduled checks trip monitor_stalled: every-minute jobs without success for 5 minutes'
 );
 select is(
