@@ -22,7 +22,8 @@ EXPECTED_NO_POLICY = {
     "monitoring.heartbeat", "monitoring.inhibit_rules", "monitoring.job_runs", "monitoring.jobs",
     "monitoring.notification_groups",
     "monitoring.retention_policies", "monitoring.rule_errors", "monitoring.rule_state", "monitoring.settings",
-    "monitoring.silences",
+    "monitoring.silences", "monitoring.digest_settings", "monitoring.digest_hours", "monitoring.digest_runs",
+    "monitoring.error_log_archive",
     "monitoring.app_logs", "monitoring.ingest_batches", "monitoring.ingest_settings", "monitoring.log_retention",
 }
 

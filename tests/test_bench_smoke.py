@@ -112,9 +112,12 @@ def test_bench_runs_end_to_end_and_prints_every_figure(run_cli, engine_url) -> N
     rows = {(x["group"], x["name"]): x for x in doc["rows"]}
     names = {n for _, n in rows}
     groups = {g for g, _ in rows}
-    assert {"setup", "views", "checks", "cron", "spec vs ours", "writes", "retention", "ingest", "process"} <= groups
+    assert {"setup", "views", "checks", "cron", "spec vs ours", "writes", "retention", "ingest", "process",
+            "digests"} <= groups
     ingest = [x for (g, _), x in rows.items() if g == "ingest"]
     assert len(ingest) == 1 and ingest[0]["n"] == 2 and ingest[0]["target"] == "< 50 ms"
+    for kind in ("daily", "weekly", "monthly"):
+        assert rows[("digests", f"digest('{kind}')")]["median"] > 0, kind
     for view in ("delivery_stats", "delivery_stats_24h", "top_errors_24h", "error_trends", "active_sessions",
                  "connection_status", "queue_stats", "delivery_latency", "hourly_stats", "function_stats",
                  "slow_queries", "health()"):

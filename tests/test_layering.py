@@ -17,7 +17,7 @@ LAYERS: list[set[str]] = [
     {"dsn", "db", "sql_split", "validate"},
     {"migrations", "engines", "receiver", "net_worker", "channels", "report", "monitor", "verify", "advisor",
      "extensions_build", "functions_server", "schema_check", "alertmanager", "heartbeat", "exporter_queries",
-     "dashboard", "ingest_keys"},
+     "dashboard", "ingest_keys", "digests", "log_export"},
     {"bench"},
     {"cli"},
 ]

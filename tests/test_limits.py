@@ -20,7 +20,8 @@ from pydeploy.engines import LocalState
 from tests.databases import migrated_database
 
 # a row to write per table (the one-row tables have no key to name)
-ROWS = {"alert_rules": "name = 'slow_queue'", "channels": "name = 'ops'", "retention_policies": "target = 'deliveries'"}
+ROWS = {"alert_rules": "name = 'slow_queue'", "channels": "name = 'ops'", "retention_policies": "target = 'deliveries'",
+        "digest_settings": "kind = 'daily'"}
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def beyond(c: psycopg.Connection, value: str, type_name: str, up: bool) -> str:
 def test_every_table_with_limits_runs_the_generic_validator_first(conn: psycopg.Connection) -> None:
     tables = {r[0] for r in conn.execute("select distinct table_name from monitoring._limits").fetchall()}
     assert tables == {"alert_rules", "settings", "channels", "retention_policies", "health_thresholds",
-                      "rollup_settings", "ingest_settings", "log_retention"}
+                      "rollup_settings", "ingest_settings", "log_retention", "digest_settings"}
     for table in tables:
         triggers = [r[0] for r in conn.execute(
             "select tgname from pg_trigger where tgrelid = ('monitoring.' || %s)::regclass and not tgisinternal "

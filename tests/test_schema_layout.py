@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCHEMAS = ROOT / "supabase" / "schemas"
 
 DOMAINS = ["app_tables", "schema", "rollups", "views", "rules", "alerts", "delivery", "jobs", "checks",
-           "health", "ingest", "dashboard", "retention", "grants"]
+           "health", "ingest", "dashboard", "retention", "digests", "grants"]
 
 CREATE = re.compile(
     r"^create\s+(?:or\s+replace\s+)?(?:unlogged\s+)?(?:unique\s+)?"

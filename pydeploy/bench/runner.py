@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from pydeploy.bench import ab, dashboard, ingest, reads, retention, setup, writes
+from pydeploy.bench import ab, dashboard, digests, ingest, reads, retention, setup, writes
 from pydeploy.bench.cluster import EMPTY, MONITORED, PLAIN
 from pydeploy.bench.context import BenchOptions, Run, Say
 from pydeploy.bench.measure import connect, peak_memory_mb
@@ -19,6 +19,8 @@ def run_all(run: Run) -> Report:
     with connect(run.cluster.url(MONITORED)) as c:
         reads.bench_views(run, c)
         for row in dashboard.measure(c, run.opts.repeat):
+            run.report.add(row)
+        for row in digests.measure(c, run.opts.repeat):
             run.report.add(row)
         reads.bench_checks(run, c)
         reads.bench_cron(run, c)

@@ -239,11 +239,12 @@ def _register_commands() -> None:
     """Command groups that live in their own modules."""
     from pydeploy.cli.bench import bench
     from pydeploy.cli.dashboard import dashboard
+    from pydeploy.cli.digests import digest, logs
     from pydeploy.cli.functions import functions
     from pydeploy.cli.ingest import ingest_key
     from pydeploy.cli.ops import COMMANDS
 
-    for command in [*COMMANDS, functions, dashboard, bench, ingest_key]:
+    for command in [*COMMANDS, functions, dashboard, bench, ingest_key, digest, logs]:
         cli.add_command(command)
 
 

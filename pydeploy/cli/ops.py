@@ -14,6 +14,7 @@ from rich.table import Table
 
 from pydeploy import alertmanager as am
 from pydeploy import channels as chan
+from pydeploy import digests as digmod
 from pydeploy import dsn as dsnmod
 from pydeploy import engines, validate
 from pydeploy import monitor as monmod
@@ -481,15 +482,30 @@ def verify(db_url: str | None, as_json: bool) -> None:
 @json_option
 @click.option("--watch", is_flag=True, help="Refresh in place (Ctrl-C to stop).")
 @click.option("--interval", default=5.0, show_default=True, help="Seconds between refreshes with --watch.")
-def report(db_url: str | None, as_json: bool, watch: bool, interval: float) -> None:
+@click.option("--digest", "digest_kind", type=click.Choice(digmod.KINDS), default=None,
+              help="Instead of the dashboard: the spec's daily, weekly or monthly maintenance digest of the "
+                   "last complete period (monitoring.digest).")
+def report(db_url: str | None, as_json: bool, watch: bool, interval: float, digest_kind: str | None) -> None:
     """The monitoring dashboard: health, 24 h statistics, latency, queue, errors, sessions,
     alerts, deliveries and job runs, all from the database's views.
+
+    With --digest daily|weekly|monthly: the spec's maintenance checklist for the last complete
+    UTC day, ISO week or month instead (what the scheduled digests send; see pydeploy digest).
 
     \b
     Example:
       pydeploy report --watch
+      pydeploy report --digest weekly --json | jq '.sections[] | select(.key == "queue")'
     """
     url = engines.resolve(db_url)
+    if digest_kind is not None:
+        with dsnmod.connect(url) as conn, friendly_errors(f"report --digest {digest_kind}"):
+            built = digmod.build(conn, digest_kind)
+        if as_json:
+            _print_json(built)
+        else:
+            out.print(digmod.render(built))
+        return
     with dsnmod.connect(url) as conn, friendly_errors("report"):
         if as_json:
             _print_json(repmod.collect(conn))

@@ -467,7 +467,7 @@ create table if not exists monitoring.deliveries (
   dead_at timestamptz,
   request_epoch uuid,
   fingerprints text[],
-  constraint deliveries_event_check check (event in ('firing', 'resolved', 'repeat', 'test')),
+  constraint deliveries_event_check check (event in ('firing', 'resolved', 'repeat', 'test', 'digest')),
   constraint deliveries_status_check check (status in ('queued', 'sending', 'delivered', 'retrying', 'dead')),
   constraint deliveries_body_check check (body = payload::text),
   constraint deliveries_idempotency_key_key unique (idempotency_key)

@@ -16,6 +16,8 @@
 --   check-whatsapp-errors       0 * * * *    the spec's hourly check (SQL, or the Edge Function)
 --   monitoring-retention        30 3 * * *   batched deletes, each committed, then refresh_rollups()
 --                                            (a `do` block: _retention_start(), then _retention_step())
+--   monitoring-digest-daily     5 8 * * *    the digests (92_digests.sql), also -weekly (10 8 * * 1) and
+--                                            -monthly (15 8 1 * *)
 
 -- ---------------------------------------------------------------------------------------------
 -- Jobs
@@ -61,13 +63,14 @@ begin
   if new.job is null
     or new.job not in (
       'evaluate', 'watchdog', 'dispatch', 'refresh-rollups', 'check-whatsapp-errors', 'check-whatsapp-errors-edge',
-      'retention'
+      'retention', 'digest-daily', 'digest-weekly', 'digest-monthly'
     )
     or (new.edge_job is not null and new.edge_job not in ('check-whatsapp-errors-edge')) then
     raise exception using
       errcode = 'check_violation',
       message = format('jobs.job %L (edge_job %L) is not a job monitoring.run_job knows', new.job, new.edge_job),
-      hint = 'use evaluate, watchdog, dispatch, refresh-rollups, check-whatsapp-errors or retention';
+      hint = 'use evaluate, watchdog, dispatch, refresh-rollups, check-whatsapp-errors, retention or '
+        || 'digest-daily, digest-weekly, digest-monthly';
   end if;
   if new.name is null or new.name !~ '^[a-z][a-z0-9-]{0,62}$' then
     raise exception using
@@ -520,7 +523,8 @@ comment on function monitoring._heartbeat_ping(timestamptz) is
 -- Running and scheduling jobs
 -- ---------------------------------------------------------------------------------------------
 create or replace function monitoring.run_job(
-  -- evaluate, watchdog, dispatch, refresh-rollups, check-whatsapp-errors, check-whatsapp-errors-edge or retention
+  -- evaluate, watchdog, dispatch, refresh-rollups, check-whatsapp-errors, check-whatsapp-errors-edge, retention
+  -- or digest-daily, digest-weekly, digest-monthly
   p_job text
 )
 returns jsonb
@@ -538,7 +542,7 @@ declare
 begin
   if p_job is null or p_job not in (
     'evaluate', 'watchdog', 'dispatch', 'refresh-rollups', 'check-whatsapp-errors', 'check-whatsapp-errors-edge',
-    'retention'
+    'retention', 'digest-daily', 'digest-weekly', 'digest-monthly'
   ) then
     raise exception using
       errcode = 'invalid_parameter_value',
@@ -587,6 +591,10 @@ begin
         v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
       when 'check-whatsapp-errors-edge' then
         v_result := jsonb_build_object('request_id', monitoring._invoke_edge_function('check-error-rate'));
+      -- the digests (92_digests.sql): each period once, then sent like the alerts
+      when 'digest-daily', 'digest-weekly', 'digest-monthly' then
+        v_result := monitoring._run_digest(substr(p_job, 8), now());
+        v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
       else
         v_result := monitoring.run_retention(now());
     end case;

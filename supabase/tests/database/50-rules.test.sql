@@ -447,11 +447,15 @@ select results_eq(
     ('app_logs', interval '30 days'),
     ('cron_job_run_details', interval '7 days'),
     ('deliveries', interval '30 days'),
+    ('digest_hours', interval '400 days'),
+    ('digest_runs', interval '400 days'),
+    ('error_log_archive', interval '365 days'),
     ('ingest_batches', interval '2 days'),
     ('job_runs', interval '30 days'),
     ('rule_errors', interval '30 days'),
     ('whatsapp_error_logs', interval '30 days') $$,
-  'retention windows: error and app logs 30 days (the spec), history 90, deliveries 30, cron runs 7, batch ids 2'
+  'retention windows: error and app logs 30 days (the spec), history 90, deliveries 30, cron runs 7, job runs 30, '
+  || 'archive 365, batch ids 2'
 );
 
 select matches(

@@ -47,6 +47,9 @@ select results_eq(
   'select name, schedule, command from monitoring.expected_jobs order by name',
   $$ values
     ('check-whatsapp-errors'::text, '0 * * * *'::text, 'select monitoring.run_job(''check-whatsapp-errors'')'::text),
+    ('monitoring-digest-daily', '5 8 * * *', 'select monitoring.run_job(''digest-daily'')'),
+    ('monitoring-digest-monthly', '15 8 1 * *', 'select monitoring.run_job(''digest-monthly'')'),
+    ('monitoring-digest-weekly', '10 8 * * 1', 'select monitoring.run_job(''digest-weekly'')'),
     ('monitoring-dispatch', '* * * * *', 'select monitoring.run_job(''dispatch'')'),
     ('monitoring-evaluate', '* * * * *', 'select monitoring.run_job(''evaluate'')'),
     ('monitoring-retention', '30 3 * * *', 'do $retention$ declare s jsonb; begin commit; '
@@ -75,8 +78,8 @@ select cmp_ok(
 
 select is(
   jsonb_array_length(monitoring.schedule_jobs() -> 'scheduled'),
-  5,
-  'schedule_jobs() creates the five jobs'
+  8,
+  'schedule_jobs() creates the eight jobs (five, and the three digests)'
 );
 select results_eq(
   'select jobname, schedule, command from pg_temp.cron_jobs()',
@@ -91,13 +94,13 @@ select is(
   ),
   'schedule_jobs() again changes nothing'
 );
-select is((select count(*)::integer from pg_temp.cron_jobs()), 5, 'and creates no duplicate');
+select is((select count(*)::integer from pg_temp.cron_jobs()), 8, 'and creates no duplicate');
 select is(
   (
     select count(*)::integer from monitoring.jobs
     where scheduled_at is not null
   ),
-  5,
+  8,
   'scheduled_at is set (the dead man''s switch counts from it)'
 );
 
@@ -173,7 +176,7 @@ update monitoring.jobs set enabled = true
 where name = 'monitoring-retention';
 select monitoring.schedule_jobs();
 
-select is(jsonb_array_length(monitoring.unschedule_jobs() -> 'removed'), 5, 'unschedule_jobs() removes the five jobs');
+select is(jsonb_array_length(monitoring.unschedule_jobs() -> 'removed'), 8, 'unschedule_jobs() removes the eight jobs');
 select is(monitoring.unschedule_jobs() -> 'removed', '[]'::jsonb, 'and again removes nothing, without error');
 select is((select count(*)::integer from pg_temp.cron_jobs()), 0, 'none of ours is left in cron.job');
 
