@@ -42,6 +42,26 @@ def test_engine_is_supabase_like(engine_url: str) -> None:
         assert "headers jsonb DEFAULT '{\"Content-Type\": \"application/json\"}'::jsonb" in sig[0]
 
 
+def test_the_engine_loads_the_real_pg_net_and_vault_exactly_when_given_their_sources(engine_url: str) -> None:
+    """CI sets $PYDEPLOY_EXTENSIONS_SRC (.ci/run, ../shared/third_party): the whole suite then runs on the real
+    pg_net and Vault, and this says so; without it, on the stand-in and monitoring._secrets."""
+    given = bool(os.environ.get("PYDEPLOY_EXTENSIONS_SRC", "").strip())
+    with psycopg.connect(engine_url) as c:
+        exts = {r[0] for r in c.execute("select extname from pg_extension")}
+        libs = str((c.execute("show shared_preload_libraries").fetchone() or ("",))[0])
+        pg_net = c.execute("select monitoring.health() -> 'delivery' ->> 'pgNetImplementation'").fetchone()
+        store = c.execute("select to_regclass('vault.decrypted_secrets') is not null").fetchone()
+    if given:
+        assert {"pg_net", "supabase_vault"} <= exts, exts
+        assert "pg_net" in libs and "supabase_vault" in libs, libs
+        assert pg_net is not None and str(pg_net[0]).startswith("pg_net "), pg_net
+        assert store == (True,)
+    else:
+        assert "pg_net" not in exts and "supabase_vault" not in exts, exts
+        assert pg_net == ("pydeploy stand-in",)
+        assert store == (False,)
+
+
 def test_server_runs_unprivileged(engine_state: LocalState) -> None:
     assert engine_state.postmaster_pid is not None
     pid = engine_state.postmaster_pid
