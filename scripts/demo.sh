@@ -113,6 +113,10 @@ for _ in $(seq 1 40); do grep -q "/api/fail" "$LOG" && break; sleep 0.5; done
 echo "-- what the receiver got for the app's functions:"
 grep -A3 "/api/fail" "$LOG" | head -12 || true
 
+step "5c. The spec's daily maintenance checklist as a digest (pydeploy report --digest; scheduled by pg_cron, docs/digests.md)"
+echo "-- pydeploy report --digest daily   (select monitoring.digest('daily'): yesterday, UTC)"
+$PD report --digest daily || true
+
 step "6. The dashboard (pydeploy report)"
 $PD report
 
