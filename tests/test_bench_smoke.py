@@ -124,7 +124,6 @@ def test_bench_runs_end_to_end_and_prints_every_figure(run_cli, engine_url) -> N
         assert ("views", view) in rows, view
     for ours in bench.SPEC_QUERIES:
         assert f"ratio spec/ours: {ours}" in names
-    assert any(n.startswith("check cycle") for n in names)
     assert any(n.startswith("full cron cycle") for n in names)
     assert "write throughput monitored/plain" in names
     assert "cleanup rate (batched deletes, each committed)" in names

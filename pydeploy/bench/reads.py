@@ -79,11 +79,9 @@ def bench_cron(run: Run, c: psycopg.Connection) -> None:
                        note="each job is one transaction; the rollup refresh only reads the app tables"))
     for name, job, _ in jobs:
         run.report.add(summarize("cron", f"job {name} (run_job('{job}'))", per_job[name]))
-    checks = [name for name, job, _ in jobs if job != "refresh-rollups"]
-    check_totals = [sum(per_job[n][i] for n in checks) for i in range(len(totals))]
-    run.report.add(summarize("cron", f"check cycle ({len(checks)} jobs, all rules due)", check_totals,
-                             target="< 50 ms", check=lambda m: m < 50))
-    run.report.add(summarize("cron", f"full cron cycle ({len(jobs)} jobs, retention apart)", totals,
+    # every rule is due (make_all_due): the cycle at the top of an hour. Since the refresh moved into
+    # the evaluate job there is no separate refresh job, so "the checks" and the full cycle are one figure
+    run.report.add(summarize("cron", f"full cron cycle ({len(jobs)} jobs, retention apart, all rules due)", totals,
                              target="< 50 ms", check=lambda m: m < 50))
 
 
