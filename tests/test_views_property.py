@@ -394,7 +394,22 @@ def test_regular_refresh_equals_raw_after_late_changes(
         assert_views_equal_raw(cur)
         apply(cur, [op for op in ops if op[0] in ("update", "receipt", "error")], keys)
         assert_rules_equal_raw(cur)
+        # the spec's hourly check, in the same minute: it refreshes the error rollups alone
+        apply(cur, [op for op in ops if op[0] == "error"], keys)
+        assert_spec_check_equals_raw(cur)
         raise psycopg.Rollback()
+
+
+def assert_spec_check_equals_raw(cur: psycopg.Cursor) -> None:
+    """check_error_rate (the hourly job) counts exactly what the spec's query counts, from rollups
+    refreshed for errors only (the watermark already stands at P_NOW's minute)."""
+    cur.execute("select watermark from monitoring.rollup_state")
+    assert cur.fetchone()[0] == P_NOW.replace(second=0, microsecond=0), "same minute: the error-only path"
+    cur.execute("select (monitoring.check_error_rate(50, %s)) ->> 'errorCount'", (P_NOW,))
+    ours = int(cur.fetchone()[0])
+    cur.execute("select count(*) from public.whatsapp_error_logs "
+                "where created_at > %s::timestamptz - interval '1 hour'", (P_NOW,))
+    assert ours == cur.fetchone()[0]
 
 
 def test_crafted_edges_equal_raw(conn: psycopg.Connection) -> None:

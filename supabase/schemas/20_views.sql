@@ -641,20 +641,14 @@ comment on function monitoring.get_connection_status(timestamptz) is
 'monitoring.connection_status as of p_now: every session''s state, since when, and for how long '
 'it has been down.';
 
-create or replace function monitoring.get_queue_stats(
-  -- the moment "now" for the windows and the oldest pending age
-  p_now timestamptz default now()
+create or replace function monitoring._queue_backlog(
+  -- the moment "now" for the oldest pending age
+  p_now timestamptz
 )
 returns table (
-  window_name text,
-  window_start timestamptz,
   backlog_pending bigint,
   backlog_processing bigint,
-  oldest_pending_at timestamptz,
-  oldest_pending_age_seconds numeric,
-  started bigint,
-  avg_queue_seconds numeric,
-  p95_queue_seconds numeric
+  oldest_pending_at timestamptz
 )
 language plpgsql
 stable
@@ -664,16 +658,13 @@ set plan_cache_mode = force_custom_plan
 as $$
 declare
   v_horizon constant interval := interval '8 days';
-  v_pending bigint;
-  v_processing bigint;
-  v_oldest timestamptz;
   v_w timestamptz;
   v_start timestamptz;
   v_c timestamptz;
 begin
   -- The backlog of the minute horizon (rows created in the last 8 days) from the rollups, which
   -- are exact: the app's status column carries no index, so its status updates stay HOT.
-  select d.pending, d.processing into v_pending, v_processing
+  select d.pending, d.processing into backlog_pending, backlog_processing
   from monitoring._delivery_window(p_now, v_horizon) as d;
 
   -- the oldest pending row: in the first rollup minute holding one, else in the raw minutes
@@ -697,23 +688,49 @@ begin
       select min(n.created_at) from public.whatsapp_notifications as n
       where n.status = 'pending' and ((n.created_at > v_start and n.created_at < v_c) or n.created_at >= greatest(v_c, v_w))
     )
-  ) into v_oldest;
+  ) into oldest_pending_at;
+  return next;
+end
+$$;
 
-  return query
+comment on function monitoring._queue_backlog(timestamptz) is
+'Internal: the backlog now (messages of the last 8 days still pending or processing) and the oldest pending '
+'message, for monitoring.get_queue_stats and the slow_queue rule.';
+
+create or replace function monitoring.get_queue_stats(
+  -- the moment "now" for the windows and the oldest pending age
+  p_now timestamptz default now()
+)
+returns table (
+  window_name text,
+  window_start timestamptz,
+  backlog_pending bigint,
+  backlog_processing bigint,
+  oldest_pending_at timestamptz,
+  oldest_pending_age_seconds numeric,
+  started bigint,
+  avg_queue_seconds numeric,
+  p95_queue_seconds numeric
+)
+language sql
+stable
+set search_path = ''
+set jit = off
+as $$
   select
     w.window_name,
     h.window_start,
-    v_pending,
-    v_processing,
-    v_oldest,
-    round(extract(epoch from (p_now - v_oldest)), 1),
+    b.backlog_pending,
+    b.backlog_processing,
+    b.oldest_pending_at,
+    round(extract(epoch from (p_now - b.oldest_pending_at)), 1),
     h.n,
     round(h.sum_ms / nullif(h.n, 0) / 1000, 3),
     round(monitoring._hist_quantile(h.hist, 0.95) / 1000, 3)
-  from (values ('15m', interval '15 minutes', 1), ('1h', interval '1 hour', 2)) as w (window_name, window_length, ord)
+  from monitoring._queue_backlog(p_now) as b
+  cross join (values ('15m', interval '15 minutes', 1), ('1h', interval '1 hour', 2)) as w (window_name, window_length, ord)
   cross join lateral monitoring._notification_hist(p_now, w.window_length, 'queue') as h
   order by w.ord;
-end
 $$;
 
 comment on function monitoring.get_queue_stats(timestamptz) is

@@ -242,7 +242,8 @@ monitoring._validate_alertmanager_url(text, text),
 monitoring._validate_url(text, text),
 monitoring._parse_url(text, text, text, text),
 monitoring._watermark(),
-monitoring._refresh_for_evaluation(timestamptz),
+monitoring._refresh_for_evaluation(timestamptz, boolean),
+monitoring._refresh_error_rollups(timestamptz),
 monitoring._webhook_payload(monitoring.alerts, monitoring.alert_rules, text, timestamptz),
 monitoring.archived_error_logs(timestamptz, timestamptz),
 monitoring.check_error_rate(integer, timestamptz),
@@ -276,6 +277,7 @@ monitoring.get_hourly_stats(timestamptz),
 monitoring.get_log_volume(timestamptz),
 monitoring.get_recent_app_errors(timestamptz),
 monitoring.get_queue_stats(timestamptz),
+monitoring._queue_backlog(timestamptz),
 monitoring.get_slow_queries(),
 monitoring.get_top_errors_24h(timestamptz),
 monitoring.health(timestamptz),
@@ -309,7 +311,8 @@ to service_role;
 -- _ingest_time_pattern, _ingest_key_matches, _ingest_refusal).
 
 -- Owner only: monitoring._get_secret(text) (secrets), the refresh stages behind refresh_rollups()
--- (_refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days) and the app-table trigger functions
+-- (_refresh_range, _refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days) and the
+-- app-table trigger functions
 -- (_log_notification_change, _log_error_change, _install_rollup_triggers), and the constants behind them
 -- (_change_lag, _change_horizon, _error_change_horizon).
 
