@@ -32,6 +32,13 @@ class Cluster:
     def url(self, name: str) -> str:
         return dsn.with_database(self.admin_url, name)
 
+    def oid(self, name: str) -> int:
+        with connect(self.admin_url) as c:
+            row = c.execute("select oid::bigint from pg_database where datname = %s", (name,)).fetchone()
+        if not row:
+            raise PydeployError(f"database {name} does not exist", "run pydeploy bench again with --fresh")
+        return int(row[0])
+
     def exists(self, name: str) -> bool:
         with connect(self.admin_url) as c:
             return c.execute("select 1 from pg_database where datname = %s", (name,)).fetchone() is not None
