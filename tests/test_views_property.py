@@ -410,6 +410,8 @@ def assert_spec_check_equals_raw(cur: psycopg.Cursor) -> None:
     cur.execute("select count(*) from public.whatsapp_error_logs "
                 "where created_at > %s::timestamptz - interval '1 hour'", (P_NOW,))
     assert ours == cur.fetchone()[0]
+    # and the views that read the error rollups (hourly_stats, top errors, trends) agree too
+    assert_views_equal_raw(cur)
 
 
 def test_crafted_edges_equal_raw(conn: psycopg.Connection) -> None:

@@ -752,7 +752,9 @@ create or replace function monitoring._refresh_hours(
   -- the watermark: only hours before its hour are complete
   p_to timestamptz,
   -- hours before the first whole hour after this are outside the horizon
-  p_floor timestamptz
+  p_floor timestamptz,
+  -- false: only the error counts changed (the notification and latency hours stay as they are)
+  p_notifications boolean default true
 )
 returns integer
 language plpgsql
@@ -770,9 +772,26 @@ begin
     select distinct h from unnest(p_hours) as h
     where h >= monitoring._hour_ceil(p_floor) and h < pg_catalog.date_bin('1 hour', p_to, '2000-01-01 00:00:00+00')
   );
+  delete from monitoring.error_hours as h where h.bucket = any(p_hours) or h.bucket < p_floor;
+  insert into monitoring.error_hours (bucket, error_type, error_count, last_at)
+  select h.hour, m.error_type, sum(m.error_count), max(m.last_at)
+  from unnest(v_hours) as h (hour)
+  inner join monitoring.error_minutes as m on m.bucket >= h.hour and m.bucket < h.hour + interval '1 hour'
+  group by h.hour, m.error_type;
+  if not p_notifications then
+    -- the hourly error totals next to the notification counts (hourly_stats reads both); an hour
+    -- that had neither notifications nor errors gets its row here
+    insert into monitoring.notification_hours as n (bucket, errors)
+    select h.hour, coalesce(sum(m.errors), 0)
+    from unnest(v_hours) as h (hour)
+    left join monitoring.notification_minutes as m on m.bucket >= h.hour and m.bucket < h.hour + interval '1 hour'
+    group by h.hour
+    on conflict (bucket) do update set errors = excluded.errors;
+    return 0;
+  end if;
+
   delete from monitoring.notification_hours as h where h.bucket = any(p_hours) or h.bucket < p_floor;
   delete from monitoring.latency_hours as h where h.bucket = any(p_hours) or h.bucket < p_floor;
-  delete from monitoring.error_hours as h where h.bucket = any(p_hours) or h.bucket < p_floor;
 
   insert into monitoring.notification_hours (
     bucket, total, pending, processing, sent, delivered, read, failed, errors,
@@ -792,19 +811,14 @@ begin
   from unnest(v_hours) as h (hour)
   inner join monitoring.latency_minutes as m on m.bucket >= h.hour and m.bucket < h.hour + interval '1 hour'
   group by h.hour, m.kind, m.bin;
-
-  insert into monitoring.error_hours (bucket, error_type, error_count, last_at)
-  select h.hour, m.error_type, sum(m.error_count), max(m.last_at)
-  from unnest(v_hours) as h (hour)
-  inner join monitoring.error_minutes as m on m.bucket >= h.hour and m.bucket < h.hour + interval '1 hour'
-  group by h.hour, m.error_type;
   return v_n;
 end
 $$;
 
-comment on function monitoring._refresh_hours(timestamptz[], timestamptz, timestamptz) is
+comment on function monitoring._refresh_hours(timestamptz[], timestamptz, timestamptz, boolean) is
 'Refresh stage 3: rebuild the hour tier (notification_hours, latency_hours, error_hours) of the given hours from '
-'the minute tables: complete hours (before the watermark''s hour) inside the horizon.';
+'the minute tables: complete hours (before the watermark''s hour) inside the horizon. p_notifications false: the '
+'error hours and the hourly error totals only.';
 
 create or replace function monitoring._refresh_days(
   -- the UTC days to rebuild
@@ -904,7 +918,7 @@ begin
       pg_catalog.date_bin('1 hour', p_from, '2000-01-01 00:00:00+00'), p_to, interval '1 hour'
     ) as h
   );
-  v_n := monitoring._refresh_hours(v_hours, p_to, p_floor);
+  v_n := monitoring._refresh_hours(v_hours, p_to, p_floor, p_notifications);
   perform monitoring._refresh_days(
     case
       when p_full then array(

@@ -168,7 +168,8 @@ as $$
       'High error rate: %s errors in %s', c.n,
       monitoring._human_interval(coalesce(p_rule."window", interval '1 hour'))
     )
-  from (select monitoring._error_count(p_now, coalesce(p_rule."window", interval '1 hour')) as n) as c
+  -- in FROM, so the count runs once (a subquery would be pulled up and the call copied per use)
+  from monitoring._error_count(p_now, coalesce(p_rule."window", interval '1 hour')) as c (n)
 $$;
 
 comment on function monitoring._check_high_error_rate(monitoring.alert_rules, timestamptz) is
@@ -191,7 +192,8 @@ as $$
     c.n::numeric,
     c.n::numeric,
     format('High WhatsApp error rate: %s errors in last hour (threshold %s)', c.n, p_rule.threshold)
-  from (select monitoring._error_count(p_now, coalesce(p_rule."window", interval '1 hour')) as n) as c
+  -- in FROM, so the count runs once (a subquery would be pulled up and the call copied per use)
+  from monitoring._error_count(p_now, coalesce(p_rule."window", interval '1 hour')) as c (n)
 $$;
 
 comment on function monitoring._check_error_rate_webhook(monitoring.alert_rules, timestamptz) is
