@@ -126,6 +126,10 @@ def test_bench_runs_end_to_end_and_prints_every_figure(run_cli, engine_url) -> N
         assert f"ratio spec/ours: {ours}" in names
     assert any(n.startswith("full cron cycle") for n in names)
     assert "write throughput monitored/plain" in names
+    # both databases written side by side: per-database WAL, never a difference gone negative
+    for kind in ("plain", "monitored"):
+        assert rows[("writes", f"WAL per transaction, {kind} database")]["low"] > 0, kind
+    assert 90 <= rows[("writes", "WAL per transaction monitored/plain")]["high"] <= 200
     assert "cleanup rate (batched deletes, each committed)" in names
     assert any(n.startswith("longest lock wait it caused") for n in names)
     assert any(n.startswith("longest write lock held on app tables") for n in names)

@@ -50,15 +50,15 @@ def bench_writes(run: Run) -> None:
             while next_cycle < start + o.write_seconds:
                 offsets.append(max(0.0, next_cycle - start))
                 next_cycle += CRON_PERIOD_S
-            wal_before = _statement_wal(run)
+            oids = {kind: run.cluster.oid(PLAIN if kind == "plain" else MONITORED) for kind in dbs}
+            measured = _reset_statement_wal(run, list(oids.values()))
             done = _pgbench_pair(run, pgbench, script, dbs, offsets, cycles)
-            wal_after = _statement_wal(run)
+            wal_bytes = _statement_wal(run) if measured else None
             for kind, (count, rate) in done.items():
                 tx[kind] += count
                 tps[kind].append(rate)
-                if wal_before is not None and wal_after is not None:
-                    oid = run.cluster.oid(PLAIN if kind == "plain" else MONITORED)
-                    wal[kind].append((wal_after.get(oid, 0) - wal_before.get(oid, 0)) / max(1, count))
+                if wal_bytes is not None:
+                    wal[kind].append(wal_bytes.get(oids[kind], 0.0) / max(1, count))
         run.bar("app writes (pgbench, side by side)", o.write_rounds, o.write_rounds)
     hot_after = {k: _update_stats(u) for k, u in dbs.items()}
     for kind in ("plain", "monitored"):
@@ -182,9 +182,21 @@ def _pgbench_pair(run: Run, pgbench: str, script: Path, dbs: dict[str, str], cyc
     return out
 
 
+def _reset_statement_wal(run: Run, oids: list[int]) -> bool:
+    """Zero pg_stat_statements for the benchmark databases alone (a difference of two readings goes
+    wrong when an entry is evicted between them); False where the extension is absent."""
+    try:
+        with connect(run.cluster.url(MONITORED)) as c:
+            for oid in oids:
+                c.execute("select extensions.pg_stat_statements_reset(0, %s::oid, 0)", (oid,))
+    except psycopg.Error:
+        return False
+    return True
+
+
 def _statement_wal(run: Run) -> dict[int, float] | None:
-    """WAL bytes written by the app's statements so far, per database oid (pg_stat_statements of the
-    cluster, read in the monitored database where the extension lives); None where it is absent."""
+    """WAL bytes written by the app's statements since the reset, per database oid (pg_stat_statements
+    of the cluster, read in the monitored database where the extension lives); None where it is absent."""
     try:
         with connect(run.cluster.url(MONITORED)) as c:
             rows = c.execute(
