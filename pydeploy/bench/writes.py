@@ -39,6 +39,7 @@ def bench_writes(run: Run) -> None:
     wal: dict[str, list[float]] = {"plain": [], "monitored": []}
     cycles: list[float] = []
     next_cycle = 0.0  # in seconds of run time, one cron cycle per CRON_PERIOD_S on the monitored database
+    oids = {kind: run.cluster.oid(PLAIN if kind == "plain" else MONITORED) for kind in dbs}
     with tempfile.TemporaryDirectory(prefix="pydeploy-bench-") as tmp:
         script = Path(tmp) / "writer.sql"
         script.write_text(WRITER_SCRIPT)
@@ -50,7 +51,6 @@ def bench_writes(run: Run) -> None:
             while next_cycle < start + o.write_seconds:
                 offsets.append(max(0.0, next_cycle - start))
                 next_cycle += CRON_PERIOD_S
-            oids = {kind: run.cluster.oid(PLAIN if kind == "plain" else MONITORED) for kind in dbs}
             measured = _reset_statement_wal(run, list(oids.values()))
             done = _pgbench_pair(run, pgbench, script, dbs, offsets, cycles)
             wal_bytes = _statement_wal(run) if measured else None

@@ -1556,9 +1556,30 @@ comment on function monitoring._refresh_days(date[], timestamptz, timestamptz, d
 'Refresh stage 4: rebuild error_days for the given UTC days: from error_hours and error_minutes where the minute '
 'horizon covers the whole day, from the raw error logs before it.';
 
--- =============================================================================================
--- API: Public
--- =============================================================================================
+create or replace function monitoring._recompute_from(
+  -- the new watermark
+  p_to timestamptz,
+  -- rollup_state as the previous refresh left it
+  p_state monitoring.rollup_state
+)
+returns timestamptz
+language sql
+stable
+set search_path = ''
+as $$
+  -- the first minute whose raw rows a refresh up to p_to must recompute (see the file header):
+  -- young rows, rows a transaction running at the previous refresh may have changed, and the
+  -- minutes since the previous watermark; whole minutes only
+  select pg_catalog.date_bin(
+    '1 minute', least(p_to - monitoring._change_lag(), p_state.changes_from, p_state.watermark),
+    '2000-01-01 00:00:00+00'
+  )
+$$;
+
+comment on function monitoring._recompute_from(timestamptz, monitoring.rollup_state) is
+'Internal: where a refresh up to p_to starts recomputing minutes from raw rows, given the state the previous '
+'refresh left; for refresh_rollups() and _refresh_error_rollups().';
+
 create or replace function monitoring._refresh_range(
   -- recompute minutes [p_from, p_to) from raw rows, and apply the logged changes before p_to
   p_from timestamptz,
@@ -1653,10 +1674,7 @@ begin
   if v_state.watermark is distinct from v_w or v_state.changes_from < v_floor then
     return monitoring.refresh_rollups(p_now);
   end if;
-  v_from := pg_catalog.date_bin(
-    '1 minute', least(v_w - monitoring._change_lag(), v_state.changes_from, v_state.watermark),
-    '2000-01-01 00:00:00+00'
-  );
+  v_from := monitoring._recompute_from(v_w, v_state);
   v_n := monitoring._refresh_range(
     v_from, v_w, v_floor, ((v_w - v_settings.day_horizon) at time zone 'UTC')::date, false, false
   );
@@ -1675,6 +1693,9 @@ comment on function monitoring._refresh_error_rollups(timestamptz) is
 'within the minute of the last refresh, recompute the young error minutes and apply the logged error changes, '
 'without the notification minutes; otherwise a full monitoring.refresh_rollups(p_now).';
 
+-- =============================================================================================
+-- API: Public
+-- =============================================================================================
 create or replace function monitoring.refresh_rollups(
   -- refresh up to the minute holding p_now: buckets before date_trunc('minute', p_now) complete
   p_now timestamptz default now(),
@@ -1745,14 +1766,7 @@ begin
   v_w := pg_catalog.date_bin('1 minute', p_now, '2000-01-01 00:00:00+00');
   v_floor := v_w - v_settings.minute_horizon;
   v_full := p_full or v_state.watermark < v_floor or v_state.changes_from < v_floor;
-  -- whole minutes only: a bucket is recomputed whole or not at all
-  v_from := case
-    when v_full then v_floor
-    else pg_catalog.date_bin(
-        '1 minute', least(v_w - monitoring._change_lag(), v_state.changes_from, v_state.watermark),
-        '2000-01-01 00:00:00+00'
-      )
-  end;
+  v_from := case when v_full then v_floor else monitoring._recompute_from(v_w, v_state) end;
 
   v_n := monitoring._refresh_range(
     v_from, v_w, v_floor, ((v_w - v_settings.day_horizon) at time zone 'UTC')::date, v_full, true
@@ -2555,7 +2569,8 @@ create or replace function monitoring._queue_backlog(
 returns table (
   backlog_pending bigint,
   backlog_processing bigint,
-  oldest_pending_at timestamptz
+  oldest_pending_at timestamptz,
+  oldest_pending_age_seconds numeric
 )
 language plpgsql
 stable
@@ -2596,6 +2611,7 @@ begin
       where n.status = 'pending' and ((n.created_at > v_start and n.created_at < v_c) or n.created_at >= greatest(v_c, v_w))
     )
   ) into oldest_pending_at;
+  oldest_pending_age_seconds := round(extract(epoch from (p_now - oldest_pending_at)), 1);
   return next;
 end
 $$;
@@ -2630,7 +2646,7 @@ as $$
     b.backlog_pending,
     b.backlog_processing,
     b.oldest_pending_at,
-    round(extract(epoch from (p_now - b.oldest_pending_at)), 1),
+    b.oldest_pending_age_seconds,
     h.n,
     round(h.sum_ms / nullif(h.n, 0) / 1000, 3),
     round(monitoring._hist_quantile(h.hist, 0.95) / 1000, 3)
@@ -8173,7 +8189,7 @@ as $$
   backlog as (
     select
       q.backlog_pending,
-      coalesce(round(extract(epoch from (p_now - q.oldest_pending_at)), 1), 0) as oldest_s
+      coalesce(q.oldest_pending_age_seconds, 0) as oldest_s
     from monitoring._queue_backlog(p_now) as q
   )
 
@@ -12974,7 +12990,7 @@ to service_role;
 -- _ingest_time_pattern, _ingest_key_matches, _ingest_refusal).
 
 -- Owner only: monitoring._get_secret(text) (secrets), the refresh stages behind refresh_rollups()
--- (_refresh_range, _refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days) and the
+-- (_recompute_from, _refresh_range, _refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days) and the
 -- app-table trigger functions
 -- (_log_notification_change, _log_error_change, _install_rollup_triggers), and the constants behind them
 -- (_change_lag, _change_horizon, _error_change_horizon).

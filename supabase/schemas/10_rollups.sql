@@ -878,9 +878,30 @@ comment on function monitoring._refresh_days(date[], timestamptz, timestamptz, d
 'Refresh stage 4: rebuild error_days for the given UTC days: from error_hours and error_minutes where the minute '
 'horizon covers the whole day, from the raw error logs before it.';
 
--- =============================================================================================
--- API: Public
--- =============================================================================================
+create or replace function monitoring._recompute_from(
+  -- the new watermark
+  p_to timestamptz,
+  -- rollup_state as the previous refresh left it
+  p_state monitoring.rollup_state
+)
+returns timestamptz
+language sql
+stable
+set search_path = ''
+as $$
+  -- the first minute whose raw rows a refresh up to p_to must recompute (see the file header):
+  -- young rows, rows a transaction running at the previous refresh may have changed, and the
+  -- minutes since the previous watermark; whole minutes only
+  select pg_catalog.date_bin(
+    '1 minute', least(p_to - monitoring._change_lag(), p_state.changes_from, p_state.watermark),
+    '2000-01-01 00:00:00+00'
+  )
+$$;
+
+comment on function monitoring._recompute_from(timestamptz, monitoring.rollup_state) is
+'Internal: where a refresh up to p_to starts recomputing minutes from raw rows, given the state the previous '
+'refresh left; for refresh_rollups() and _refresh_error_rollups().';
+
 create or replace function monitoring._refresh_range(
   -- recompute minutes [p_from, p_to) from raw rows, and apply the logged changes before p_to
   p_from timestamptz,
@@ -975,10 +996,7 @@ begin
   if v_state.watermark is distinct from v_w or v_state.changes_from < v_floor then
     return monitoring.refresh_rollups(p_now);
   end if;
-  v_from := pg_catalog.date_bin(
-    '1 minute', least(v_w - monitoring._change_lag(), v_state.changes_from, v_state.watermark),
-    '2000-01-01 00:00:00+00'
-  );
+  v_from := monitoring._recompute_from(v_w, v_state);
   v_n := monitoring._refresh_range(
     v_from, v_w, v_floor, ((v_w - v_settings.day_horizon) at time zone 'UTC')::date, false, false
   );
@@ -997,6 +1015,9 @@ comment on function monitoring._refresh_error_rollups(timestamptz) is
 'within the minute of the last refresh, recompute the young error minutes and apply the logged error changes, '
 'without the notification minutes; otherwise a full monitoring.refresh_rollups(p_now).';
 
+-- =============================================================================================
+-- API: Public
+-- =============================================================================================
 create or replace function monitoring.refresh_rollups(
   -- refresh up to the minute holding p_now: buckets before date_trunc('minute', p_now) complete
   p_now timestamptz default now(),
@@ -1067,14 +1088,7 @@ begin
   v_w := pg_catalog.date_bin('1 minute', p_now, '2000-01-01 00:00:00+00');
   v_floor := v_w - v_settings.minute_horizon;
   v_full := p_full or v_state.watermark < v_floor or v_state.changes_from < v_floor;
-  -- whole minutes only: a bucket is recomputed whole or not at all
-  v_from := case
-    when v_full then v_floor
-    else pg_catalog.date_bin(
-        '1 minute', least(v_w - monitoring._change_lag(), v_state.changes_from, v_state.watermark),
-        '2000-01-01 00:00:00+00'
-      )
-  end;
+  v_from := case when v_full then v_floor else monitoring._recompute_from(v_w, v_state) end;
 
   v_n := monitoring._refresh_range(
     v_from, v_w, v_floor, ((v_w - v_settings.day_horizon) at time zone 'UTC')::date, v_full, true

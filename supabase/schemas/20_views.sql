@@ -648,7 +648,8 @@ create or replace function monitoring._queue_backlog(
 returns table (
   backlog_pending bigint,
   backlog_processing bigint,
-  oldest_pending_at timestamptz
+  oldest_pending_at timestamptz,
+  oldest_pending_age_seconds numeric
 )
 language plpgsql
 stable
@@ -689,6 +690,7 @@ begin
       where n.status = 'pending' and ((n.created_at > v_start and n.created_at < v_c) or n.created_at >= greatest(v_c, v_w))
     )
   ) into oldest_pending_at;
+  oldest_pending_age_seconds := round(extract(epoch from (p_now - oldest_pending_at)), 1);
   return next;
 end
 $$;
@@ -723,7 +725,7 @@ as $$
     b.backlog_pending,
     b.backlog_processing,
     b.oldest_pending_at,
-    round(extract(epoch from (p_now - b.oldest_pending_at)), 1),
+    b.oldest_pending_age_seconds,
     h.n,
     round(h.sum_ms / nullif(h.n, 0) / 1000, 3),
     round(monitoring._hist_quantile(h.hist, 0.95) / 1000, 3)

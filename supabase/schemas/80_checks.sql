@@ -222,7 +222,7 @@ as $$
   backlog as (
     select
       q.backlog_pending,
-      coalesce(round(extract(epoch from (p_now - q.oldest_pending_at)), 1), 0) as oldest_s
+      coalesce(q.oldest_pending_age_seconds, 0) as oldest_s
     from monitoring._queue_backlog(p_now) as q
   )
 
