@@ -358,6 +358,14 @@ RAW_RULE_VALUES = f"""
   select 'slow_delivery', round(avg(extract(epoch from sent_at - created_at)), 2)
     from public.whatsapp_notifications
     where created_at > %(p)s::timestamptz - interval '1 hour' and sent_at is not null
+  union all
+  select 'slow_queue', greatest(
+    coalesce((select round(avg(extract(epoch from processing_started_at - created_at)), 1)
+      from public.whatsapp_notifications
+      where created_at > %(p)s::timestamptz - interval '15 minutes' and processing_started_at is not null), 0),
+    coalesce((select round(extract(epoch from %(p)s::timestamptz - min(created_at)), 1)
+      from public.whatsapp_notifications
+      where status = 'pending' and created_at > %(p)s::timestamptz - interval '8 days'), 0))
 """
 
 
@@ -372,7 +380,9 @@ def assert_rules_equal_raw(cur: psycopg.Cursor) -> None:
     )
     ours = {name: value for name, value in cur.fetchall()}
     cur.execute(RAW_RULE_VALUES, {"p": P_NOW})
-    for name, raw in cur.fetchall():
+    raw_values = cur.fetchall()
+    assert {name for name, _ in raw_values} == set(RULES_OVER_WINDOWS)
+    for name, raw in raw_values:
         assert ours.get(name) == raw, (name, ours.get(name), raw)
 
 

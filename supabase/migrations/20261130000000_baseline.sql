@@ -707,6 +707,17 @@ alter table monitoring._limits enable row level security;
 --
 -- Latency percentiles come from fixed histogram bins (monitoring._latency_edges_ms()), stored
 -- long: one row per (minute, kind, bin) that has rows.
+--
+-- Plans: the refresh functions and the window helpers of 20_views.sql run every minute with
+-- generic plans (plan_cache_mode = force_generic_plan), planned once per session. Planning a
+-- scan of created_at with a value newer than the column's statistics (always the case for "the
+-- last minutes") probes the end of the index for its real maximum, which cost 0.5-1.5 ms a
+-- statement at 10 M rows, more than the scan. For a generic plan to read the index, every range
+-- is bounded on both sides ("bucket < floor" is written "bucket >= '-infinity' and bucket <
+-- floor" through a variable): a generic plan estimates a two-sided range at 0.5 % of the table
+-- and a one-sided one at a third, which it would scan. Parallel plans are off in these functions
+-- (a worker's start costs more than these scans). A full refresh reads the whole horizon through
+-- the same index: slower than a sequential scan, and rare (after TRUNCATE or 8 days down).
 
 
 -- =============================================================================================
@@ -1265,14 +1276,18 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
--- plans for the actual bounds: a generic plan guesses a third of the table and scans it
-set plan_cache_mode = force_custom_plan
+-- generic plans, every range bounded on both sides (see the file header)
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
+  v_begin constant timestamptz := '-infinity'::timestamptz;
   v_hours timestamptz [];
 begin
-  delete from monitoring.notification_minutes as m where (m.bucket >= p_from and m.bucket < p_to) or m.bucket < p_floor;
-  delete from monitoring.latency_minutes as m where (m.bucket >= p_from and m.bucket < p_to) or m.bucket < p_floor;
+  delete from monitoring.notification_minutes as m
+  where (m.bucket >= p_from and m.bucket < p_to) or (m.bucket >= v_begin and m.bucket < p_floor);
+  delete from monitoring.latency_minutes as m
+  where (m.bucket >= p_from and m.bucket < p_to) or (m.bucket >= v_begin and m.bucket < p_floor);
 
   -- One statement, one snapshot: the logged changes it consumes and the raw rows it reads agree,
   -- so each change counts once (in the raw recompute when its minute is recomputed, else as a delta).
@@ -1373,10 +1388,12 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
--- plans for the actual bounds: a generic plan guesses a third of the table and scans it
-set plan_cache_mode = force_custom_plan
+-- generic plans, every range bounded on both sides (see the file header)
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
+  v_begin constant timestamptz := '-infinity'::timestamptz;
   v_dirty timestamptz [];
   v_minutes timestamptz [];
 begin
@@ -1387,7 +1404,9 @@ begin
 
   v_minutes := array(select d from unnest(v_dirty) as d where d >= p_floor);
   delete from monitoring.error_minutes as m
-  where (m.bucket >= p_from and m.bucket < p_to) or m.bucket = any(v_minutes) or m.bucket < p_floor;
+  where
+    (m.bucket >= p_from and m.bucket < p_to) or m.bucket = any(v_minutes)
+    or (m.bucket >= v_begin and m.bucket < p_floor);
   insert into monitoring.error_minutes (bucket, error_type, error_count, last_at)
   select
     pg_catalog.date_bin('1 minute', e.created_at, '2000-01-01 00:00:00+00'),
@@ -1439,10 +1458,12 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
--- plans for the actual bounds: a generic plan guesses a third of the table and scans it
-set plan_cache_mode = force_custom_plan
+-- generic plans, every range bounded on both sides (see the file header)
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
+  v_begin constant timestamptz := '-infinity'::timestamptz;
   v_hours timestamptz [];
   v_n integer;
 begin
@@ -1450,7 +1471,7 @@ begin
     select distinct h from unnest(p_hours) as h
     where h >= monitoring._hour_ceil(p_floor) and h < pg_catalog.date_bin('1 hour', p_to, '2000-01-01 00:00:00+00')
   );
-  delete from monitoring.error_hours as h where h.bucket = any(p_hours) or h.bucket < p_floor;
+  delete from monitoring.error_hours as h where h.bucket = any(p_hours) or (h.bucket >= v_begin and h.bucket < p_floor);
   insert into monitoring.error_hours (bucket, error_type, error_count, last_at)
   select h.hour, m.error_type, sum(m.error_count), max(m.last_at)
   from unnest(v_hours) as h (hour)
@@ -1468,8 +1489,10 @@ begin
     return 0;
   end if;
 
-  delete from monitoring.notification_hours as h where h.bucket = any(p_hours) or h.bucket < p_floor;
-  delete from monitoring.latency_hours as h where h.bucket = any(p_hours) or h.bucket < p_floor;
+  delete from monitoring.notification_hours as h
+  where h.bucket = any(p_hours) or (h.bucket >= v_begin and h.bucket < p_floor);
+  delete from monitoring.latency_hours as h
+  where h.bucket = any(p_hours) or (h.bucket >= v_begin and h.bucket < p_floor);
 
   insert into monitoring.notification_hours (
     bucket, total, pending, processing, sent, delivered, read, failed, errors,
@@ -1513,13 +1536,17 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
--- plans for the actual bounds: a generic plan guesses a third of the table and scans it
-set plan_cache_mode = force_custom_plan
+-- generic plans, every range bounded on both sides (see the file header)
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
   -- the first day the minute tables cover whole
   v_cover date := ((p_floor at time zone 'UTC') - interval '1 microsecond')::date + 1;
   v_hour timestamptz := pg_catalog.date_bin('1 hour', p_to, '2000-01-01 00:00:00+00');
+  -- the span of the days, so the hour and minute tables are read by their index
+  v_first timestamptz := (select min(d) from unnest(p_days) as d)::timestamp at time zone 'UTC';
+  v_last timestamptz := ((select max(d) from unnest(p_days) as d) + 1)::timestamp at time zone 'UTC';
   v_n integer;
 begin
   delete from monitoring.error_days as d where d.day = any(p_days) or d.day < p_day_floor;
@@ -1529,16 +1556,23 @@ begin
   from (
     select (h.bucket at time zone 'UTC')::date as day, h.error_type, h.error_count as n, h.last_at
     from monitoring.error_hours as h
-    where h.bucket < v_hour and (h.bucket at time zone 'UTC')::date = any(p_days)
+    where
+      h.bucket >= v_first and h.bucket < least(v_hour, v_last)
+      and (h.bucket at time zone 'UTC')::date = any(p_days)
     union all
     select (m.bucket at time zone 'UTC')::date, m.error_type, m.error_count, m.last_at
     from monitoring.error_minutes as m
-    where m.bucket >= v_hour and m.bucket < p_to and (m.bucket at time zone 'UTC')::date = any(p_days)
+    where
+      m.bucket >= greatest(v_hour, v_first) and m.bucket < least(p_to, v_last)
+      and (m.bucket at time zone 'UTC')::date = any(p_days)
   ) as x
   where x.day >= v_cover and x.day >= p_day_floor
   group by x.day, x.error_type;
   get diagnostics v_n = row_count;
-  -- older days from the raw rows
+  -- older days from the raw rows (a regular refresh has none)
+  if not exists (select from unnest(p_days) as d (day) where d.day < v_cover and d.day >= p_day_floor) then
+    return v_n;
+  end if;
   insert into monitoring.error_days (day, error_type, error_count, last_at)
   select (e.created_at at time zone 'UTC')::date, coalesce(e.error_type::text, '(unknown)'), count(*), max(e.created_at)
   from unnest(p_days) as d (day)
@@ -1708,11 +1742,13 @@ volatile
 security definer -- callers (service_role, pg_cron) may only read the rollups; this writes them
 set search_path = ''
 set jit = off
--- plans for the actual bounds: a generic plan guesses a third of the table and scans it
-set plan_cache_mode = force_custom_plan
+-- generic plans, every range bounded on both sides (see the file header)
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
   v_started timestamptz := pg_catalog.clock_timestamp();
+  v_begin constant timestamptz := '-infinity'::timestamptz;
   v_settings monitoring.rollup_settings;
   v_state monitoring.rollup_state;
   v_snap pg_catalog.pg_snapshot;
@@ -1772,7 +1808,8 @@ begin
     v_from, v_w, v_floor, ((v_w - v_settings.day_horizon) at time zone 'UTC')::date, v_full, true
   );
 
-  delete from monitoring._refresh_marks as k where k.taken_at < v_started - v_settings.minute_horizon;
+  delete from monitoring._refresh_marks as k
+  where k.taken_at >= v_begin and k.taken_at < v_started - v_settings.minute_horizon;
   update monitoring.rollup_state as s set
     watermark = v_w,
     changes_from = coalesce(v_bound - monitoring._change_lag(), '-infinity'),
@@ -1938,8 +1975,15 @@ for each row execute function monitoring._validate_finite_times('refreshed_for')
 -- difference.
 --
 -- The get_ functions are plpgsql so the watermark is read first and the raw scans are planned
--- with its actual value (plan_cache_mode = force_custom_plan): a generic plan would guess a third
--- of the table and scan it. jit = off: JIT costs ~12 ms per query and these plans are tiny.
+-- with its actual value (plan_cache_mode = force_custom_plan): a generic plan of a one-sided range
+-- (created_at >= $1) guesses a third of the table and scans it. The window helpers the alert rules
+-- call every minute (_delivery_window, _notification_avg, _notification_hist, _error_window,
+-- _queue_backlog) use generic plans instead: planning a raw scan with a value newer than the
+-- column's statistics probes the end of the created_at index (0.5-1.5 ms a statement at 10 M
+-- rows, more than the scan), so they bound every range on both sides (the live tail up to
+-- 'infinity' through a variable), which a generic plan estimates at 0.5 % of the table and reads
+-- through the index, split ORs into UNION ALL arms, and forbid parallel plans (a worker's start
+-- costs more than these scans). jit = off: JIT costs ~12 ms per query and these plans are tiny.
 
 
 -- =============================================================================================
@@ -2035,7 +2079,8 @@ language plpgsql
 stable
 set search_path = ''
 set jit = off
-set plan_cache_mode = force_custom_plan
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
   v_w timestamptz := monitoring._watermark();
@@ -2044,6 +2089,7 @@ declare
   v_t timestamptz;
   v_h1 timestamptz;
   v_h2 timestamptz;
+  v_end constant timestamptz := 'infinity'::timestamptz;
 begin
   v_t := greatest(v_c, v_w);
   -- whole hours [v_h1, v_h2) from notification_hours, minutes for [v_c, v_h1) and [v_h2, v_w)
@@ -2098,8 +2144,13 @@ begin
       count(*) filter (where n.status = 'read'),
       count(n.read_at - n.sent_at),
       sum(extract(epoch from n.read_at - n.sent_at) * 1000)
-    from public.whatsapp_notifications as n
-    where (n.created_at > v_s and n.created_at < v_c) or n.created_at >= v_t
+    from (
+      select r.status, r.sent_at, r.read_at from public.whatsapp_notifications as r
+      where r.created_at > v_s and r.created_at < v_c
+      union all
+      select r.status, r.sent_at, r.read_at from public.whatsapp_notifications as r
+      where r.created_at >= v_t and r.created_at <= v_end
+    ) as n
   ) as p;
 end
 $$;
@@ -2127,7 +2178,8 @@ language plpgsql
 stable
 set search_path = ''
 set jit = off
-set plan_cache_mode = force_custom_plan
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
   v_w timestamptz := monitoring._watermark();
@@ -2140,6 +2192,7 @@ declare
   v_sum numeric;
   v_hist bigint [] := array_fill(0::bigint, array[23]);
   v_row record;
+  v_end constant timestamptz := 'infinity'::timestamptz;
 begin
   if p_kind is null or p_kind not in ('latency', 'queue') then
     raise exception using
@@ -2181,7 +2234,14 @@ begin
           epoch from case when p_kind = 'latency' then x.sent_at else x.processing_started_at end - x.created_at
         ) * 1000 as ms
       from public.whatsapp_notifications as x
-      where (x.created_at > v_s and x.created_at < v_c) or x.created_at >= v_t
+      where x.created_at > v_s and x.created_at < v_c
+      union all
+      select
+        extract(
+          epoch from case when p_kind = 'latency' then x.sent_at else x.processing_started_at end - x.created_at
+        ) * 1000
+      from public.whatsapp_notifications as x
+      where x.created_at >= v_t and x.created_at <= v_end
     ) as r
     where r.ms is not null
     group by 1
@@ -2203,6 +2263,129 @@ comment on function monitoring._notification_hist(timestamptz, interval, text) i
 'created_at) for rows created in (p_now - p_length, +inf) that have that timestamp set: hour and minute rollups '
 'up to the watermark, raw rows for the partial first minute and the live tail.';
 
+create or replace function monitoring._notification_avg(
+  -- the moment the window ends (its start is p_now - p_length)
+  p_now timestamptz,
+  -- the window's length
+  p_length interval,
+  -- 'latency' (sent_at - created_at) or 'queue' (processing_started_at - created_at)
+  p_kind text
+)
+returns table (
+  window_start timestamptz,
+  n bigint,
+  sum_ms numeric
+)
+language plpgsql
+stable
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
+as $$
+declare
+  v_w timestamptz := monitoring._watermark();
+  v_s timestamptz := p_now - p_length;
+  v_c timestamptz := pg_catalog.date_bin('1 minute', p_now - p_length, '2000-01-01 00:00:00+00') + interval '1 minute';
+  v_t timestamptz;
+  v_h1 timestamptz;
+  v_h2 timestamptz;
+  v_end constant timestamptz := 'infinity'::timestamptz;
+begin
+  if p_kind is null or p_kind not in ('latency', 'queue') then
+    raise exception using
+      message = format('monitoring._notification_avg: unknown p_kind %L', p_kind),
+      hint = 'use ''latency'' or ''queue''';
+  end if;
+  v_t := greatest(v_c, v_w);
+  select h.hours_from, h.hours_to into v_h1, v_h2 from monitoring._hour_span(v_c, v_w) as h;
+  -- the count and sum columns of the rollups, without their histograms: one statement
+  return query
+  select v_s, coalesce(sum(r.n), 0)::bigint, coalesce(sum(r.sum_ms), 0)::numeric
+  from (
+    select
+      case when p_kind = 'latency' then h.latency_count else h.queue_count end as n,
+      case when p_kind = 'latency' then h.latency_sum_ms else h.queue_sum_ms end as sum_ms
+    from monitoring.notification_hours as h
+    where h.bucket >= v_h1 and h.bucket < v_h2
+    union all
+    select
+      case when p_kind = 'latency' then m.latency_count else m.queue_count end,
+      case when p_kind = 'latency' then m.latency_sum_ms else m.queue_sum_ms end
+    from monitoring.notification_minutes as m
+    where (m.bucket >= v_c and m.bucket < v_h1) or (m.bucket >= v_h2 and m.bucket < v_w)
+    union all
+    select count(x.ms), sum(x.ms)
+    from (
+      select
+        extract(
+          epoch from case when p_kind = 'latency' then r.sent_at else r.processing_started_at end - r.created_at
+        ) * 1000 as ms
+      from public.whatsapp_notifications as r
+      where r.created_at > v_s and r.created_at < v_c
+      union all
+      select
+        extract(
+          epoch from case when p_kind = 'latency' then r.sent_at else r.processing_started_at end - r.created_at
+        ) * 1000
+      from public.whatsapp_notifications as r
+      where r.created_at >= v_t and r.created_at <= v_end
+    ) as x
+  ) as r;
+end
+$$;
+
+comment on function monitoring._notification_avg(timestamptz, interval, text) is
+'Count and sum in ms of delivery time (p_kind latency) or queue time (p_kind queue) for rows created in '
+'(p_now - p_length, +inf) that have that timestamp set: monitoring._notification_hist''s n and sum_ms in one '
+'statement, without the histogram, for the rules that compare an average.';
+
+create or replace function monitoring._function_window_stats(
+  -- the moment the window ends
+  p_now timestamptz,
+  -- the window's length: invocations created in (p_now - p_length, +inf)
+  p_length interval,
+  -- compute the 95th percentile of the durations (a sort; null when false)
+  p_p95 boolean
+)
+returns table (
+  function_name text,
+  invocations bigint,
+  errors bigint,
+  error_rate numeric,
+  avg_ms numeric,
+  p95_ms numeric
+)
+language plpgsql
+stable
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
+as $$
+declare
+  v_s timestamptz := p_now - p_length;
+  v_end constant timestamptz := 'infinity'::timestamptz;
+begin
+  return query
+  select
+    f.function_name,
+    count(*),
+    count(*) filter (where f.status_code >= 500),
+    round(100.0 * count(*) filter (where f.status_code >= 500) / count(*), 2),
+    round(avg(f.duration_ms), 1),
+    round((percentile_cont(0.95) within group (order by f.duration_ms) filter (where p_p95))::numeric, 1)
+  from monitoring.function_invocations as f
+  where f.created_at > v_s and f.created_at <= v_end
+  group by f.function_name;
+end
+$$;
+
+comment on function monitoring._function_window_stats(timestamptz, interval, boolean) is
+'Internal: per Edge Function, invocations, errors (status >= 500), error rate, average and (p_p95) 95th percentile '
+'duration of the invocations in (p_now - p_length, +inf), for monitoring.get_function_stats and the function rules '
+'(each reads its own window; only function_latency sorts for the percentile).';
+
 create or replace function monitoring._error_window(
   -- the moment the window ends (its start is p_now - p_length)
   p_now timestamptz,
@@ -2218,7 +2401,8 @@ language plpgsql
 stable
 set search_path = ''
 set jit = off
-set plan_cache_mode = force_custom_plan
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
   v_w timestamptz := monitoring._watermark();
@@ -2227,6 +2411,7 @@ declare
   v_t timestamptz;
   v_h1 timestamptz;
   v_h2 timestamptz;
+  v_end constant timestamptz := 'infinity'::timestamptz;
 begin
   v_t := greatest(v_c, v_w);
   select h.hours_from, h.hours_to into v_h1, v_h2 from monitoring._hour_span(v_c, v_w) as h;
@@ -2247,7 +2432,7 @@ begin
     union all
     select coalesce(e.error_type::text, '(unknown)'), 1::bigint, e.created_at
     from public.whatsapp_error_logs as e
-    where e.created_at >= v_t
+    where e.created_at >= v_t and e.created_at <= v_end
   ) as p
   group by p.error_type;
 end
@@ -2576,13 +2761,15 @@ language plpgsql
 stable
 set search_path = ''
 set jit = off
-set plan_cache_mode = force_custom_plan
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
   v_horizon constant interval := interval '8 days';
   v_w timestamptz;
   v_start timestamptz;
   v_c timestamptz;
+  v_end constant timestamptz := 'infinity'::timestamptz;
 begin
   -- The backlog of the minute horizon (rows created in the last 8 days) from the rollups, which
   -- are exact: the app's status column carries no index, so its status updates stay HOT.
@@ -2608,7 +2795,11 @@ begin
     ),
     (
       select min(n.created_at) from public.whatsapp_notifications as n
-      where n.status = 'pending' and ((n.created_at > v_start and n.created_at < v_c) or n.created_at >= greatest(v_c, v_w))
+      where n.status = 'pending' and n.created_at > v_start and n.created_at < v_c
+    ),
+    (
+      select min(n.created_at) from public.whatsapp_notifications as n
+      where n.status = 'pending' and n.created_at >= greatest(v_c, v_w) and n.created_at <= v_end
     )
   ) into oldest_pending_at;
   oldest_pending_age_seconds := round(extract(epoch from (p_now - oldest_pending_at)), 1);
@@ -2816,14 +3007,13 @@ as $$
     f.function_name,
     w.window_name,
     p_now - w.window_length,
-    count(*),
-    count(*) filter (where f.status_code >= 500),
-    round(100.0 * count(*) filter (where f.status_code >= 500) / count(*), 2),
-    round(avg(f.duration_ms), 1),
-    round((percentile_cont(0.95) within group (order by f.duration_ms))::numeric, 1)
+    f.invocations,
+    f.errors,
+    f.error_rate,
+    f.avg_ms,
+    f.p95_ms
   from (values ('5m', interval '5 minutes', 1), ('1h', interval '1 hour', 2)) as w (window_name, window_length, ord)
-  inner join monitoring.function_invocations as f on f.created_at > p_now - w.window_length
-  group by f.function_name, w.window_name, w.window_length, w.ord
+  cross join lateral monitoring._function_window_stats(p_now, w.window_length, true) as f
   order by f.function_name, w.ord;
 $$;
 
@@ -4760,7 +4950,9 @@ create or replace function monitoring._evaluate_rule(
   -- the rule
   p_rule monitoring.alert_rules,
   -- now
-  p_now timestamptz
+  p_now timestamptz,
+  -- rule_state.last_data_at as the caller read it (under the rule's lock)
+  p_last_data_at timestamptz
 )
 returns jsonb
 language plpgsql
@@ -4775,21 +4967,17 @@ declare
   v_seen text[] := '{}'::text [];
   v_change jsonb;
   v_changes jsonb := '[]'::jsonb;
-  v_last_data timestamptz;
+  v_last_data timestamptz := p_last_data_at;
+  v_data boolean := false;
 begin
-  -- two evaluators of the same rule (the evaluate job and a direct call) take turns
-  perform pg_advisory_xact_lock(hashtext('monitoring.rule'), hashtext(p_rule.name));
-
   if p_rule.enabled then
     v_results := array(select c from monitoring._run_check(p_rule, p_now) as c);
 
     -- no data: no instance reports a volume, although the rule has seen data before
-    select s.last_data_at into v_last_data from monitoring.rule_state as s where s.rule_name = p_rule.name;
-    if exists (select 1 from unnest(v_results) as r where coalesce(r.volume, 0) > 0) then
-      update monitoring.rule_state as s set last_data_at = p_now where s.rule_name = p_rule.name;
-    elsif p_rule.nodata_state = 'keep_last' and v_last_data is not null then
-      return v_changes;
-    elsif p_rule.nodata_state = 'nodata' and v_last_data is not null then
+    v_data := exists (select 1 from unnest(v_results) as r where coalesce(r.volume, 0) > 0);
+    if not v_data and p_rule.nodata_state = 'keep_last' and v_last_data is not null then
+      return jsonb_build_object('changes', v_changes, 'data', false);
+    elsif not v_data and p_rule.nodata_state = 'nodata' and v_last_data is not null then
       v_labels := coalesce(p_rule.labels, '{}'::jsonb)
         || jsonb_build_object('alertname', p_rule.name, 'severity', p_rule.severity, 'condition', 'no_data');
       v_fingerprint := monitoring._fingerprint(v_labels);
@@ -4838,14 +5026,15 @@ begin
     end if;
   end loop;
 
-  return v_changes;
+  return jsonb_build_object('changes', v_changes, 'data', v_data);
 end
 $$;
 
-comment on function monitoring._evaluate_rule(monitoring.alert_rules, timestamptz) is
+comment on function monitoring._evaluate_rule(monitoring.alert_rules, timestamptz, timestamptz) is
 'Internal: run a rule''s check function and apply each reported instance to its alert; instances no longer reported '
 'resolve. Without data (no instance reports a volume while the rule has seen data before) nodata_state decides: '
-'a no-data alert (nodata), the usual evaluation (ok) or no change (keep_last).';
+'a no-data alert (nodata), the usual evaluation (ok) or no change (keep_last). The caller holds the rule''s lock '
+'and records the run in rule_state. Returns {changes: [...], data: whether an instance reported a volume}.';
 
 -- ---------------------------------------------------------------------------------------------
 -- API: evaluation
@@ -4871,6 +5060,8 @@ declare
   v_unknown text[];
   v_started timestamptz;
   v_changes jsonb;
+  v_run jsonb;
+  v_checked timestamptz;
   v_evaluated text[] := '{}'::text [];
   v_errors jsonb := '{}'::jsonb;
   v_transitions jsonb := '[]'::jsonb;
@@ -4910,12 +5101,18 @@ begin
     -- the rule's lock before its rule_state row, the order every other evaluator of a rule keeps
     -- (_evaluate_rule, check_error_rate): row first then lock deadlocked against the watchdog
     perform pg_advisory_xact_lock(hashtext('monitoring.rule'), hashtext(v_rule.name));
-    insert into monitoring.rule_state (rule_name) values (v_rule.name) on conflict (rule_name) do nothing;
     select * into v_state from monitoring.rule_state as s where s.rule_name = v_rule.name;
+    if not found then
+      insert into monitoring.rule_state (rule_name) values (v_rule.name) on conflict (rule_name) do nothing;
+      select * into strict v_state from monitoring.rule_state as s where s.rule_name = v_rule.name;
+    end if;
 
-    if v_rule.enabled and v_due_only then
+    -- last_checked_at: when the scheduled evaluator last looked (an evaluated rule's final update
+    -- below writes it with the rest, one statement a rule)
+    v_checked := case when v_rule.enabled and v_due_only then p_now else v_state.last_checked_at end;
+    if v_rule.enabled and v_due_only and not monitoring._cron_due(v_rule.schedule, v_state.last_checked_at, p_now) then
       update monitoring.rule_state as s set last_checked_at = p_now where s.rule_name = v_rule.name;
-      continue when not monitoring._cron_due(v_rule.schedule, v_state.last_checked_at, p_now);
+      continue;
     end if;
     -- a disabled rule is only visited to resolve what it left firing
     continue when not v_rule.enabled and not exists (
@@ -4924,13 +5121,15 @@ begin
 
     v_started := clock_timestamp();
     begin
-      v_changes := monitoring._evaluate_rule(v_rule, p_now);
-      v_transitions := v_transitions || v_changes;
+      v_run := monitoring._evaluate_rule(v_rule, p_now, v_state.last_data_at);
+      v_transitions := v_transitions || (v_run -> 'changes');
       v_evaluated := v_evaluated || v_rule.name;
       update monitoring.rule_state as s
       set
+        last_checked_at = v_checked,
         last_evaluated_at = p_now,
         last_ok_at = p_now,
+        last_data_at = case when (v_run ->> 'data')::boolean then p_now else s.last_data_at end,
         last_error = null,
         consecutive_errors = 0,
         last_duration_ms = round(extract(epoch from clock_timestamp() - v_started)::numeric * 1000, 3)
@@ -4945,6 +5144,7 @@ begin
       values (v_rule.name, p_now, v_sqlstate, v_message, nullif(v_detail, ''), nullif(v_context, ''));
       update monitoring.rule_state as s
       set
+        last_checked_at = v_checked,
         last_evaluated_at = p_now,
         last_error = v_message,
         last_error_at = p_now,
@@ -6346,10 +6546,14 @@ begin
     'state', a.state,
     'severity', a.severity,
     'event', e.event,
-    'silenced_by', monitoring._silence_for(a.labels, p_now),
-    'inhibited_by', monitoring._inhibitor_for(a.labels, a.fingerprint),
+    'silenced_by', m.silenced_by,
+    'inhibited_by', m.inhibited_by,
     'group_key', monitoring._group_key(a.labels, v_settings.group_by, v_settings.service_name),
-    'alert', monitoring._webhook_payload(a, r, e.event, p_now) -> 'alerts' -> 0
+    -- the alert as the channels get it, built only for what will be told
+    'alert', case
+      when m.silenced_by is null and m.inhibited_by is null
+        then monitoring._webhook_payload(a, r, e.event, p_now) -> 'alerts' -> 0
+    end
   ) order by a.fingerprint), '[]'::jsonb)
   into v_due
   from monitoring.alerts as a
@@ -6361,6 +6565,12 @@ begin
       when a.state = 'resolved' and a.notified_state = 'firing' then 'resolved'
     end as event
   ) as e
+  cross join lateral (
+    select
+      monitoring._silence_for(a.labels, p_now) as silenced_by,
+      monitoring._inhibitor_for(a.labels, a.fingerprint) as inhibited_by
+    offset 0 -- evaluated once per alert, not once per use above
+  ) as m
   where e.event is not null;
 
   -- muted: a silence or an inhibiting alert. A muted firing stays due (told once unmuted); a muted
@@ -8183,7 +8393,7 @@ as $$
     select
       h.n,
       round(h.sum_ms / nullif(h.n, 0) / 1000, 1) as avg_s
-    from monitoring._notification_hist(p_now, coalesce(p_rule."window", interval '15 minutes'), 'queue') as h
+    from monitoring._notification_avg(p_now, coalesce(p_rule."window", interval '15 minutes'), 'queue') as h
   ),
 
   backlog as (
@@ -8232,7 +8442,7 @@ as $$
       coalesce(round(h.sum_ms / nullif(h.n, 0) / 1000, 2)::text, 'n/a'),
       monitoring._human_interval(coalesce(p_rule."window", interval '1 hour')), h.n
     )
-  from monitoring._notification_hist(p_now, coalesce(p_rule."window", interval '1 hour'), 'latency') as h
+  from monitoring._notification_avg(p_now, coalesce(p_rule."window", interval '1 hour'), 'latency') as h
 $$;
 
 comment on function monitoring._check_slow_delivery(monitoring.alert_rules, timestamptz) is
@@ -8256,13 +8466,14 @@ as $$
     f.errors::numeric,
     f.invocations::numeric,
     format('Edge Function %s: %s errors (status >= 500) in %s of %s invocations', f.function_name, f.errors,
-      f.window_name, f.invocations)
-  from monitoring.get_function_stats(p_now) as f
-  where f.window_name = monitoring._function_window(p_rule."window", p_rule.name)
+      w.window_name, f.invocations)
+  -- _function_window raises for a rule window other than 5 minutes or 1 hour
+  from (select monitoring._function_window(p_rule."window", p_rule.name) as window_name) as w
+  cross join lateral monitoring._function_window_stats(p_now, p_rule."window", false) as f
 $$;
 
 comment on function monitoring._check_function_errors(monitoring.alert_rules, timestamptz) is
-'Check function_errors: per Edge Function, errors (status >= 500) in the window, from monitoring.get_function_stats.';
+'Check function_errors: per Edge Function, errors (status >= 500) in the window (as monitoring.function_stats).';
 
 create or replace function monitoring._check_function_latency(
   -- the rule
@@ -8281,14 +8492,15 @@ as $$
     f.avg_ms,
     f.invocations::numeric,
     format('Edge Function %s: average latency %s ms over %s (%s invocations, p95 %s ms)', f.function_name,
-      f.avg_ms, f.window_name, f.invocations, f.p95_ms)
-  from monitoring.get_function_stats(p_now) as f
-  where f.window_name = monitoring._function_window(p_rule."window", p_rule.name)
+      f.avg_ms, w.window_name, f.invocations, f.p95_ms)
+  -- _function_window raises for a rule window other than 5 minutes or 1 hour
+  from (select monitoring._function_window(p_rule."window", p_rule.name) as window_name) as w
+  cross join lateral monitoring._function_window_stats(p_now, p_rule."window", true) as f
 $$;
 
 comment on function monitoring._check_function_latency(monitoring.alert_rules, timestamptz) is
-'Check function_latency: per Edge Function, average duration in ms over the window, from '
-'monitoring.get_function_stats.';
+'Check function_latency: per Edge Function, average duration in ms over the window (as '
+'monitoring.function_stats).';
 
 create or replace function monitoring._check_function_availability(
   -- the rule
@@ -8307,9 +8519,10 @@ as $$
     f.error_rate,
     f.invocations::numeric,
     format('Edge Function %s: error rate %s%% over %s (%s of %s invocations failed)', f.function_name,
-      f.error_rate, f.window_name, f.errors, f.invocations)
-  from monitoring.get_function_stats(p_now) as f
-  where f.window_name = monitoring._function_window(p_rule."window", p_rule.name)
+      f.error_rate, w.window_name, f.errors, f.invocations)
+  -- _function_window raises for a rule window other than 5 minutes or 1 hour
+  from (select monitoring._function_window(p_rule."window", p_rule.name) as window_name) as w
+  cross join lateral monitoring._function_window_stats(p_now, p_rule."window", false) as f
 $$;
 
 comment on function monitoring._check_function_availability(monitoring.alert_rules, timestamptz) is
@@ -8721,8 +8934,7 @@ begin
         or f.avg_ms > v_t.function_max_avg_ms
     )
   into v_invocations, v_errors, v_avg, v_bad
-  from monitoring.get_function_stats(p_now) as f
-  where f.window_name = '5m';
+  from monitoring._function_window_stats(p_now, interval '5 minutes', false) as f;
 
   return jsonb_build_object(
     'status', case when v_bad is null then 'operational' else 'degraded' end,
@@ -8747,7 +8959,7 @@ $$;
 
 comment on function monitoring._health_functions(timestamptz) is
 'health() section services.functions: operational, or degraded when an Edge Function breaks a '
-'health_thresholds limit over 5 minutes (from monitoring.get_function_stats).';
+'health_thresholds limit over 5 minutes (as monitoring.function_stats).';
 
 create or replace function monitoring._health_whatsapp(
   -- the moment "now"
@@ -12871,9 +13083,10 @@ monitoring._run_digest(text, timestamptz),
 monitoring._validate_digest_settings(),
 monitoring._error_count(timestamptz, interval),
 monitoring._error_window(timestamptz, interval),
-monitoring._evaluate_rule(monitoring.alert_rules, timestamptz),
+monitoring._evaluate_rule(monitoring.alert_rules, timestamptz, timestamptz),
 monitoring._fingerprint(jsonb),
 monitoring._function_window(interval, text),
+monitoring._function_window_stats(timestamptz, interval, boolean),
 monitoring._health_alerts(timestamptz),
 monitoring._health_compose(timestamptz),
 monitoring._health_database(timestamptz),
@@ -12890,6 +13103,7 @@ monitoring._human_interval(interval),
 monitoring._invoke_edge_function(text, jsonb),
 monitoring._iso(timestamptz),
 monitoring._latency_edges_ms(),
+monitoring._notification_avg(timestamptz, interval, text),
 monitoring._notification_hist(timestamptz, interval, text),
 monitoring._notify(monitoring.alerts, monitoring.alert_rules, text, timestamptz),
 monitoring._pg_net_implementation(),

@@ -29,6 +29,17 @@
 --
 -- Latency percentiles come from fixed histogram bins (monitoring._latency_edges_ms()), stored
 -- long: one row per (minute, kind, bin) that has rows.
+--
+-- Plans: the refresh functions and the window helpers of 20_views.sql run every minute with
+-- generic plans (plan_cache_mode = force_generic_plan), planned once per session. Planning a
+-- scan of created_at with a value newer than the column's statistics (always the case for "the
+-- last minutes") probes the end of the index for its real maximum, which cost 0.5-1.5 ms a
+-- statement at 10 M rows, more than the scan. For a generic plan to read the index, every range
+-- is bounded on both sides ("bucket < floor" is written "bucket >= '-infinity' and bucket <
+-- floor" through a variable): a generic plan estimates a two-sided range at 0.5 % of the table
+-- and a one-sided one at a third, which it would scan. Parallel plans are off in these functions
+-- (a worker's start costs more than these scans). A full refresh reads the whole horizon through
+-- the same index: slower than a sequential scan, and rare (after TRUNCATE or 8 days down).
 
 
 -- =============================================================================================
@@ -587,14 +598,18 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
--- plans for the actual bounds: a generic plan guesses a third of the table and scans it
-set plan_cache_mode = force_custom_plan
+-- generic plans, every range bounded on both sides (see the file header)
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
+  v_begin constant timestamptz := '-infinity'::timestamptz;
   v_hours timestamptz [];
 begin
-  delete from monitoring.notification_minutes as m where (m.bucket >= p_from and m.bucket < p_to) or m.bucket < p_floor;
-  delete from monitoring.latency_minutes as m where (m.bucket >= p_from and m.bucket < p_to) or m.bucket < p_floor;
+  delete from monitoring.notification_minutes as m
+  where (m.bucket >= p_from and m.bucket < p_to) or (m.bucket >= v_begin and m.bucket < p_floor);
+  delete from monitoring.latency_minutes as m
+  where (m.bucket >= p_from and m.bucket < p_to) or (m.bucket >= v_begin and m.bucket < p_floor);
 
   -- One statement, one snapshot: the logged changes it consumes and the raw rows it reads agree,
   -- so each change counts once (in the raw recompute when its minute is recomputed, else as a delta).
@@ -695,10 +710,12 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
--- plans for the actual bounds: a generic plan guesses a third of the table and scans it
-set plan_cache_mode = force_custom_plan
+-- generic plans, every range bounded on both sides (see the file header)
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
+  v_begin constant timestamptz := '-infinity'::timestamptz;
   v_dirty timestamptz [];
   v_minutes timestamptz [];
 begin
@@ -709,7 +726,9 @@ begin
 
   v_minutes := array(select d from unnest(v_dirty) as d where d >= p_floor);
   delete from monitoring.error_minutes as m
-  where (m.bucket >= p_from and m.bucket < p_to) or m.bucket = any(v_minutes) or m.bucket < p_floor;
+  where
+    (m.bucket >= p_from and m.bucket < p_to) or m.bucket = any(v_minutes)
+    or (m.bucket >= v_begin and m.bucket < p_floor);
   insert into monitoring.error_minutes (bucket, error_type, error_count, last_at)
   select
     pg_catalog.date_bin('1 minute', e.created_at, '2000-01-01 00:00:00+00'),
@@ -761,10 +780,12 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
--- plans for the actual bounds: a generic plan guesses a third of the table and scans it
-set plan_cache_mode = force_custom_plan
+-- generic plans, every range bounded on both sides (see the file header)
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
+  v_begin constant timestamptz := '-infinity'::timestamptz;
   v_hours timestamptz [];
   v_n integer;
 begin
@@ -772,7 +793,7 @@ begin
     select distinct h from unnest(p_hours) as h
     where h >= monitoring._hour_ceil(p_floor) and h < pg_catalog.date_bin('1 hour', p_to, '2000-01-01 00:00:00+00')
   );
-  delete from monitoring.error_hours as h where h.bucket = any(p_hours) or h.bucket < p_floor;
+  delete from monitoring.error_hours as h where h.bucket = any(p_hours) or (h.bucket >= v_begin and h.bucket < p_floor);
   insert into monitoring.error_hours (bucket, error_type, error_count, last_at)
   select h.hour, m.error_type, sum(m.error_count), max(m.last_at)
   from unnest(v_hours) as h (hour)
@@ -790,8 +811,10 @@ begin
     return 0;
   end if;
 
-  delete from monitoring.notification_hours as h where h.bucket = any(p_hours) or h.bucket < p_floor;
-  delete from monitoring.latency_hours as h where h.bucket = any(p_hours) or h.bucket < p_floor;
+  delete from monitoring.notification_hours as h
+  where h.bucket = any(p_hours) or (h.bucket >= v_begin and h.bucket < p_floor);
+  delete from monitoring.latency_hours as h
+  where h.bucket = any(p_hours) or (h.bucket >= v_begin and h.bucket < p_floor);
 
   insert into monitoring.notification_hours (
     bucket, total, pending, processing, sent, delivered, read, failed, errors,
@@ -835,13 +858,17 @@ language plpgsql
 volatile
 set search_path = ''
 set jit = off
--- plans for the actual bounds: a generic plan guesses a third of the table and scans it
-set plan_cache_mode = force_custom_plan
+-- generic plans, every range bounded on both sides (see the file header)
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
   -- the first day the minute tables cover whole
   v_cover date := ((p_floor at time zone 'UTC') - interval '1 microsecond')::date + 1;
   v_hour timestamptz := pg_catalog.date_bin('1 hour', p_to, '2000-01-01 00:00:00+00');
+  -- the span of the days, so the hour and minute tables are read by their index
+  v_first timestamptz := (select min(d) from unnest(p_days) as d)::timestamp at time zone 'UTC';
+  v_last timestamptz := ((select max(d) from unnest(p_days) as d) + 1)::timestamp at time zone 'UTC';
   v_n integer;
 begin
   delete from monitoring.error_days as d where d.day = any(p_days) or d.day < p_day_floor;
@@ -851,16 +878,23 @@ begin
   from (
     select (h.bucket at time zone 'UTC')::date as day, h.error_type, h.error_count as n, h.last_at
     from monitoring.error_hours as h
-    where h.bucket < v_hour and (h.bucket at time zone 'UTC')::date = any(p_days)
+    where
+      h.bucket >= v_first and h.bucket < least(v_hour, v_last)
+      and (h.bucket at time zone 'UTC')::date = any(p_days)
     union all
     select (m.bucket at time zone 'UTC')::date, m.error_type, m.error_count, m.last_at
     from monitoring.error_minutes as m
-    where m.bucket >= v_hour and m.bucket < p_to and (m.bucket at time zone 'UTC')::date = any(p_days)
+    where
+      m.bucket >= greatest(v_hour, v_first) and m.bucket < least(p_to, v_last)
+      and (m.bucket at time zone 'UTC')::date = any(p_days)
   ) as x
   where x.day >= v_cover and x.day >= p_day_floor
   group by x.day, x.error_type;
   get diagnostics v_n = row_count;
-  -- older days from the raw rows
+  -- older days from the raw rows (a regular refresh has none)
+  if not exists (select from unnest(p_days) as d (day) where d.day < v_cover and d.day >= p_day_floor) then
+    return v_n;
+  end if;
   insert into monitoring.error_days (day, error_type, error_count, last_at)
   select (e.created_at at time zone 'UTC')::date, coalesce(e.error_type::text, '(unknown)'), count(*), max(e.created_at)
   from unnest(p_days) as d (day)
@@ -1030,11 +1064,13 @@ volatile
 security definer -- callers (service_role, pg_cron) may only read the rollups; this writes them
 set search_path = ''
 set jit = off
--- plans for the actual bounds: a generic plan guesses a third of the table and scans it
-set plan_cache_mode = force_custom_plan
+-- generic plans, every range bounded on both sides (see the file header)
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
   v_started timestamptz := pg_catalog.clock_timestamp();
+  v_begin constant timestamptz := '-infinity'::timestamptz;
   v_settings monitoring.rollup_settings;
   v_state monitoring.rollup_state;
   v_snap pg_catalog.pg_snapshot;
@@ -1094,7 +1130,8 @@ begin
     v_from, v_w, v_floor, ((v_w - v_settings.day_horizon) at time zone 'UTC')::date, v_full, true
   );
 
-  delete from monitoring._refresh_marks as k where k.taken_at < v_started - v_settings.minute_horizon;
+  delete from monitoring._refresh_marks as k
+  where k.taken_at >= v_begin and k.taken_at < v_started - v_settings.minute_horizon;
   update monitoring.rollup_state as s set
     watermark = v_w,
     changes_from = coalesce(v_bound - monitoring._change_lag(), '-infinity'),

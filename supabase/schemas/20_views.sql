@@ -17,8 +17,15 @@
 -- difference.
 --
 -- The get_ functions are plpgsql so the watermark is read first and the raw scans are planned
--- with its actual value (plan_cache_mode = force_custom_plan): a generic plan would guess a third
--- of the table and scan it. jit = off: JIT costs ~12 ms per query and these plans are tiny.
+-- with its actual value (plan_cache_mode = force_custom_plan): a generic plan of a one-sided range
+-- (created_at >= $1) guesses a third of the table and scans it. The window helpers the alert rules
+-- call every minute (_delivery_window, _notification_avg, _notification_hist, _error_window,
+-- _queue_backlog) use generic plans instead: planning a raw scan with a value newer than the
+-- column's statistics probes the end of the created_at index (0.5-1.5 ms a statement at 10 M
+-- rows, more than the scan), so they bound every range on both sides (the live tail up to
+-- 'infinity' through a variable), which a generic plan estimates at 0.5 % of the table and reads
+-- through the index, split ORs into UNION ALL arms, and forbid parallel plans (a worker's start
+-- costs more than these scans). jit = off: JIT costs ~12 ms per query and these plans are tiny.
 
 
 -- =============================================================================================
@@ -114,7 +121,8 @@ language plpgsql
 stable
 set search_path = ''
 set jit = off
-set plan_cache_mode = force_custom_plan
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
   v_w timestamptz := monitoring._watermark();
@@ -123,6 +131,7 @@ declare
   v_t timestamptz;
   v_h1 timestamptz;
   v_h2 timestamptz;
+  v_end constant timestamptz := 'infinity'::timestamptz;
 begin
   v_t := greatest(v_c, v_w);
   -- whole hours [v_h1, v_h2) from notification_hours, minutes for [v_c, v_h1) and [v_h2, v_w)
@@ -177,8 +186,13 @@ begin
       count(*) filter (where n.status = 'read'),
       count(n.read_at - n.sent_at),
       sum(extract(epoch from n.read_at - n.sent_at) * 1000)
-    from public.whatsapp_notifications as n
-    where (n.created_at > v_s and n.created_at < v_c) or n.created_at >= v_t
+    from (
+      select r.status, r.sent_at, r.read_at from public.whatsapp_notifications as r
+      where r.created_at > v_s and r.created_at < v_c
+      union all
+      select r.status, r.sent_at, r.read_at from public.whatsapp_notifications as r
+      where r.created_at >= v_t and r.created_at <= v_end
+    ) as n
   ) as p;
 end
 $$;
@@ -206,7 +220,8 @@ language plpgsql
 stable
 set search_path = ''
 set jit = off
-set plan_cache_mode = force_custom_plan
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
   v_w timestamptz := monitoring._watermark();
@@ -219,6 +234,7 @@ declare
   v_sum numeric;
   v_hist bigint [] := array_fill(0::bigint, array[23]);
   v_row record;
+  v_end constant timestamptz := 'infinity'::timestamptz;
 begin
   if p_kind is null or p_kind not in ('latency', 'queue') then
     raise exception using
@@ -260,7 +276,14 @@ begin
           epoch from case when p_kind = 'latency' then x.sent_at else x.processing_started_at end - x.created_at
         ) * 1000 as ms
       from public.whatsapp_notifications as x
-      where (x.created_at > v_s and x.created_at < v_c) or x.created_at >= v_t
+      where x.created_at > v_s and x.created_at < v_c
+      union all
+      select
+        extract(
+          epoch from case when p_kind = 'latency' then x.sent_at else x.processing_started_at end - x.created_at
+        ) * 1000
+      from public.whatsapp_notifications as x
+      where x.created_at >= v_t and x.created_at <= v_end
     ) as r
     where r.ms is not null
     group by 1
@@ -282,6 +305,129 @@ comment on function monitoring._notification_hist(timestamptz, interval, text) i
 'created_at) for rows created in (p_now - p_length, +inf) that have that timestamp set: hour and minute rollups '
 'up to the watermark, raw rows for the partial first minute and the live tail.';
 
+create or replace function monitoring._notification_avg(
+  -- the moment the window ends (its start is p_now - p_length)
+  p_now timestamptz,
+  -- the window's length
+  p_length interval,
+  -- 'latency' (sent_at - created_at) or 'queue' (processing_started_at - created_at)
+  p_kind text
+)
+returns table (
+  window_start timestamptz,
+  n bigint,
+  sum_ms numeric
+)
+language plpgsql
+stable
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
+as $$
+declare
+  v_w timestamptz := monitoring._watermark();
+  v_s timestamptz := p_now - p_length;
+  v_c timestamptz := pg_catalog.date_bin('1 minute', p_now - p_length, '2000-01-01 00:00:00+00') + interval '1 minute';
+  v_t timestamptz;
+  v_h1 timestamptz;
+  v_h2 timestamptz;
+  v_end constant timestamptz := 'infinity'::timestamptz;
+begin
+  if p_kind is null or p_kind not in ('latency', 'queue') then
+    raise exception using
+      message = format('monitoring._notification_avg: unknown p_kind %L', p_kind),
+      hint = 'use ''latency'' or ''queue''';
+  end if;
+  v_t := greatest(v_c, v_w);
+  select h.hours_from, h.hours_to into v_h1, v_h2 from monitoring._hour_span(v_c, v_w) as h;
+  -- the count and sum columns of the rollups, without their histograms: one statement
+  return query
+  select v_s, coalesce(sum(r.n), 0)::bigint, coalesce(sum(r.sum_ms), 0)::numeric
+  from (
+    select
+      case when p_kind = 'latency' then h.latency_count else h.queue_count end as n,
+      case when p_kind = 'latency' then h.latency_sum_ms else h.queue_sum_ms end as sum_ms
+    from monitoring.notification_hours as h
+    where h.bucket >= v_h1 and h.bucket < v_h2
+    union all
+    select
+      case when p_kind = 'latency' then m.latency_count else m.queue_count end,
+      case when p_kind = 'latency' then m.latency_sum_ms else m.queue_sum_ms end
+    from monitoring.notification_minutes as m
+    where (m.bucket >= v_c and m.bucket < v_h1) or (m.bucket >= v_h2 and m.bucket < v_w)
+    union all
+    select count(x.ms), sum(x.ms)
+    from (
+      select
+        extract(
+          epoch from case when p_kind = 'latency' then r.sent_at else r.processing_started_at end - r.created_at
+        ) * 1000 as ms
+      from public.whatsapp_notifications as r
+      where r.created_at > v_s and r.created_at < v_c
+      union all
+      select
+        extract(
+          epoch from case when p_kind = 'latency' then r.sent_at else r.processing_started_at end - r.created_at
+        ) * 1000
+      from public.whatsapp_notifications as r
+      where r.created_at >= v_t and r.created_at <= v_end
+    ) as x
+  ) as r;
+end
+$$;
+
+comment on function monitoring._notification_avg(timestamptz, interval, text) is
+'Count and sum in ms of delivery time (p_kind latency) or queue time (p_kind queue) for rows created in '
+'(p_now - p_length, +inf) that have that timestamp set: monitoring._notification_hist''s n and sum_ms in one '
+'statement, without the histogram, for the rules that compare an average.';
+
+create or replace function monitoring._function_window_stats(
+  -- the moment the window ends
+  p_now timestamptz,
+  -- the window's length: invocations created in (p_now - p_length, +inf)
+  p_length interval,
+  -- compute the 95th percentile of the durations (a sort; null when false)
+  p_p95 boolean
+)
+returns table (
+  function_name text,
+  invocations bigint,
+  errors bigint,
+  error_rate numeric,
+  avg_ms numeric,
+  p95_ms numeric
+)
+language plpgsql
+stable
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
+as $$
+declare
+  v_s timestamptz := p_now - p_length;
+  v_end constant timestamptz := 'infinity'::timestamptz;
+begin
+  return query
+  select
+    f.function_name,
+    count(*),
+    count(*) filter (where f.status_code >= 500),
+    round(100.0 * count(*) filter (where f.status_code >= 500) / count(*), 2),
+    round(avg(f.duration_ms), 1),
+    round((percentile_cont(0.95) within group (order by f.duration_ms) filter (where p_p95))::numeric, 1)
+  from monitoring.function_invocations as f
+  where f.created_at > v_s and f.created_at <= v_end
+  group by f.function_name;
+end
+$$;
+
+comment on function monitoring._function_window_stats(timestamptz, interval, boolean) is
+'Internal: per Edge Function, invocations, errors (status >= 500), error rate, average and (p_p95) 95th percentile '
+'duration of the invocations in (p_now - p_length, +inf), for monitoring.get_function_stats and the function rules '
+'(each reads its own window; only function_latency sorts for the percentile).';
+
 create or replace function monitoring._error_window(
   -- the moment the window ends (its start is p_now - p_length)
   p_now timestamptz,
@@ -297,7 +443,8 @@ language plpgsql
 stable
 set search_path = ''
 set jit = off
-set plan_cache_mode = force_custom_plan
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
   v_w timestamptz := monitoring._watermark();
@@ -306,6 +453,7 @@ declare
   v_t timestamptz;
   v_h1 timestamptz;
   v_h2 timestamptz;
+  v_end constant timestamptz := 'infinity'::timestamptz;
 begin
   v_t := greatest(v_c, v_w);
   select h.hours_from, h.hours_to into v_h1, v_h2 from monitoring._hour_span(v_c, v_w) as h;
@@ -326,7 +474,7 @@ begin
     union all
     select coalesce(e.error_type::text, '(unknown)'), 1::bigint, e.created_at
     from public.whatsapp_error_logs as e
-    where e.created_at >= v_t
+    where e.created_at >= v_t and e.created_at <= v_end
   ) as p
   group by p.error_type;
 end
@@ -655,13 +803,15 @@ language plpgsql
 stable
 set search_path = ''
 set jit = off
-set plan_cache_mode = force_custom_plan
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
 as $$
 declare
   v_horizon constant interval := interval '8 days';
   v_w timestamptz;
   v_start timestamptz;
   v_c timestamptz;
+  v_end constant timestamptz := 'infinity'::timestamptz;
 begin
   -- The backlog of the minute horizon (rows created in the last 8 days) from the rollups, which
   -- are exact: the app's status column carries no index, so its status updates stay HOT.
@@ -687,7 +837,11 @@ begin
     ),
     (
       select min(n.created_at) from public.whatsapp_notifications as n
-      where n.status = 'pending' and ((n.created_at > v_start and n.created_at < v_c) or n.created_at >= greatest(v_c, v_w))
+      where n.status = 'pending' and n.created_at > v_start and n.created_at < v_c
+    ),
+    (
+      select min(n.created_at) from public.whatsapp_notifications as n
+      where n.status = 'pending' and n.created_at >= greatest(v_c, v_w) and n.created_at <= v_end
     )
   ) into oldest_pending_at;
   oldest_pending_age_seconds := round(extract(epoch from (p_now - oldest_pending_at)), 1);
@@ -895,14 +1049,13 @@ as $$
     f.function_name,
     w.window_name,
     p_now - w.window_length,
-    count(*),
-    count(*) filter (where f.status_code >= 500),
-    round(100.0 * count(*) filter (where f.status_code >= 500) / count(*), 2),
-    round(avg(f.duration_ms), 1),
-    round((percentile_cont(0.95) within group (order by f.duration_ms))::numeric, 1)
+    f.invocations,
+    f.errors,
+    f.error_rate,
+    f.avg_ms,
+    f.p95_ms
   from (values ('5m', interval '5 minutes', 1), ('1h', interval '1 hour', 2)) as w (window_name, window_length, ord)
-  inner join monitoring.function_invocations as f on f.created_at > p_now - w.window_length
-  group by f.function_name, w.window_name, w.window_length, w.ord
+  cross join lateral monitoring._function_window_stats(p_now, w.window_length, true) as f
   order by f.function_name, w.ord;
 $$;
 

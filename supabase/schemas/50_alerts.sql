@@ -954,7 +954,9 @@ create or replace function monitoring._evaluate_rule(
   -- the rule
   p_rule monitoring.alert_rules,
   -- now
-  p_now timestamptz
+  p_now timestamptz,
+  -- rule_state.last_data_at as the caller read it (under the rule's lock)
+  p_last_data_at timestamptz
 )
 returns jsonb
 language plpgsql
@@ -969,21 +971,17 @@ declare
   v_seen text[] := '{}'::text [];
   v_change jsonb;
   v_changes jsonb := '[]'::jsonb;
-  v_last_data timestamptz;
+  v_last_data timestamptz := p_last_data_at;
+  v_data boolean := false;
 begin
-  -- two evaluators of the same rule (the evaluate job and a direct call) take turns
-  perform pg_advisory_xact_lock(hashtext('monitoring.rule'), hashtext(p_rule.name));
-
   if p_rule.enabled then
     v_results := array(select c from monitoring._run_check(p_rule, p_now) as c);
 
     -- no data: no instance reports a volume, although the rule has seen data before
-    select s.last_data_at into v_last_data from monitoring.rule_state as s where s.rule_name = p_rule.name;
-    if exists (select 1 from unnest(v_results) as r where coalesce(r.volume, 0) > 0) then
-      update monitoring.rule_state as s set last_data_at = p_now where s.rule_name = p_rule.name;
-    elsif p_rule.nodata_state = 'keep_last' and v_last_data is not null then
-      return v_changes;
-    elsif p_rule.nodata_state = 'nodata' and v_last_data is not null then
+    v_data := exists (select 1 from unnest(v_results) as r where coalesce(r.volume, 0) > 0);
+    if not v_data and p_rule.nodata_state = 'keep_last' and v_last_data is not null then
+      return jsonb_build_object('changes', v_changes, 'data', false);
+    elsif not v_data and p_rule.nodata_state = 'nodata' and v_last_data is not null then
       v_labels := coalesce(p_rule.labels, '{}'::jsonb)
         || jsonb_build_object('alertname', p_rule.name, 'severity', p_rule.severity, 'condition', 'no_data');
       v_fingerprint := monitoring._fingerprint(v_labels);
@@ -1032,14 +1030,15 @@ begin
     end if;
   end loop;
 
-  return v_changes;
+  return jsonb_build_object('changes', v_changes, 'data', v_data);
 end
 $$;
 
-comment on function monitoring._evaluate_rule(monitoring.alert_rules, timestamptz) is
+comment on function monitoring._evaluate_rule(monitoring.alert_rules, timestamptz, timestamptz) is
 'Internal: run a rule''s check function and apply each reported instance to its alert; instances no longer reported '
 'resolve. Without data (no instance reports a volume while the rule has seen data before) nodata_state decides: '
-'a no-data alert (nodata), the usual evaluation (ok) or no change (keep_last).';
+'a no-data alert (nodata), the usual evaluation (ok) or no change (keep_last). The caller holds the rule''s lock '
+'and records the run in rule_state. Returns {changes: [...], data: whether an instance reported a volume}.';
 
 -- ---------------------------------------------------------------------------------------------
 -- API: evaluation
@@ -1065,6 +1064,8 @@ declare
   v_unknown text[];
   v_started timestamptz;
   v_changes jsonb;
+  v_run jsonb;
+  v_checked timestamptz;
   v_evaluated text[] := '{}'::text [];
   v_errors jsonb := '{}'::jsonb;
   v_transitions jsonb := '[]'::jsonb;
@@ -1104,12 +1105,18 @@ begin
     -- the rule's lock before its rule_state row, the order every other evaluator of a rule keeps
     -- (_evaluate_rule, check_error_rate): row first then lock deadlocked against the watchdog
     perform pg_advisory_xact_lock(hashtext('monitoring.rule'), hashtext(v_rule.name));
-    insert into monitoring.rule_state (rule_name) values (v_rule.name) on conflict (rule_name) do nothing;
     select * into v_state from monitoring.rule_state as s where s.rule_name = v_rule.name;
+    if not found then
+      insert into monitoring.rule_state (rule_name) values (v_rule.name) on conflict (rule_name) do nothing;
+      select * into strict v_state from monitoring.rule_state as s where s.rule_name = v_rule.name;
+    end if;
 
-    if v_rule.enabled and v_due_only then
+    -- last_checked_at: when the scheduled evaluator last looked (an evaluated rule's final update
+    -- below writes it with the rest, one statement a rule)
+    v_checked := case when v_rule.enabled and v_due_only then p_now else v_state.last_checked_at end;
+    if v_rule.enabled and v_due_only and not monitoring._cron_due(v_rule.schedule, v_state.last_checked_at, p_now) then
       update monitoring.rule_state as s set last_checked_at = p_now where s.rule_name = v_rule.name;
-      continue when not monitoring._cron_due(v_rule.schedule, v_state.last_checked_at, p_now);
+      continue;
     end if;
     -- a disabled rule is only visited to resolve what it left firing
     continue when not v_rule.enabled and not exists (
@@ -1118,13 +1125,15 @@ begin
 
     v_started := clock_timestamp();
     begin
-      v_changes := monitoring._evaluate_rule(v_rule, p_now);
-      v_transitions := v_transitions || v_changes;
+      v_run := monitoring._evaluate_rule(v_rule, p_now, v_state.last_data_at);
+      v_transitions := v_transitions || (v_run -> 'changes');
       v_evaluated := v_evaluated || v_rule.name;
       update monitoring.rule_state as s
       set
+        last_checked_at = v_checked,
         last_evaluated_at = p_now,
         last_ok_at = p_now,
+        last_data_at = case when (v_run ->> 'data')::boolean then p_now else s.last_data_at end,
         last_error = null,
         consecutive_errors = 0,
         last_duration_ms = round(extract(epoch from clock_timestamp() - v_started)::numeric * 1000, 3)
@@ -1139,6 +1148,7 @@ begin
       values (v_rule.name, p_now, v_sqlstate, v_message, nullif(v_detail, ''), nullif(v_context, ''));
       update monitoring.rule_state as s
       set
+        last_checked_at = v_checked,
         last_evaluated_at = p_now,
         last_error = v_message,
         last_error_at = p_now,

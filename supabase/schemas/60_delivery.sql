@@ -1248,10 +1248,14 @@ begin
     'state', a.state,
     'severity', a.severity,
     'event', e.event,
-    'silenced_by', monitoring._silence_for(a.labels, p_now),
-    'inhibited_by', monitoring._inhibitor_for(a.labels, a.fingerprint),
+    'silenced_by', m.silenced_by,
+    'inhibited_by', m.inhibited_by,
     'group_key', monitoring._group_key(a.labels, v_settings.group_by, v_settings.service_name),
-    'alert', monitoring._webhook_payload(a, r, e.event, p_now) -> 'alerts' -> 0
+    -- the alert as the channels get it, built only for what will be told
+    'alert', case
+      when m.silenced_by is null and m.inhibited_by is null
+        then monitoring._webhook_payload(a, r, e.event, p_now) -> 'alerts' -> 0
+    end
   ) order by a.fingerprint), '[]'::jsonb)
   into v_due
   from monitoring.alerts as a
@@ -1263,6 +1267,12 @@ begin
       when a.state = 'resolved' and a.notified_state = 'firing' then 'resolved'
     end as event
   ) as e
+  cross join lateral (
+    select
+      monitoring._silence_for(a.labels, p_now) as silenced_by,
+      monitoring._inhibitor_for(a.labels, a.fingerprint) as inhibited_by
+    offset 0 -- evaluated once per alert, not once per use above
+  ) as m
   where e.event is not null;
 
   -- muted: a silence or an inhibiting alert. A muted firing stays due (told once unmuted); a muted

@@ -216,7 +216,7 @@ as $$
     select
       h.n,
       round(h.sum_ms / nullif(h.n, 0) / 1000, 1) as avg_s
-    from monitoring._notification_hist(p_now, coalesce(p_rule."window", interval '15 minutes'), 'queue') as h
+    from monitoring._notification_avg(p_now, coalesce(p_rule."window", interval '15 minutes'), 'queue') as h
   ),
 
   backlog as (
@@ -265,7 +265,7 @@ as $$
       coalesce(round(h.sum_ms / nullif(h.n, 0) / 1000, 2)::text, 'n/a'),
       monitoring._human_interval(coalesce(p_rule."window", interval '1 hour')), h.n
     )
-  from monitoring._notification_hist(p_now, coalesce(p_rule."window", interval '1 hour'), 'latency') as h
+  from monitoring._notification_avg(p_now, coalesce(p_rule."window", interval '1 hour'), 'latency') as h
 $$;
 
 comment on function monitoring._check_slow_delivery(monitoring.alert_rules, timestamptz) is
@@ -289,13 +289,14 @@ as $$
     f.errors::numeric,
     f.invocations::numeric,
     format('Edge Function %s: %s errors (status >= 500) in %s of %s invocations', f.function_name, f.errors,
-      f.window_name, f.invocations)
-  from monitoring.get_function_stats(p_now) as f
-  where f.window_name = monitoring._function_window(p_rule."window", p_rule.name)
+      w.window_name, f.invocations)
+  -- _function_window raises for a rule window other than 5 minutes or 1 hour
+  from (select monitoring._function_window(p_rule."window", p_rule.name) as window_name) as w
+  cross join lateral monitoring._function_window_stats(p_now, p_rule."window", false) as f
 $$;
 
 comment on function monitoring._check_function_errors(monitoring.alert_rules, timestamptz) is
-'Check function_errors: per Edge Function, errors (status >= 500) in the window, from monitoring.get_function_stats.';
+'Check function_errors: per Edge Function, errors (status >= 500) in the window (as monitoring.function_stats).';
 
 create or replace function monitoring._check_function_latency(
   -- the rule
@@ -314,14 +315,15 @@ as $$
     f.avg_ms,
     f.invocations::numeric,
     format('Edge Function %s: average latency %s ms over %s (%s invocations, p95 %s ms)', f.function_name,
-      f.avg_ms, f.window_name, f.invocations, f.p95_ms)
-  from monitoring.get_function_stats(p_now) as f
-  where f.window_name = monitoring._function_window(p_rule."window", p_rule.name)
+      f.avg_ms, w.window_name, f.invocations, f.p95_ms)
+  -- _function_window raises for a rule window other than 5 minutes or 1 hour
+  from (select monitoring._function_window(p_rule."window", p_rule.name) as window_name) as w
+  cross join lateral monitoring._function_window_stats(p_now, p_rule."window", true) as f
 $$;
 
 comment on function monitoring._check_function_latency(monitoring.alert_rules, timestamptz) is
-'Check function_latency: per Edge Function, average duration in ms over the window, from '
-'monitoring.get_function_stats.';
+'Check function_latency: per Edge Function, average duration in ms over the window (as '
+'monitoring.function_stats).';
 
 create or replace function monitoring._check_function_availability(
   -- the rule
@@ -340,9 +342,10 @@ as $$
     f.error_rate,
     f.invocations::numeric,
     format('Edge Function %s: error rate %s%% over %s (%s of %s invocations failed)', f.function_name,
-      f.error_rate, f.window_name, f.errors, f.invocations)
-  from monitoring.get_function_stats(p_now) as f
-  where f.window_name = monitoring._function_window(p_rule."window", p_rule.name)
+      f.error_rate, w.window_name, f.errors, f.invocations)
+  -- _function_window raises for a rule window other than 5 minutes or 1 hour
+  from (select monitoring._function_window(p_rule."window", p_rule.name) as window_name) as w
+  cross join lateral monitoring._function_window_stats(p_now, p_rule."window", false) as f
 $$;
 
 comment on function monitoring._check_function_availability(monitoring.alert_rules, timestamptz) is

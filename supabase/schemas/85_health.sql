@@ -112,8 +112,7 @@ begin
         or f.avg_ms > v_t.function_max_avg_ms
     )
   into v_invocations, v_errors, v_avg, v_bad
-  from monitoring.get_function_stats(p_now) as f
-  where f.window_name = '5m';
+  from monitoring._function_window_stats(p_now, interval '5 minutes', false) as f;
 
   return jsonb_build_object(
     'status', case when v_bad is null then 'operational' else 'degraded' end,
@@ -138,7 +137,7 @@ $$;
 
 comment on function monitoring._health_functions(timestamptz) is
 'health() section services.functions: operational, or degraded when an Edge Function breaks a '
-'health_thresholds limit over 5 minutes (from monitoring.get_function_stats).';
+'health_thresholds limit over 5 minutes (as monitoring.function_stats).';
 
 create or replace function monitoring._health_whatsapp(
   -- the moment "now"
