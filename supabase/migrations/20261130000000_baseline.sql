@@ -3595,19 +3595,56 @@ $$;
 comment on function monitoring._cron_times(text, timestamptz, timestamptz) is
 'Internal: the minutes between p_from and p_to (inclusive) at which pg_cron would run p_schedule (GMT).';
 
+create or replace function monitoring._cron_matches(
+  -- a schedule as monitoring._cron_parse() expands it
+  p_spec jsonb,
+  -- a minute
+  p_at timestamptz
+)
+returns boolean
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  -- pg_cron reads schedules in GMT
+  v_at timestamp := p_at at time zone 'UTC';
+  v_dom boolean := p_spec -> 'dom' @> to_jsonb(extract(day from v_at)::integer);
+  v_dow boolean := p_spec -> 'dow' @> to_jsonb(extract(dow from v_at)::integer);
+begin
+  return p_spec -> 'minute' @> to_jsonb(extract(minute from v_at)::integer)
+    and p_spec -> 'hour' @> to_jsonb(extract(hour from v_at)::integer)
+    and p_spec -> 'month' @> to_jsonb(extract(month from v_at)::integer)
+    -- as in monitoring._cron_times: with a * in either day field both must match, else either
+    and case
+      when (p_spec ->> 'dom_star')::boolean or (p_spec ->> 'dow_star')::boolean then v_dom and v_dow
+      else v_dom or v_dow
+    end;
+end
+$$;
+
+comment on function monitoring._cron_matches(jsonb, timestamptz) is
+'Internal: true when a schedule (as monitoring._cron_parse() expands it) runs in the minute of p_at (GMT, as '
+'pg_cron); the minute-by-minute test of monitoring._cron_due.';
+
 create or replace function monitoring._cron_due(
   -- a valid cron expression
   p_schedule text,
   -- when the schedule was last looked at (null: never, so it is due)
   p_after timestamptz,
   -- now
-  p_now timestamptz
+  p_now timestamptz,
+  -- p_schedule as monitoring._cron_parse() expands it, when the caller kept it (null: parsed here)
+  p_spec jsonb default null
 )
 returns boolean
 language plpgsql
 stable
 set search_path = ''
 as $$
+declare
+  v_from timestamptz;
+  v_spec jsonb;
 begin
   -- evaluate_rules(p_now => null or 'infinity') must fail here, before the scheduled evaluator
   -- stores that p_now as rule_state.last_checked_at (infinity: no rule would ever be due again)
@@ -3617,21 +3654,30 @@ begin
       message = format('evaluate_rules: p_now must be a finite time (got %s)', coalesce(p_now::text, 'null')),
       hint = 'leave p_now out (it defaults to now()) or pass a real time such as now() - interval ''1 hour''';
   end if;
-  return p_after is null
-    or exists (
-      select 1
-      from monitoring._cron_times(
-        p_schedule,
-        greatest(date_trunc('minute', p_after) + interval '1 minute', p_now - interval '31 days'),
-        p_now
-      )
-    );
+  if p_after is null then
+    return true;
+  end if;
+  -- the minutes after the last look up to now (at most 31 days: a delayed job catches up once)
+  v_from := date_trunc('minute', greatest(date_trunc('minute', p_after) + interval '1 minute', p_now - interval '31 days'));
+  if v_from > p_now then
+    return false;
+  end if;
+  if p_now - v_from > interval '2 hours' then
+    return exists (select 1 from monitoring._cron_times(p_schedule, v_from, p_now));
+  end if;
+  -- the usual case, a look a minute ago: test those few minutes one by one
+  v_spec := coalesce(p_spec, monitoring._cron_parse(p_schedule));
+  return exists (
+    select 1 from pg_catalog.generate_series(v_from, date_trunc('minute', p_now), interval '1 minute') as t (at)
+    where monitoring._cron_matches(v_spec, t.at)
+  );
 end
 $$;
 
-comment on function monitoring._cron_due(text, timestamptz, timestamptz) is
+comment on function monitoring._cron_due(text, timestamptz, timestamptz, jsonb) is
 'Internal: true when p_schedule has a run time in the minutes after p_after up to p_now (so a delayed job catches '
-'up); raises when p_now is null or infinite.';
+'up, over at most 31 days); raises when p_now is null or infinite. p_spec: the parsed schedule, if the caller kept '
+'it (evaluate_rules keeps it in rule_state).';
 
 create or replace function monitoring._cron_period(
   -- a valid cron expression
@@ -4136,7 +4182,9 @@ create table if not exists monitoring.rule_state (
   last_error_at timestamptz,
   consecutive_errors integer not null default 0,
   last_duration_ms numeric,
-  last_data_at timestamptz
+  last_data_at timestamptz,
+  schedule text,
+  schedule_spec jsonb
 );
 
 comment on table monitoring.rule_state is
@@ -4148,6 +4196,14 @@ comment on column monitoring.rule_state.last_checked_at is
 comment on column monitoring.rule_state.last_data_at is
 'When the check last reported data (an instance with a volume > 0); a rule that has seen data and sees none is '
 'in no data (see alert_rules.nodata_state).';
+
+comment on column monitoring.rule_state.schedule is
+'The alert_rules.schedule that schedule_spec was parsed from (the evaluator parses again when the rule''s schedule '
+'differs).';
+
+comment on column monitoring.rule_state.schedule_spec is
+'The rule''s schedule as monitoring._cron_parse() expands it, kept so the every-minute "is it due?" test does not '
+'parse the cron expression again (about 1 ms a rule).';
 
 comment on column monitoring.rule_state.last_error is
 'Message of the last failed evaluation; null once the rule evaluates again.';
@@ -5110,9 +5166,18 @@ begin
     -- last_checked_at: when the scheduled evaluator last looked (an evaluated rule's final update
     -- below writes it with the rest, one statement a rule)
     v_checked := case when v_rule.enabled and v_due_only then p_now else v_state.last_checked_at end;
-    if v_rule.enabled and v_due_only and not monitoring._cron_due(v_rule.schedule, v_state.last_checked_at, p_now) then
-      update monitoring.rule_state as s set last_checked_at = p_now where s.rule_name = v_rule.name;
-      continue;
+    if v_rule.enabled and v_due_only then
+      -- the parsed schedule is kept in rule_state: parsing every rule's cron expression every
+      -- minute cost more than evaluating the rules that are due
+      if v_state.schedule_spec is null or v_state.schedule is distinct from v_rule.schedule then
+        v_state.schedule_spec := monitoring._cron_parse(v_rule.schedule);
+        update monitoring.rule_state as s set schedule = v_rule.schedule, schedule_spec = v_state.schedule_spec
+        where s.rule_name = v_rule.name;
+      end if;
+      if not monitoring._cron_due(v_rule.schedule, v_state.last_checked_at, p_now, v_state.schedule_spec) then
+        update monitoring.rule_state as s set last_checked_at = p_now where s.rule_name = v_rule.name;
+        continue;
+      end if;
     end if;
     -- a disabled rule is only visited to resolve what it left firing
     continue when not v_rule.enabled and not exists (
@@ -7605,7 +7670,9 @@ begin
   if v_rule.name is not null and v_rule.enabled then
     perform pg_advisory_xact_lock(hashtext('monitoring.rule'), hashtext(v_rule.name));
     v_labels := v_rule.labels || jsonb_build_object('alertname', v_rule.name, 'severity', v_rule.severity);
-    perform monitoring._transition(
+    -- what a transition makes due is told now (silences, inhibition, grouping); without one, the
+    -- evaluate job's decision every minute covers repeats and alerts no longer muted
+    if monitoring._transition(
       v_rule,
       monitoring._fingerprint(v_labels),
       v_labels,
@@ -7613,9 +7680,9 @@ begin
       format('High WhatsApp error rate: %s errors in last hour (threshold %s)', v_count, check_error_rate.threshold),
       v_count > check_error_rate.threshold,
       p_now
-    );
-    -- what the transition makes due is told now (silences, inhibition, grouping)
-    perform monitoring._notify_due(p_now);
+    ) is not null then
+      perform monitoring._notify_due(p_now);
+    end if;
     insert into monitoring.rule_state as s (rule_name, last_evaluated_at, last_ok_at)
     values (v_rule.name, p_now, p_now)
     on conflict (rule_name) do update
@@ -13058,9 +13125,10 @@ monitoring._check_slow_queries(monitoring.alert_rules, timestamptz),
 monitoring._check_slow_queue(monitoring.alert_rules, timestamptz),
 monitoring._check_stale_session(monitoring.alert_rules, timestamptz),
 monitoring._check_whatsapp_disconnected(monitoring.alert_rules, timestamptz),
-monitoring._cron_due(text, timestamptz, timestamptz),
+monitoring._cron_due(text, timestamptz, timestamptz, jsonb),
 monitoring._cron_field(text, integer, integer, text[], text, text),
 monitoring._cron_last_run(text),
+monitoring._cron_matches(jsonb, timestamptz),
 monitoring._cron_parse(text, text),
 monitoring._cron_period(text),
 monitoring._cron_times(text, timestamptz, timestamptz),

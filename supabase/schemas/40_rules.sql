@@ -345,19 +345,56 @@ $$;
 comment on function monitoring._cron_times(text, timestamptz, timestamptz) is
 'Internal: the minutes between p_from and p_to (inclusive) at which pg_cron would run p_schedule (GMT).';
 
+create or replace function monitoring._cron_matches(
+  -- a schedule as monitoring._cron_parse() expands it
+  p_spec jsonb,
+  -- a minute
+  p_at timestamptz
+)
+returns boolean
+language plpgsql
+immutable
+set search_path = ''
+as $$
+declare
+  -- pg_cron reads schedules in GMT
+  v_at timestamp := p_at at time zone 'UTC';
+  v_dom boolean := p_spec -> 'dom' @> to_jsonb(extract(day from v_at)::integer);
+  v_dow boolean := p_spec -> 'dow' @> to_jsonb(extract(dow from v_at)::integer);
+begin
+  return p_spec -> 'minute' @> to_jsonb(extract(minute from v_at)::integer)
+    and p_spec -> 'hour' @> to_jsonb(extract(hour from v_at)::integer)
+    and p_spec -> 'month' @> to_jsonb(extract(month from v_at)::integer)
+    -- as in monitoring._cron_times: with a * in either day field both must match, else either
+    and case
+      when (p_spec ->> 'dom_star')::boolean or (p_spec ->> 'dow_star')::boolean then v_dom and v_dow
+      else v_dom or v_dow
+    end;
+end
+$$;
+
+comment on function monitoring._cron_matches(jsonb, timestamptz) is
+'Internal: true when a schedule (as monitoring._cron_parse() expands it) runs in the minute of p_at (GMT, as '
+'pg_cron); the minute-by-minute test of monitoring._cron_due.';
+
 create or replace function monitoring._cron_due(
   -- a valid cron expression
   p_schedule text,
   -- when the schedule was last looked at (null: never, so it is due)
   p_after timestamptz,
   -- now
-  p_now timestamptz
+  p_now timestamptz,
+  -- p_schedule as monitoring._cron_parse() expands it, when the caller kept it (null: parsed here)
+  p_spec jsonb default null
 )
 returns boolean
 language plpgsql
 stable
 set search_path = ''
 as $$
+declare
+  v_from timestamptz;
+  v_spec jsonb;
 begin
   -- evaluate_rules(p_now => null or 'infinity') must fail here, before the scheduled evaluator
   -- stores that p_now as rule_state.last_checked_at (infinity: no rule would ever be due again)
@@ -367,21 +404,30 @@ begin
       message = format('evaluate_rules: p_now must be a finite time (got %s)', coalesce(p_now::text, 'null')),
       hint = 'leave p_now out (it defaults to now()) or pass a real time such as now() - interval ''1 hour''';
   end if;
-  return p_after is null
-    or exists (
-      select 1
-      from monitoring._cron_times(
-        p_schedule,
-        greatest(date_trunc('minute', p_after) + interval '1 minute', p_now - interval '31 days'),
-        p_now
-      )
-    );
+  if p_after is null then
+    return true;
+  end if;
+  -- the minutes after the last look up to now (at most 31 days: a delayed job catches up once)
+  v_from := date_trunc('minute', greatest(date_trunc('minute', p_after) + interval '1 minute', p_now - interval '31 days'));
+  if v_from > p_now then
+    return false;
+  end if;
+  if p_now - v_from > interval '2 hours' then
+    return exists (select 1 from monitoring._cron_times(p_schedule, v_from, p_now));
+  end if;
+  -- the usual case, a look a minute ago: test those few minutes one by one
+  v_spec := coalesce(p_spec, monitoring._cron_parse(p_schedule));
+  return exists (
+    select 1 from pg_catalog.generate_series(v_from, date_trunc('minute', p_now), interval '1 minute') as t (at)
+    where monitoring._cron_matches(v_spec, t.at)
+  );
 end
 $$;
 
-comment on function monitoring._cron_due(text, timestamptz, timestamptz) is
+comment on function monitoring._cron_due(text, timestamptz, timestamptz, jsonb) is
 'Internal: true when p_schedule has a run time in the minutes after p_after up to p_now (so a delayed job catches '
-'up); raises when p_now is null or infinite.';
+'up, over at most 31 days); raises when p_now is null or infinite. p_spec: the parsed schedule, if the caller kept '
+'it (evaluate_rules keeps it in rule_state).';
 
 create or replace function monitoring._cron_period(
   -- a valid cron expression

@@ -140,7 +140,9 @@ create table if not exists monitoring.rule_state (
   last_error_at timestamptz,
   consecutive_errors integer not null default 0,
   last_duration_ms numeric,
-  last_data_at timestamptz
+  last_data_at timestamptz,
+  schedule text,
+  schedule_spec jsonb
 );
 
 comment on table monitoring.rule_state is
@@ -152,6 +154,14 @@ comment on column monitoring.rule_state.last_checked_at is
 comment on column monitoring.rule_state.last_data_at is
 'When the check last reported data (an instance with a volume > 0); a rule that has seen data and sees none is '
 'in no data (see alert_rules.nodata_state).';
+
+comment on column monitoring.rule_state.schedule is
+'The alert_rules.schedule that schedule_spec was parsed from (the evaluator parses again when the rule''s schedule '
+'differs).';
+
+comment on column monitoring.rule_state.schedule_spec is
+'The rule''s schedule as monitoring._cron_parse() expands it, kept so the every-minute "is it due?" test does not '
+'parse the cron expression again (about 1 ms a rule).';
 
 comment on column monitoring.rule_state.last_error is
 'Message of the last failed evaluation; null once the rule evaluates again.';
@@ -1114,9 +1124,18 @@ begin
     -- last_checked_at: when the scheduled evaluator last looked (an evaluated rule's final update
     -- below writes it with the rest, one statement a rule)
     v_checked := case when v_rule.enabled and v_due_only then p_now else v_state.last_checked_at end;
-    if v_rule.enabled and v_due_only and not monitoring._cron_due(v_rule.schedule, v_state.last_checked_at, p_now) then
-      update monitoring.rule_state as s set last_checked_at = p_now where s.rule_name = v_rule.name;
-      continue;
+    if v_rule.enabled and v_due_only then
+      -- the parsed schedule is kept in rule_state: parsing every rule's cron expression every
+      -- minute cost more than evaluating the rules that are due
+      if v_state.schedule_spec is null or v_state.schedule is distinct from v_rule.schedule then
+        v_state.schedule_spec := monitoring._cron_parse(v_rule.schedule);
+        update monitoring.rule_state as s set schedule = v_rule.schedule, schedule_spec = v_state.schedule_spec
+        where s.rule_name = v_rule.name;
+      end if;
+      if not monitoring._cron_due(v_rule.schedule, v_state.last_checked_at, p_now, v_state.schedule_spec) then
+        update monitoring.rule_state as s set last_checked_at = p_now where s.rule_name = v_rule.name;
+        continue;
+      end if;
     end if;
     -- a disabled rule is only visited to resolve what it left firing
     continue when not v_rule.enabled and not exists (

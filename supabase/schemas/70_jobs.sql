@@ -257,7 +257,9 @@ begin
   if v_rule.name is not null and v_rule.enabled then
     perform pg_advisory_xact_lock(hashtext('monitoring.rule'), hashtext(v_rule.name));
     v_labels := v_rule.labels || jsonb_build_object('alertname', v_rule.name, 'severity', v_rule.severity);
-    perform monitoring._transition(
+    -- what a transition makes due is told now (silences, inhibition, grouping); without one, the
+    -- evaluate job's decision every minute covers repeats and alerts no longer muted
+    if monitoring._transition(
       v_rule,
       monitoring._fingerprint(v_labels),
       v_labels,
@@ -265,9 +267,9 @@ begin
       format('High WhatsApp error rate: %s errors in last hour (threshold %s)', v_count, check_error_rate.threshold),
       v_count > check_error_rate.threshold,
       p_now
-    );
-    -- what the transition makes due is told now (silences, inhibition, grouping)
-    perform monitoring._notify_due(p_now);
+    ) is not null then
+      perform monitoring._notify_due(p_now);
+    end if;
     insert into monitoring.rule_state as s (rule_name, last_evaluated_at, last_ok_at)
     values (v_rule.name, p_now, p_now)
     on conflict (rule_name) do update

@@ -2,7 +2,7 @@
 -- retention policies and silences is rejected with a message naming the field and a hint.
 begin;
 create extension if not exists pgtap with schema extensions;
-select plan(72);
+select plan(73);
 
 -- The message and hint of the error a statement raises (null when it succeeds).
 create function pg_temp.error_of(p_sql text)
@@ -353,6 +353,35 @@ select ok(monitoring._cron_due('0 3 * * *', null, '2030-01-01 10:16:02+00'), 'a 
 select ok(
   monitoring._cron_due('0 9 * * mon', '2030-01-06 23:00+00', '2030-01-07 09:00+00'),
   'day names are read in GMT (2030-01-07 is a Monday)'
+);
+-- _cron_due tests a short gap minute by minute (_cron_matches on the parsed schedule) and a long
+-- one through _cron_times: both must say what _cron_times says, for every kind of field
+select is(
+  (
+    select count(*)
+    from unnest(array[
+      '* * * * *', '*/15 * * * *', '0 * * * *', '5,35 8-18 * * 1-5', '0 9 * * mon', '30 3 1 * *', '0 0 13 * 5',
+      '*/7 */3 * * *', '0 12 * 2 *', '15 10 1,15 * sun', '0 0 * * 0', '0 0 * * 7', '59 23 31 12 *'
+    ]) as c (schedule)
+    -- looks just before runs (month and year ends, a Friday the 1st, a Sunday the 15th), and a grid
+    cross join (
+      select unnest(array[
+        timestamptz '2030-01-31 23:59:30+00', '2030-02-01 08:59:59+00', '2030-02-15 10:14:10+00',
+        '2030-02-03 09:59:30+00', '2030-12-31 23:58:30+00', '2030-02-13 00:00:00+00', '2030-03-01 11:59:00+00'
+      ])
+      union all
+      select g from generate_series(timestamptz '2030-01-31 22:00:30+00', '2030-02-01 02:00+00', interval '17 minutes') as g
+    ) as a (after)
+    cross join unnest(array[interval '30 seconds', '1 minute', '2 minutes', '59 minutes', '3 hours', '2 days'])
+      as g (gap)
+    where monitoring._cron_due(c.schedule, a.after, a.after + g.gap) is distinct from exists (
+      select 1 from monitoring._cron_times(
+        c.schedule, date_trunc('minute', a.after) + interval '1 minute', a.after + g.gap
+      )
+    )
+  ),
+  0::bigint,
+  '_cron_due agrees with _cron_times for short and long gaps, day fields, names and month ends'
 );
 select results_eq(
   $$
