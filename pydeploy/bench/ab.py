@@ -21,7 +21,7 @@ from pydeploy import migrations
 from pydeploy.bench.cluster import MONITORED, PLAIN
 from pydeploy.bench.context import Run
 from pydeploy.bench.measure import connect, timed
-from pydeploy.bench.reads import cron_jobs, run_cycle
+from pydeploy.bench.reads import cron_jobs, run_cycle, run_minute
 from pydeploy.bench.report import Row, summarize
 from pydeploy.errors import PydeployError
 from pydeploy.paths import project_dir
@@ -118,6 +118,15 @@ def bench_ab(run: Run) -> None:
                 conn = new if side == "new" else old
                 cycles[side].append(sum(run_cycle(conn, jobs[side]).values()))
         _add(run, f"full cron cycle ({len(jobs['new'])} jobs, retention apart)", cycles, ref)
+        minute_jobs = {"new": cron_jobs(new, every_minute=True), "old": cron_jobs(old, every_minute=True)}
+        minutes: dict[str, list[float]] = {"new": [], "old": []}
+        for side, conn in (("new", new), ("old", old)):
+            run_minute(conn, minute_jobs[side])  # warm-up
+        for i in range(run.opts.repeat):
+            for side in (("new", "old") if i % 2 == 0 else ("old", "new")):
+                conn = new if side == "new" else old
+                minutes[side].append(sum(run_minute(conn, minute_jobs[side]).values()))
+        _add(run, "ordinary minute (every-minute jobs, rules looked at a minute before)", minutes, ref)
         run.bar("A/B reads", len(queries) + 1, len(queries) + 1)
     if not run.opts.keep:
         run.cluster.drop(AB)
