@@ -4230,11 +4230,13 @@ create or replace function monitoring._fingerprint(
   p_labels jsonb
 )
 returns text
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select left(md5(p_labels::text), 16)
+begin
+  return left(md5(p_labels::text), 16);
+end
 $$;
 
 comment on function monitoring._fingerprint(jsonb) is
@@ -4271,18 +4273,23 @@ create or replace function monitoring._silence_matches(
   p_labels jsonb
 )
 returns boolean
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select coalesce(bool_and(
-    case
-      when coalesce((m.matcher ->> 'isRegex')::boolean, false)
-        then (coalesce(p_labels ->> (m.matcher ->> 'name'), '') ~ ('^(?:' || (m.matcher ->> 'value') || ')$'))
-      else coalesce(p_labels ->> (m.matcher ->> 'name'), '') = (m.matcher ->> 'value')
-    end = coalesce((m.matcher ->> 'isEqual')::boolean, true)
-  ), false)
-  from jsonb_array_elements(p_matchers) as m (matcher)
+begin
+  -- plpgsql: its plan is kept for the session (a sql function with a set clause is planned at each call)
+  return (
+    select coalesce(bool_and(
+      case
+        when coalesce((m.matcher ->> 'isRegex')::boolean, false)
+          then (coalesce(p_labels ->> (m.matcher ->> 'name'), '') ~ ('^(?:' || (m.matcher ->> 'value') || ')$'))
+        else coalesce(p_labels ->> (m.matcher ->> 'name'), '') = (m.matcher ->> 'value')
+      end = coalesce((m.matcher ->> 'isEqual')::boolean, true)
+    ), false)
+    from jsonb_array_elements(p_matchers) as m (matcher)
+  );
+end
 $$;
 
 comment on function monitoring._silence_matches(jsonb, jsonb) is
@@ -4295,18 +4302,23 @@ create or replace function monitoring._silence_for(
   p_now timestamptz
 )
 returns bigint
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select s.id
-  from monitoring.silences as s
-  where
-    s.starts_at <= p_now
-    and s.ends_at > p_now
-    and monitoring._silence_matches(s.matchers, p_labels)
-  order by s.ends_at desc
-  limit 1
+begin
+  -- plpgsql: its plan is kept for the session (a sql function with a set clause is planned at each call)
+  return (
+    select s.id
+    from monitoring.silences as s
+    where
+      s.starts_at <= p_now
+      and s.ends_at > p_now
+      and monitoring._silence_matches(s.matchers, p_labels)
+    order by s.ends_at desc
+    limit 1
+  );
+end
 $$;
 
 comment on function monitoring._silence_for(jsonb, timestamptz) is
@@ -4569,29 +4581,34 @@ create or replace function monitoring._inhibitor_for(
   p_fingerprint text
 )
 returns text
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
-  select src.fingerprint
-  from monitoring.inhibit_rules as i
-  inner join monitoring.alerts as src
-    on
-      src.state = 'firing'
-      and src.fingerprint <> p_fingerprint
-      and monitoring._silence_matches(i.source_matchers, src.labels)
-  where
-    i.enabled
-    and monitoring._silence_matches(i.target_matchers, p_labels)
-    and case
-      when '*' = any(i.equal) then (src.labels - 'severity') = (p_labels - 'severity')
-      else not exists (
-        select 1 from unnest(i.equal) as e (label)
-        where (src.labels ->> e.label) is distinct from (p_labels ->> e.label)
-      )
-    end
-  order by src.firing_since, src.fingerprint
-  limit 1
+begin
+  -- plpgsql: its plan is kept for the session (a sql function with a set clause is planned at each call)
+  return (
+    select src.fingerprint
+    from monitoring.inhibit_rules as i
+    inner join monitoring.alerts as src
+      on
+        src.state = 'firing'
+        and src.fingerprint <> p_fingerprint
+        and monitoring._silence_matches(i.source_matchers, src.labels)
+    where
+      i.enabled
+      and monitoring._silence_matches(i.target_matchers, p_labels)
+      and case
+        when '*' = any(i.equal) then (src.labels - 'severity') = (p_labels - 'severity')
+        else not exists (
+          select 1 from unnest(i.equal) as e (label)
+          where (src.labels ->> e.label) is distinct from (p_labels ->> e.label)
+        )
+      end
+    order by src.firing_since, src.fingerprint
+    limit 1
+  );
+end
 $$;
 
 comment on function monitoring._inhibitor_for(jsonb, text) is
@@ -6514,13 +6531,19 @@ create or replace function monitoring._group_key(
   p_service text
 )
 returns jsonb
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select coalesce(jsonb_object_agg(g.label, case when g.label = 'service' then p_service else p_labels ->> g.label end),
-    '{}'::jsonb)
-  from unnest(p_group_by) as g (label)
+begin
+  -- plpgsql: its plan is kept for the session (a sql function with a set clause is planned at each call)
+  return (
+    select coalesce(
+      jsonb_object_agg(g.label, case when g.label = 'service' then p_service else p_labels ->> g.label end), '{}'::jsonb
+    )
+    from unnest(p_group_by) as g (label)
+  );
+end
 $$;
 
 comment on function monitoring._group_key(jsonb, text[], text) is

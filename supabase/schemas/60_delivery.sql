@@ -1151,13 +1151,19 @@ create or replace function monitoring._group_key(
   p_service text
 )
 returns jsonb
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select coalesce(jsonb_object_agg(g.label, case when g.label = 'service' then p_service else p_labels ->> g.label end),
-    '{}'::jsonb)
-  from unnest(p_group_by) as g (label)
+begin
+  -- plpgsql: its plan is kept for the session (a sql function with a set clause is planned at each call)
+  return (
+    select coalesce(
+      jsonb_object_agg(g.label, case when g.label = 'service' then p_service else p_labels ->> g.label end), '{}'::jsonb
+    )
+    from unnest(p_group_by) as g (label)
+  );
+end
 $$;
 
 comment on function monitoring._group_key(jsonb, text[], text) is
