@@ -63,7 +63,8 @@ def render(report: benchmod.Report) -> Table:
               help="pgbench rounds per database, run as back-to-back pairs (default 8, 6 with --quick).")
 @click.option("--ab", "ab_ref", default=None, metavar="REV",
               help="Also migrate a copy of the same data with the migrations of git revision REV (a commit, tag or "
-                   "branch) and time every view, health() and the cron cycle on both, alternating: an A/B in one run.")
+                   "branch) and time every view, health(), the cron cycle and an ordinary minute on both, alternating: "
+                   "an A/B in one run.")
 def bench(db_url: str | None, scale_text: str | None, quick: bool, repeat: int, as_json: bool, keep: bool,
           fresh: bool, write_seconds: float | None, write_rounds: int | None, ab_ref: str | None) -> None:
     """Measure the monitoring at production scale, side by side with the spec's queries.
@@ -72,7 +73,8 @@ def bench(db_url: str | None, scale_text: str | None, quick: bool, repeat: int, 
     bench_monitored: the same data plus every migration), fills them with realistic traffic
     (default 10 M notifications over 40 days, 1 M in the last 24 h, 1 M error rows), then
     measures in one run: every monitoring view and health(), each alert check, a full cron
-    cycle, the spec's three queries against the views that answer them, the app's write
+    cycle (every rule due), an ordinary cron minute (the every-minute jobs, most rules not due),
+    the spec's three queries against the views that answer them, the app's write
     throughput with and without the monitoring (pgbench, 4 writers), retention's cleanup rate
     and the longest lock wait it causes, migrate on an empty database and this process's peak
     memory. Each figure is shown against its target (PASS or MISS). Your own databases are
