@@ -359,21 +359,25 @@ select ok(
 select is(
   (
     select count(*)
-    from unnest(array[
-      '* * * * *', '*/15 * * * *', '0 * * * *', '5,35 8-18 * * 1-5', '0 9 * * mon', '30 3 1 * *', '0 0 13 * 5',
-      '*/7 */3 * * *', '0 12 * 2 *', '15 10 1,15 * sun', '0 0 * * 0', '0 0 * * 7', '59 23 31 12 *'
-    ]) as c (schedule)
+    from
+      unnest(array[
+        '* * * * *', '*/15 * * * *', '0 * * * *', '5,35 8-18 * * 1-5', '0 9 * * mon', '30 3 1 * *', '0 0 13 * 5',
+        '*/7 */3 * * *', '0 12 * 2 *', '15 10 1,15 * sun', '0 0 * * 0', '0 0 * * 7', '59 23 31 12 *'
+      ]) as c (schedule)
     -- looks just before runs (month and year ends, a Friday the 1st, a Sunday the 15th), and a grid
     cross join (
-      select unnest(array[
-        timestamptz '2030-01-31 23:59:30+00', '2030-02-01 08:59:59+00', '2030-02-15 10:14:10+00',
-        '2030-02-03 09:59:30+00', '2030-12-31 23:58:30+00', '2030-02-13 00:00:00+00', '2030-03-01 11:59:00+00'
-      ])
+      select
+        unnest(array[
+          timestamptz '2030-01-31 23:59:30+00', '2030-02-01 08:59:59+00', '2030-02-15 10:14:10+00',
+          '2030-02-03 09:59:30+00', '2030-12-31 23:58:30+00', '2030-02-13 00:00:00+00', '2030-03-01 11:59:00+00'
+        ])
       union all
-      select g from generate_series(timestamptz '2030-01-31 22:00:30+00', '2030-02-01 02:00+00', interval '17 minutes') as g
+      select g
+      from generate_series(timestamptz '2030-01-31 22:00:30+00', '2030-02-01 02:00+00', interval '17 minutes') as g
     ) as a (after)
-    cross join unnest(array[interval '30 seconds', '1 minute', '2 minutes', '59 minutes', '3 hours', '2 days'])
-      as g (gap)
+    cross join
+      unnest(array[interval '30 seconds', '1 minute', '2 minutes', '59 minutes', '3 hours', '2 days'])
+        as g (gap)
     where monitoring._cron_due(c.schedule, a.after, a.after + g.gap) is distinct from exists (
       select 1 from monitoring._cron_times(
         c.schedule, date_trunc('minute', a.after) + interval '1 minute', a.after + g.gap
