@@ -455,3 +455,60 @@ def test_refresh_after_a_minute_recomputes_whole_minutes(conn: psycopg.Connectio
         assert start.second == 0 and start.microsecond == 0, "the recompute starts on a whole minute"
         assert_views_equal_raw(cur)
         raise psycopg.Rollback()
+
+
+def test_hour_completed_by_a_refresh_that_changed_none_of_its_minutes(conn: psycopg.Connection) -> None:
+    """A refresh at H:31 rolls H's first minutes into the minute tier (H is not complete: no hour
+    row yet). The next regular refresh, an hour or more later, recomputes only from about H:26, where
+    nothing changed: it must still build H's hour rows, or every window over H loses H:05 and H:20."""
+    w1 = P_NOW.replace(second=0, microsecond=0) - timedelta(minutes=60 + (P_NOW.minute - 31) % 60)
+    assert w1.minute == 31 and timedelta(hours=1) <= P_NOW - w1 < timedelta(hours=2)
+    hour = w1.replace(minute=0)
+    with conn.transaction(), conn.cursor() as cur:
+        reset(cur)
+        for key, minute in enumerate((5, 20)):
+            offset = int((hour + timedelta(minutes=minute) - P_NOW).total_seconds() * 1000)
+            insert_notification(cur, key, offset, "sent", 1_000, 2_000)
+            cur.execute("insert into public.whatsapp_error_logs (error_type, created_at) values ('timeout', %s)",
+                        (at(offset),))
+        cur.execute("select monitoring.refresh_rollups(%s, p_full => true)", (w1 + timedelta(seconds=10),))
+        cur.execute("select count(*) from monitoring.notification_hours where bucket = %s", (hour,))
+        assert cur.fetchone()[0] == 0, "H is the watermark's hour: not built yet"
+        cur.execute("select (monitoring.refresh_rollups(%s)) ->> 'from'", (P_NOW,))
+        assert datetime.fromisoformat(cur.fetchone()[0]) > hour + timedelta(minutes=20), "H:05 and H:20 not recomputed"
+        cur.execute("select total from monitoring.notification_hours where bucket = %s", (hour,))
+        assert cur.fetchone() == (2,)
+        cur.execute("select sum(error_count) from monitoring.error_hours where bucket = %s", (hour,))
+        assert cur.fetchone() == (2,)
+        assert_views_equal_raw(cur)
+        raise psycopg.Rollback()
+
+
+def test_refresh_stages_report_only_the_minutes_that_changed(conn: psycopg.Connection) -> None:
+    """The refresh rebuilds the hours and days of the recomputed minutes that changed, so the
+    stages must report every such minute (new, gone or changed) and none that did not change."""
+    m = P_NOW.replace(second=0, microsecond=0) - timedelta(hours=3)
+    args = (m - timedelta(minutes=30), m + timedelta(minutes=30), P_NOW - timedelta(days=8))
+
+    def changed() -> tuple[list[datetime], list[datetime]]:
+        cur.execute("select monitoring._refresh_notifications(%s, %s, %s), monitoring._refresh_errors(%s, %s, %s)",
+                    args + args)
+        notifications, errors = cur.fetchone()
+        return sorted(notifications), sorted(errors)
+
+    with conn.transaction(), conn.cursor() as cur:
+        reset(cur)
+        offset = int((m + timedelta(seconds=7) - P_NOW).total_seconds() * 1000)
+        insert_notification(cur, 0, offset, "pending", 1_000, None)
+        cur.execute("insert into public.whatsapp_error_logs (error_type, created_at) values ('timeout', %s)",
+                    (at(offset),))
+        assert changed() == ([m], [m]), "new minutes"
+        assert changed() == ([], []), "nothing changed"
+        cur.execute("update public.whatsapp_notifications set status = 'sent', sent_at = created_at + interval '2 s'")
+        assert changed()[0] == [m], "a changed minute"
+        cur.execute("update public.whatsapp_error_logs set error_type = 'rate_limited'")
+        assert changed()[1] == [m], "a changed error minute"
+        cur.execute("delete from public.whatsapp_notifications")
+        cur.execute("delete from public.whatsapp_error_logs")
+        assert changed() == ([m], [m]), "minutes gone"
+        raise psycopg.Rollback()

@@ -586,6 +586,95 @@ comment on function monitoring._hour_span(timestamptz, timestamptz) is
 -- ---------------------------------------------------------------------------------------------
 -- The refresh, stage by stage
 -- ---------------------------------------------------------------------------------------------
+create or replace function monitoring._notification_minute_sigs(
+  -- first minute
+  p_from timestamptz,
+  -- end (exclusive)
+  p_to timestamptz
+)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
+as $$
+begin
+  return (
+    select coalesce(jsonb_object_agg(m.bucket, jsonb_build_array(
+      m.total, m.pending, m.processing, m.sent, m.delivered, m.read, m.failed, m.latency_count, m.latency_sum_ms,
+      m.queue_count, m.queue_sum_ms, m.read_count, m.read_sum_ms,
+      (
+        select jsonb_agg(jsonb_build_array(l.kind, l.bin, l.n) order by l.kind, l.bin)
+        from monitoring.latency_minutes as l
+        where l.bucket = m.bucket and l.n <> 0
+      )
+    )), '{}'::jsonb)
+    from monitoring.notification_minutes as m
+    where m.bucket >= p_from and m.bucket < p_to and m.total <> 0
+  );
+end
+$$;
+
+comment on function monitoring._notification_minute_sigs(timestamptz, timestamptz) is
+'Internal: each minute of [p_from, p_to) with notifications, as its counts and histogram bins (the errors column '
+'apart), so a refresh can tell which recomputed minutes changed and rebuild only their hours.';
+
+create or replace function monitoring._error_minute_sigs(
+  -- first minute
+  p_from timestamptz,
+  -- end (exclusive)
+  p_to timestamptz
+)
+returns jsonb
+language plpgsql
+stable
+set search_path = ''
+set jit = off
+set plan_cache_mode = force_generic_plan
+set max_parallel_workers_per_gather = 0
+as $$
+begin
+  return (
+    select coalesce(jsonb_object_agg(e.bucket, e.sig), '{}'::jsonb)
+    from (
+      select m.bucket, jsonb_agg(jsonb_build_array(m.error_type, m.error_count, m.last_at) order by m.error_type) as sig
+      from monitoring.error_minutes as m
+      where m.bucket >= p_from and m.bucket < p_to
+      group by m.bucket
+    ) as e
+  );
+end
+$$;
+
+comment on function monitoring._error_minute_sigs(timestamptz, timestamptz) is
+'Internal: each minute of [p_from, p_to) with errors, as its types, counts and last times, so a refresh can tell '
+'which recomputed minutes changed and rebuild only their hours and days.';
+
+create or replace function monitoring._changed_minutes(
+  -- minutes as they were (from _notification_minute_sigs or _error_minute_sigs)
+  p_before jsonb,
+  -- and as they are
+  p_after jsonb
+)
+returns timestamptz[]
+language plpgsql
+stable
+set search_path = ''
+as $$
+begin
+  return array(
+    select k.bucket::timestamptz
+    from (select jsonb_object_keys(p_before) union select jsonb_object_keys(p_after)) as k (bucket)
+    where p_before -> k.bucket is distinct from p_after -> k.bucket
+  );
+end
+$$;
+
+comment on function monitoring._changed_minutes(jsonb, jsonb) is
+'Internal: the minutes whose signature differs between two readings (appeared, gone or changed).';
+
 create or replace function monitoring._refresh_notifications(
   -- recompute minutes [p_from, p_to) from raw rows
   p_from timestamptz,
@@ -605,8 +694,15 @@ set max_parallel_workers_per_gather = 0
 as $$
 declare
   v_begin constant timestamptz := '-infinity'::timestamptz;
-  v_hours timestamptz [];
+  -- a regular refresh recomputes a few minutes: compare them, so an hour whose minutes did not
+  -- change is not rebuilt (in the first minutes of an hour the previous one would be, each time)
+  v_compare constant boolean := p_to - p_from <= interval '1 day';
+  v_before jsonb;
+  v_buckets timestamptz [];
 begin
+  if v_compare then
+    v_before := monitoring._notification_minute_sigs(p_from, p_to);
+  end if;
   delete from monitoring.notification_minutes as m
   where (m.bucket >= p_from and m.bucket < p_to) or (m.bucket >= v_begin and m.bucket < p_floor);
   delete from monitoring.latency_minutes as m
@@ -683,20 +779,31 @@ begin
     on conflict (bucket, kind, bin) do update set n = m.n + excluded.n
     returning m.bucket
   )
+  -- the older minutes the logged changes touched
   select array(
-    select distinct pg_catalog.date_bin('1 hour', t.bucket, '2000-01-01 00:00:00+00')
+    select distinct t.bucket
     from (select b.bucket from counts as b union all select b.bucket from bins as b) as t
+    where t.bucket < p_from
   )
-  into v_hours;
+  into v_buckets;
 
   delete from monitoring.latency_minutes as m where m.n = 0;
-  return v_hours;
+  -- and the recomputed minutes that changed (all of them when not compared)
+  if v_compare then
+    return v_buckets || monitoring._changed_minutes(v_before, monitoring._notification_minute_sigs(p_from, p_to));
+  end if;
+  return v_buckets || array(
+    select h from pg_catalog.generate_series(
+      pg_catalog.date_bin('1 hour', p_from, '2000-01-01 00:00:00+00'), p_to, interval '1 hour'
+    ) as h
+  );
 end
 $$;
 
 comment on function monitoring._refresh_notifications(timestamptz, timestamptz, timestamptz) is
 'Refresh stage 1: recompute notification_minutes and latency_minutes for [p_from, p_to) from raw rows and add '
-'the logged changes of older minutes (>= p_floor), in one statement. Returns the hours it touched.';
+'the logged changes of older minutes (>= p_floor), in one statement. Returns the minutes whose counts changed '
+'(for a range over a day: the start of every hour in it).';
 
 create or replace function monitoring._refresh_errors(
   -- recompute minutes [p_from, p_to) from raw rows
@@ -717,9 +824,14 @@ set max_parallel_workers_per_gather = 0
 as $$
 declare
   v_begin constant timestamptz := '-infinity'::timestamptz;
+  v_compare constant boolean := p_to - p_from <= interval '1 day';
+  v_before jsonb;
   v_dirty timestamptz [];
   v_minutes timestamptz [];
 begin
+  if v_compare then
+    v_before := monitoring._error_minute_sigs(p_from, p_to);
+  end if;
   -- Minutes whose error rows changed (recomputing a minute twice is harmless, so the log may be
   -- read in a statement of its own).
   with c as (delete from monitoring._error_changes as e where e.bucket < p_to returning e.bucket)
@@ -757,14 +869,22 @@ begin
   group by e.bucket
   on conflict (bucket) do update set errors = excluded.errors;
 
-  return v_dirty;
+  -- the logged minutes, and the recomputed minutes that changed (all of them when not compared)
+  if v_compare then
+    return v_dirty || monitoring._changed_minutes(v_before, monitoring._error_minute_sigs(p_from, p_to));
+  end if;
+  return v_dirty || array(
+    select h from pg_catalog.generate_series(
+      pg_catalog.date_bin('1 hour', p_from, '2000-01-01 00:00:00+00'), p_to, interval '1 hour'
+    ) as h
+  );
 end
 $$;
 
 comment on function monitoring._refresh_errors(timestamptz, timestamptz, timestamptz) is
 'Refresh stage 2: recompute error_minutes for [p_from, p_to) and for every logged minute inside the horizon, and '
 'the per-minute error counts in notification_minutes. Returns the logged minutes before p_from (any age: their '
-'days are refreshed too).';
+'days are refreshed too) and the recomputed minutes that changed (for a range over a day: every hour''s start).';
 
 create or replace function monitoring._refresh_hours(
   -- hours whose minutes changed
@@ -949,7 +1069,9 @@ create or replace function monitoring._refresh_range(
   -- every day of the day horizon is rebuilt (a full refresh)
   p_full boolean,
   -- false: the error rollups only (the notification minutes stay as they are)
-  p_notifications boolean
+  p_notifications boolean,
+  -- the watermark the previous refresh left: hours it had not completed are built now
+  p_since timestamptz
 )
 returns integer
 language plpgsql
@@ -966,12 +1088,16 @@ begin
     v_hours := monitoring._refresh_notifications(p_from, p_to, p_floor);
   end if;
   v_errors := monitoring._refresh_errors(p_from, p_to, p_floor);
-  -- hours: of the logged minutes, and every hour of the recomputed range (its minutes may be gone)
-  v_hours := v_hours || array(
-    select pg_catalog.date_bin('1 hour', b, '2000-01-01 00:00:00+00') from unnest(v_errors) as b
+  -- hours: of the minutes that changed (logged or recomputed), the hours the watermark completed
+  -- since the previous refresh, and on a full refresh every hour
+  v_hours := array(
+    select pg_catalog.date_bin('1 hour', b, '2000-01-01 00:00:00+00') from unnest(v_hours || v_errors) as b
   ) || array(
     select h from pg_catalog.generate_series(
-      pg_catalog.date_bin('1 hour', p_from, '2000-01-01 00:00:00+00'), p_to, interval '1 hour'
+      pg_catalog.date_bin(
+        '1 hour', case when p_full then p_from else greatest(p_from, p_since) end, '2000-01-01 00:00:00+00'
+      ),
+      p_to, interval '1 hour'
     ) as h
   );
   v_n := monitoring._refresh_hours(v_hours, p_to, p_floor, p_notifications);
@@ -980,14 +1106,9 @@ begin
       when p_full then array(
           select d::date from pg_catalog.generate_series(p_day_floor, (p_to at time zone 'UTC')::date, interval '1 day') as d
         )
-      else array(
-          select (b at time zone 'UTC')::date from unnest(v_errors) as b
-          union
-          select d::date from pg_catalog.generate_series(
-            (p_from at time zone 'UTC')::date, ((p_to - interval '1 microsecond') at time zone 'UTC')::date,
-            interval '1 day'
-          ) as d
-        )
+      -- the days of the error minutes that changed (a day's row sums its hours and the watermark's
+      -- hour's minutes, so it changes only when one of those minutes does)
+      else array(select distinct (b at time zone 'UTC')::date from unnest(v_errors) as b)
     end,
     p_to, p_floor, p_day_floor
   );
@@ -995,9 +1116,12 @@ begin
 end
 $$;
 
-comment on function monitoring._refresh_range(timestamptz, timestamptz, timestamptz, date, boolean, boolean) is
+comment on function monitoring._refresh_range(
+  timestamptz, timestamptz, timestamptz, date, boolean, boolean, timestamptz
+) is
 'Internal: the stages of a refresh between two bounds (notification minutes, error minutes, hours, days), for '
-'refresh_rollups() and _refresh_error_rollups(). Returns the number of hours rebuilt.';
+'refresh_rollups() and _refresh_error_rollups(): the hours and days of the minutes that changed are rebuilt, and '
+'the hours the watermark completed. Returns the number of hours rebuilt.';
 
 create or replace function monitoring._refresh_error_rollups(
   -- the evaluation's now
@@ -1033,7 +1157,7 @@ begin
   end if;
   v_from := monitoring._recompute_from(v_w, v_state);
   v_n := monitoring._refresh_range(
-    v_from, v_w, v_floor, ((v_w - v_settings.day_horizon) at time zone 'UTC')::date, false, false
+    v_from, v_w, v_floor, ((v_w - v_settings.day_horizon) at time zone 'UTC')::date, false, false, v_state.watermark
   );
   return jsonb_build_object(
     'watermark', v_w,
@@ -1128,7 +1252,7 @@ begin
   v_from := case when v_full then v_floor else monitoring._recompute_from(v_w, v_state) end;
 
   v_n := monitoring._refresh_range(
-    v_from, v_w, v_floor, ((v_w - v_settings.day_horizon) at time zone 'UTC')::date, v_full, true
+    v_from, v_w, v_floor, ((v_w - v_settings.day_horizon) at time zone 'UTC')::date, v_full, true, v_state.watermark
   );
 
   delete from monitoring._refresh_marks as k

@@ -314,8 +314,9 @@ to service_role;
 -- _ingest_time_pattern, _ingest_key_matches, _ingest_refusal).
 
 -- Owner only: monitoring._get_secret(text) (secrets), the refresh stages behind refresh_rollups()
--- (_recompute_from, _refresh_range, _refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days) and the
--- app-table trigger functions
+-- (_recompute_from, _refresh_range, _refresh_notifications, _refresh_errors, _refresh_hours, _refresh_days, and
+-- the change detection _notification_minute_sigs, _error_minute_sigs, _changed_minutes) and the app-table trigger
+-- functions
 -- (_log_notification_change, _log_error_change, _install_rollup_triggers), and the constants behind them
 -- (_change_lag, _change_horizon, _error_change_horizon).
 
