@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from pydeploy import migrations
-from pydeploy.bench.cluster import MONITORED, PLAIN
+from pydeploy.bench.cluster import MONITORED, PLAIN, ROLLUP_TABLES
 from pydeploy.bench.context import Run
 from pydeploy.bench.measure import connect, timed
 from pydeploy.bench.reads import cron_jobs, run_cycle, run_minute
@@ -90,8 +90,10 @@ def bench_ab(run: Run) -> None:
     with connect(run.cluster.url(AB)) as c:
         n = migrate_to(c, project_dir(), ref)
         c.execute("select monitoring.refresh_rollups(p_full => true)")
-        for t in ("public.whatsapp_notifications", "public.whatsapp_error_logs"):
-            c.execute(f"vacuum (analyze) {t}")
+        for t in ("public.whatsapp_notifications", "public.whatsapp_error_logs", *ROLLUP_TABLES):
+            # an older revision may lack a rollup table
+            if c.execute("select to_regclass(%s) is not null", (t,)).fetchone()[0]:
+                c.execute(f"vacuum (analyze) {t}")
     run.report.details["ab"] = {"ref": ref, "migrations": n}
     with connect(run.cluster.url(MONITORED)) as new, connect(run.cluster.url(AB)) as old:
         jobs = {"new": cron_jobs(new), "old": cron_jobs(old)}

@@ -72,6 +72,13 @@ class Cluster:
             c.execute(sql.SQL("comment on database {} is {}").format(sql.Identifier(name), sql.Literal(text)))
 
 
+# the rollup tables a full refresh fills (supabase/schemas/10_rollups.sql)
+ROLLUP_TABLES = (
+    "monitoring.notification_minutes", "monitoring.latency_minutes", "monitoring.error_minutes",
+    "monitoring.notification_hours", "monitoring.latency_hours", "monitoring.error_hours", "monitoring.error_days",
+)
+
+
 def create_app_tables(url: str) -> None:
     """The app's own tables as the schema defines them, minus every index that is not a key."""
     path = migrations_dir().parent / "schemas" / APP_TABLES_SCHEMA
