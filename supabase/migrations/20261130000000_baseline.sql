@@ -339,11 +339,14 @@ create or replace function monitoring._iso(
   p_at timestamptz
 )
 returns text
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
+end
 $$;
 
 comment on function monitoring._iso(timestamptz) is
@@ -1010,12 +1013,15 @@ comment on function monitoring._latency_edges_ms() is
 
 create or replace function monitoring._watermark()
 returns timestamptz
-language sql
+language plpgsql
 stable
 set search_path = ''
 set jit = off
 as $$
-  select coalesce((select s.watermark from monitoring.rollup_state as s where s.id), '-infinity'::timestamptz);
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return coalesce((select s.watermark from monitoring.rollup_state as s where s.id), '-infinity'::timestamptz);
+end
 $$;
 
 comment on function monitoring._watermark() is
@@ -1218,13 +1224,16 @@ create or replace function monitoring._hour_ceil(
   p_at timestamptz
 )
 returns timestamptz
-language sql
+language plpgsql
 immutable
 parallel safe
 set search_path = ''
 set jit = off
 as $$
-  select pg_catalog.date_bin('1 hour', p_at - interval '1 microsecond', '2000-01-01 00:00:00+00') + interval '1 hour';
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return pg_catalog.date_bin('1 hour', p_at - interval '1 microsecond', '2000-01-01 00:00:00+00') + interval '1 hour';
+end
 $$;
 
 comment on function monitoring._hour_ceil(timestamptz) is 'The first whole UTC hour at or after p_at.';
@@ -1718,17 +1727,20 @@ create or replace function monitoring._recompute_from(
   p_state monitoring.rollup_state
 )
 returns timestamptz
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
+begin
   -- the first minute whose raw rows a refresh up to p_to must recompute (see the file header):
   -- young rows, rows a transaction running at the previous refresh may have changed, and the
   -- minutes since the previous watermark; whole minutes only
-  select pg_catalog.date_bin(
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return pg_catalog.date_bin(
     '1 minute', least(p_to - monitoring._change_lag(), p_state.changes_from, p_state.watermark),
     '2000-01-01 00:00:00+00'
-  )
+  );
+end
 $$;
 
 comment on function monitoring._recompute_from(timestamptz, monitoring.rollup_state) is
@@ -3639,12 +3651,18 @@ begin
     end if;
   end if;
 
+  -- each field as a bit mask (bit v set: value v runs): small enough to keep in rule_state, which
+  -- the evaluator rewrites every minute
   return jsonb_build_object(
-    'minute', to_jsonb(monitoring._cron_field(v_fields[1], 0, 59, null, 'minute', p_column)),
-    'hour', to_jsonb(monitoring._cron_field(v_fields[2], 0, 23, null, 'hour', p_column)),
-    'dom', to_jsonb(v_dom),
-    'month', to_jsonb(v_month),
-    'dow', to_jsonb(v_dow),
+    'minute', (select coalesce(bit_or(1::bigint << u.v), 0) from unnest(
+      monitoring._cron_field(v_fields[1], 0, 59, null, 'minute', p_column)
+    ) as u (v)),
+    'hour', (select coalesce(bit_or(1::bigint << u.v), 0) from unnest(
+      monitoring._cron_field(v_fields[2], 0, 23, null, 'hour', p_column)
+    ) as u (v)),
+    'dom', (select coalesce(bit_or(1::bigint << u.v), 0) from unnest(v_dom) as u (v)),
+    'month', (select coalesce(bit_or(1::bigint << u.v), 0) from unnest(v_month) as u (v)),
+    'dow', (select coalesce(bit_or(1::bigint << u.v), 0) from unnest(v_dow) as u (v)),
     'dom_star', left(v_fields[3], 1) = '*',
     'dow_star', left(v_fields[5], 1) = '*'
   );
@@ -3652,7 +3670,8 @@ end
 $$;
 
 comment on function monitoring._cron_parse(text, text) is
-'Internal: validate a 5-field pg_cron 1.4 expression and return its expanded fields as jsonb; raises a '
+'Internal: validate a 5-field pg_cron 1.4 expression and return its expanded fields as jsonb (minute, hour, dom, '
+'month, dow: bit masks, bit v set when value v runs; dom_star, dow_star: the day field is *); raises a '
 'check_violation naming p_column (also for numbers out of range and for schedules that never run).';
 
 create or replace function monitoring._cron_times(
@@ -3674,11 +3693,11 @@ as $$
 
   arrays as (
     select
-      array(select jsonb_array_elements_text(spec.j -> 'minute')::integer) as minutes,
-      array(select jsonb_array_elements_text(spec.j -> 'hour')::integer) as hours,
-      array(select jsonb_array_elements_text(spec.j -> 'dom')::integer) as doms,
-      array(select jsonb_array_elements_text(spec.j -> 'month')::integer) as months,
-      array(select jsonb_array_elements_text(spec.j -> 'dow')::integer) as dows,
+      array(select v from generate_series(0, 59) as v where ((spec.j ->> 'minute')::bigint >> v) & 1 = 1) as minutes,
+      array(select v from generate_series(0, 23) as v where ((spec.j ->> 'hour')::bigint >> v) & 1 = 1) as hours,
+      array(select v from generate_series(1, 31) as v where ((spec.j ->> 'dom')::bigint >> v) & 1 = 1) as doms,
+      array(select v from generate_series(1, 12) as v where ((spec.j ->> 'month')::bigint >> v) & 1 = 1) as months,
+      array(select v from generate_series(0, 6) as v where ((spec.j ->> 'dow')::bigint >> v) & 1 = 1) as dows,
       (spec.j ->> 'dom_star')::boolean as dom_star,
       (spec.j ->> 'dow_star')::boolean as dow_star
     from spec
@@ -3734,12 +3753,12 @@ as $$
 declare
   -- pg_cron reads schedules in GMT
   v_at timestamp := p_at at time zone 'UTC';
-  v_dom boolean := p_spec -> 'dom' @> to_jsonb(extract(day from v_at)::integer);
-  v_dow boolean := p_spec -> 'dow' @> to_jsonb(extract(dow from v_at)::integer);
+  v_dom boolean := ((p_spec ->> 'dom')::bigint >> extract(day from v_at)::integer) & 1 = 1;
+  v_dow boolean := ((p_spec ->> 'dow')::bigint >> extract(dow from v_at)::integer) & 1 = 1;
 begin
-  return p_spec -> 'minute' @> to_jsonb(extract(minute from v_at)::integer)
-    and p_spec -> 'hour' @> to_jsonb(extract(hour from v_at)::integer)
-    and p_spec -> 'month' @> to_jsonb(extract(month from v_at)::integer)
+  return ((p_spec ->> 'minute')::bigint >> extract(minute from v_at)::integer) & 1 = 1
+    and ((p_spec ->> 'hour')::bigint >> extract(hour from v_at)::integer) & 1 = 1
+    and ((p_spec ->> 'month')::bigint >> extract(month from v_at)::integer) & 1 = 1
     -- as in monitoring._cron_times: with a * in either day field both must match, else either
     and case
       when (p_spec ->> 'dom_star')::boolean or (p_spec ->> 'dow_star')::boolean then v_dom and v_dow
@@ -3820,7 +3839,8 @@ as $$
   span as (
     -- many runs a day: two weeks show the longest gap; few runs a day: look at a whole year
     select case
-      when jsonb_array_length(spec.j -> 'minute') * jsonb_array_length(spec.j -> 'hour') > 24
+      when length(replace(((spec.j ->> 'minute')::bigint)::bit(64)::text, '0', ''))
+        * length(replace(((spec.j ->> 'hour')::bigint)::bit(64)::text, '0', '')) > 24
         then interval '14 days'
       else interval '400 days'
     end as length
@@ -4376,16 +4396,19 @@ create or replace function monitoring._breaches(
   p_threshold numeric
 )
 returns boolean
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select coalesce(case p_comparator
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return coalesce(case p_comparator
     when '>' then p_value > p_threshold
     when '>=' then p_value >= p_threshold
     when '<' then p_value < p_threshold
     when '<=' then p_value <= p_threshold
-  end, false)
+  end, false);
+end
 $$;
 
 comment on function monitoring._breaches(numeric, text, numeric) is
@@ -5167,6 +5190,10 @@ declare
   v_changes jsonb := '[]'::jsonb;
   v_last_data timestamptz := p_last_data_at;
   v_data boolean := false;
+  v_all_labels jsonb[] := '{}'::jsonb [];
+  v_fingerprints text[] := '{}'::text [];
+  v_known text[];
+  v_breached boolean;
 begin
   if p_rule.enabled then
     v_results := array(select c from monitoring._run_check(p_rule, p_now) as c);
@@ -5191,18 +5218,28 @@ begin
       end if;
     end if;
 
-    foreach v_result in array v_results loop
-      v_labels := coalesce(p_rule.labels, '{}'::jsonb)
-        || coalesce(v_result.labels, '{}'::jsonb)
+    -- the instances' labels and fingerprints, and which of them have an alert (any state): an
+    -- instance that does not breach and has none is left alone without a visit to each alert (a
+    -- rule per session reports every session)
+    for i in 1 .. coalesce(array_length(v_results, 1), 0) loop
+      v_all_labels[i] := coalesce(p_rule.labels, '{}'::jsonb)
+        || coalesce(v_results[i].labels, '{}'::jsonb)
         || jsonb_build_object('alertname', p_rule.name, 'severity', p_rule.severity);
-      v_fingerprint := monitoring._fingerprint(v_labels);
+      v_fingerprints[i] := monitoring._fingerprint(v_all_labels[i]);
+    end loop;
+    v_known := array(select a.fingerprint from monitoring.alerts as a where a.fingerprint = any(v_fingerprints));
+    for i in 1 .. coalesce(array_length(v_results, 1), 0) loop
+      v_result := v_results[i];
+      v_labels := v_all_labels[i];
+      v_fingerprint := v_fingerprints[i];
       continue when v_fingerprint = any(v_seen);
       v_seen := v_seen || v_fingerprint;
+      v_breached := monitoring._breaches(v_result.value, p_rule.comparator, p_rule.threshold)
+        and (p_rule.min_volume is null or coalesce(v_result.volume, 0) > p_rule.min_volume);
+      -- what monitoring._transition would return for it: nothing
+      continue when not v_breached and not v_fingerprint = any(v_known);
       v_change := monitoring._transition(
-        p_rule, v_fingerprint, v_labels, v_result.value, v_result.message,
-        monitoring._breaches(v_result.value, p_rule.comparator, p_rule.threshold)
-        and (p_rule.min_volume is null or coalesce(v_result.volume, 0) > p_rule.min_volume),
-        p_now
+        p_rule, v_fingerprint, v_labels, v_result.value, v_result.message, v_breached, p_now
       );
       if v_change is not null then
         v_changes := v_changes || v_change;
@@ -5243,7 +5280,10 @@ create or replace function monitoring.evaluate_rules(
   -- evaluate only these rules (null: every rule)
   p_rules text[] default null,
   -- evaluate only rules whose schedule is due since the last scheduled check (default: when p_rules is null)
-  p_due_only boolean default null
+  p_due_only boolean default null,
+  -- decide notifications (monitoring._notify_due) after the run; false: only when a rule of this run
+  -- changed state (the watchdog, while the evaluate job decides every minute)
+  p_decide boolean default true
 )
 returns jsonb
 language plpgsql
@@ -5311,7 +5351,9 @@ begin
     if v_rule.enabled and v_due_only then
       -- the parsed schedule is kept in rule_state: parsing every rule's cron expression every
       -- minute cost more than evaluating the rules that are due
-      if v_state.schedule_spec is null or v_state.schedule is distinct from v_rule.schedule then
+      if v_state.schedule_spec is null or v_state.schedule is distinct from v_rule.schedule
+        or jsonb_typeof(v_state.schedule_spec -> 'minute') is distinct from 'number' then
+        -- (parsed before the fields were bit masks: parsed again)
         v_state.schedule_spec := monitoring._cron_parse(v_rule.schedule);
         update monitoring.rule_state as s set schedule = v_rule.schedule, schedule_spec = v_state.schedule_spec
         where s.rule_name = v_rule.name;
@@ -5387,7 +5429,10 @@ begin
 
   -- every rule of the run is evaluated: now decide the notifications (silences, inhibition,
   -- grouping), so an inhibiting alert raised in this run already mutes its consequences
-  v_notified := monitoring._notify_due(p_now);
+  v_notified := case
+    when coalesce(p_decide, true) or jsonb_array_length(v_transitions) > 0 then monitoring._notify_due(p_now)
+    else '{}'::jsonb
+  end;
   v_transitions := (
     select coalesce(jsonb_agg(
       case when n.note is null then t.change else t.change || n.note end order by t.ord
@@ -5414,12 +5459,13 @@ begin
 end
 $$;
 
-comment on function monitoring.evaluate_rules(timestamptz, text[], boolean) is
+comment on function monitoring.evaluate_rules(timestamptz, text[], boolean, boolean) is
 'Evaluate enabled rules (those due by their schedule, or the named ones), each in its own subtransaction: a failing '
 'rule is recorded in rule_errors and the others still run. Each rule''s advisory lock is taken before its rule_state '
 'row, in rule name order, so concurrent evaluators wait instead of deadlocking. Returns evaluated names, errors, '
 'transitions (with the notification each got) and the notification count. A failing rule''s error_state decides '
-'its alerts; notifications are decided after every rule of the run (monitoring._notify_due).';
+'its alerts; notifications are decided after every rule of the run (monitoring._notify_due), or with p_decide => '
+'false only when a rule of the run changed state.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Views
@@ -5489,8 +5535,25 @@ before insert or update on monitoring.silences
 for each row execute function monitoring._validate_not_null();
 
 create or replace trigger rule_state_finite_times
-before insert or update on monitoring.rule_state
+before insert on monitoring.rule_state
 for each row execute function monitoring._validate_finite_times(
+  'last_checked_at', 'last_evaluated_at!', 'last_ok_at!', 'last_error_at!', 'last_data_at!'
+);
+
+-- the evaluator updates every rule's row every minute: the when clause keeps the check's function
+-- (about 0.08 ms a row) for the updates it would refuse
+create or replace trigger rule_state_finite_times_update
+before update on monitoring.rule_state
+for each row
+when (
+  not isfinite(new.last_checked_at) or not isfinite(new.last_evaluated_at) or not isfinite(new.last_ok_at)
+  or not isfinite(new.last_error_at) or not isfinite(new.last_data_at)
+  or (new.last_evaluated_at is null and old.last_evaluated_at is not null)
+  or (new.last_ok_at is null and old.last_ok_at is not null)
+  or (new.last_error_at is null and old.last_error_at is not null)
+  or (new.last_data_at is null and old.last_data_at is not null)
+)
+execute function monitoring._validate_finite_times(
   'last_checked_at', 'last_evaluated_at!', 'last_ok_at!', 'last_error_at!', 'last_data_at!'
 );
 
@@ -6710,16 +6773,20 @@ returns table (
   fingerprint text, rule_name text, state text, severity text, event text, silenced_by bigint, inhibited_by text,
   group_key jsonb, alert jsonb, muted boolean
 )
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return query
   select d.fingerprint, d.rule_name, d.state, d.severity, d.event, d.silenced_by, d.inhibited_by, d.group_key, d.alert,
     d.silenced_by is not null or d.inhibited_by is not null
   from jsonb_to_recordset(p_due) as d (
     fingerprint text, rule_name text, state text, severity text, event text, silenced_by bigint, inhibited_by text,
     group_key jsonb, alert jsonb
-  )
+  );
+end
 $$;
 
 comment on function monitoring._due_rows(jsonb) is
@@ -8139,9 +8206,15 @@ begin
         -- the cycle succeeded: tell the outside world (monitoring.heartbeat)
         v_result := v_result || jsonb_build_object('heartbeat', monitoring._heartbeat_ping(now()));
       when 'watchdog' then
+        -- the evaluate job decides the notifications every minute; while it has not succeeded for
+        -- two minutes the watchdog decides them too (repeats, group waits, its own alert)
         v_result := jsonb_build_object(
           'rules', monitoring.evaluate_rules(
-            now(), array(select r.name from monitoring.alert_rules as r where r.name = 'monitor_stalled')
+            now(), array(select r.name from monitoring.alert_rules as r where r.name = 'monitor_stalled'),
+            p_decide => not exists (
+              select 1 from monitoring.job_runs as r
+              where r.job = 'evaluate' and r.ok and r.finished_at > now() - interval '2 minutes'
+            )
           )
         );
         v_result := v_result || jsonb_build_object(
@@ -8408,11 +8481,13 @@ create or replace function monitoring._human_interval(
   p_interval interval
 )
 returns text
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return case
     when p_interval is null then 'the window'
     when p_interval = interval '1 hour' then 'the last hour'
     when extract(epoch from p_interval)::bigint % 86400 = 0
@@ -8422,7 +8497,8 @@ as $$
     when extract(epoch from p_interval)::bigint % 60 = 0
       then format('the last %s minutes', extract(epoch from p_interval)::bigint / 60)
     else format('the last %s seconds', extract(epoch from p_interval)::bigint)
-  end
+  end;
+end
 $$;
 
 comment on function monitoring._human_interval(interval) is
@@ -8435,13 +8511,18 @@ create or replace function monitoring._error_count(
   p_window interval
 )
 returns bigint
-language sql
+language plpgsql
 stable
 set search_path = ''
 set jit = off
 as $$
-  select coalesce(sum(e.error_count), 0)::bigint
-  from monitoring._error_window(p_now, p_window) as e
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return (
+    select coalesce(sum(e.error_count), 0)::bigint
+    from monitoring._error_window(p_now, p_window) as e
+  );
+end
 $$;
 
 comment on function monitoring._error_count(timestamptz, interval) is
@@ -13362,7 +13443,7 @@ monitoring.dashboard(text, integer),
 monitoring.expire_silence_as(text, bigint),
 monitoring.create_silence(jsonb, interval, text, text, timestamptz),
 monitoring.dispatch_deliveries(timestamptz, integer),
-monitoring.evaluate_rules(timestamptz, text[], boolean),
+monitoring.evaluate_rules(timestamptz, text[], boolean, boolean),
 monitoring.expire_silence(bigint, timestamptz),
 monitoring.exporter_alerts(),
 monitoring.exporter_delivery_latency(),

@@ -33,11 +33,14 @@ create or replace function monitoring._iso(
   p_at timestamptz
 )
 returns text
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return to_char(p_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
+end
 $$;
 
 comment on function monitoring._iso(timestamptz) is

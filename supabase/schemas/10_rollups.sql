@@ -332,12 +332,15 @@ comment on function monitoring._latency_edges_ms() is
 
 create or replace function monitoring._watermark()
 returns timestamptz
-language sql
+language plpgsql
 stable
 set search_path = ''
 set jit = off
 as $$
-  select coalesce((select s.watermark from monitoring.rollup_state as s where s.id), '-infinity'::timestamptz);
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return coalesce((select s.watermark from monitoring.rollup_state as s where s.id), '-infinity'::timestamptz);
+end
 $$;
 
 comment on function monitoring._watermark() is
@@ -540,13 +543,16 @@ create or replace function monitoring._hour_ceil(
   p_at timestamptz
 )
 returns timestamptz
-language sql
+language plpgsql
 immutable
 parallel safe
 set search_path = ''
 set jit = off
 as $$
-  select pg_catalog.date_bin('1 hour', p_at - interval '1 microsecond', '2000-01-01 00:00:00+00') + interval '1 hour';
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return pg_catalog.date_bin('1 hour', p_at - interval '1 microsecond', '2000-01-01 00:00:00+00') + interval '1 hour';
+end
 $$;
 
 comment on function monitoring._hour_ceil(timestamptz) is 'The first whole UTC hour at or after p_at.';
@@ -1040,17 +1046,20 @@ create or replace function monitoring._recompute_from(
   p_state monitoring.rollup_state
 )
 returns timestamptz
-language sql
+language plpgsql
 stable
 set search_path = ''
 as $$
+begin
   -- the first minute whose raw rows a refresh up to p_to must recompute (see the file header):
   -- young rows, rows a transaction running at the previous refresh may have changed, and the
   -- minutes since the previous watermark; whole minutes only
-  select pg_catalog.date_bin(
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return pg_catalog.date_bin(
     '1 minute', least(p_to - monitoring._change_lag(), p_state.changes_from, p_state.watermark),
     '2000-01-01 00:00:00+00'
-  )
+  );
+end
 $$;
 
 comment on function monitoring._recompute_from(timestamptz, monitoring.rollup_state) is

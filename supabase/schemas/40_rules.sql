@@ -264,12 +264,18 @@ begin
     end if;
   end if;
 
+  -- each field as a bit mask (bit v set: value v runs): small enough to keep in rule_state, which
+  -- the evaluator rewrites every minute
   return jsonb_build_object(
-    'minute', to_jsonb(monitoring._cron_field(v_fields[1], 0, 59, null, 'minute', p_column)),
-    'hour', to_jsonb(monitoring._cron_field(v_fields[2], 0, 23, null, 'hour', p_column)),
-    'dom', to_jsonb(v_dom),
-    'month', to_jsonb(v_month),
-    'dow', to_jsonb(v_dow),
+    'minute', (select coalesce(bit_or(1::bigint << u.v), 0) from unnest(
+      monitoring._cron_field(v_fields[1], 0, 59, null, 'minute', p_column)
+    ) as u (v)),
+    'hour', (select coalesce(bit_or(1::bigint << u.v), 0) from unnest(
+      monitoring._cron_field(v_fields[2], 0, 23, null, 'hour', p_column)
+    ) as u (v)),
+    'dom', (select coalesce(bit_or(1::bigint << u.v), 0) from unnest(v_dom) as u (v)),
+    'month', (select coalesce(bit_or(1::bigint << u.v), 0) from unnest(v_month) as u (v)),
+    'dow', (select coalesce(bit_or(1::bigint << u.v), 0) from unnest(v_dow) as u (v)),
     'dom_star', left(v_fields[3], 1) = '*',
     'dow_star', left(v_fields[5], 1) = '*'
   );
@@ -277,7 +283,8 @@ end
 $$;
 
 comment on function monitoring._cron_parse(text, text) is
-'Internal: validate a 5-field pg_cron 1.4 expression and return its expanded fields as jsonb; raises a '
+'Internal: validate a 5-field pg_cron 1.4 expression and return its expanded fields as jsonb (minute, hour, dom, '
+'month, dow: bit masks, bit v set when value v runs; dom_star, dow_star: the day field is *); raises a '
 'check_violation naming p_column (also for numbers out of range and for schedules that never run).';
 
 create or replace function monitoring._cron_times(
@@ -299,11 +306,11 @@ as $$
 
   arrays as (
     select
-      array(select jsonb_array_elements_text(spec.j -> 'minute')::integer) as minutes,
-      array(select jsonb_array_elements_text(spec.j -> 'hour')::integer) as hours,
-      array(select jsonb_array_elements_text(spec.j -> 'dom')::integer) as doms,
-      array(select jsonb_array_elements_text(spec.j -> 'month')::integer) as months,
-      array(select jsonb_array_elements_text(spec.j -> 'dow')::integer) as dows,
+      array(select v from generate_series(0, 59) as v where ((spec.j ->> 'minute')::bigint >> v) & 1 = 1) as minutes,
+      array(select v from generate_series(0, 23) as v where ((spec.j ->> 'hour')::bigint >> v) & 1 = 1) as hours,
+      array(select v from generate_series(1, 31) as v where ((spec.j ->> 'dom')::bigint >> v) & 1 = 1) as doms,
+      array(select v from generate_series(1, 12) as v where ((spec.j ->> 'month')::bigint >> v) & 1 = 1) as months,
+      array(select v from generate_series(0, 6) as v where ((spec.j ->> 'dow')::bigint >> v) & 1 = 1) as dows,
       (spec.j ->> 'dom_star')::boolean as dom_star,
       (spec.j ->> 'dow_star')::boolean as dow_star
     from spec
@@ -359,12 +366,12 @@ as $$
 declare
   -- pg_cron reads schedules in GMT
   v_at timestamp := p_at at time zone 'UTC';
-  v_dom boolean := p_spec -> 'dom' @> to_jsonb(extract(day from v_at)::integer);
-  v_dow boolean := p_spec -> 'dow' @> to_jsonb(extract(dow from v_at)::integer);
+  v_dom boolean := ((p_spec ->> 'dom')::bigint >> extract(day from v_at)::integer) & 1 = 1;
+  v_dow boolean := ((p_spec ->> 'dow')::bigint >> extract(dow from v_at)::integer) & 1 = 1;
 begin
-  return p_spec -> 'minute' @> to_jsonb(extract(minute from v_at)::integer)
-    and p_spec -> 'hour' @> to_jsonb(extract(hour from v_at)::integer)
-    and p_spec -> 'month' @> to_jsonb(extract(month from v_at)::integer)
+  return ((p_spec ->> 'minute')::bigint >> extract(minute from v_at)::integer) & 1 = 1
+    and ((p_spec ->> 'hour')::bigint >> extract(hour from v_at)::integer) & 1 = 1
+    and ((p_spec ->> 'month')::bigint >> extract(month from v_at)::integer) & 1 = 1
     -- as in monitoring._cron_times: with a * in either day field both must match, else either
     and case
       when (p_spec ->> 'dom_star')::boolean or (p_spec ->> 'dow_star')::boolean then v_dom and v_dow
@@ -445,7 +452,8 @@ as $$
   span as (
     -- many runs a day: two weeks show the longest gap; few runs a day: look at a whole year
     select case
-      when jsonb_array_length(spec.j -> 'minute') * jsonb_array_length(spec.j -> 'hour') > 24
+      when length(replace(((spec.j ->> 'minute')::bigint)::bit(64)::text, '0', ''))
+        * length(replace(((spec.j ->> 'hour')::bigint)::bit(64)::text, '0', '')) > 24
         then interval '14 days'
       else interval '400 days'
     end as length

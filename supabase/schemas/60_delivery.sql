@@ -1205,16 +1205,20 @@ returns table (
   fingerprint text, rule_name text, state text, severity text, event text, silenced_by bigint, inhibited_by text,
   group_key jsonb, alert jsonb, muted boolean
 )
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return query
   select d.fingerprint, d.rule_name, d.state, d.severity, d.event, d.silenced_by, d.inhibited_by, d.group_key, d.alert,
     d.silenced_by is not null or d.inhibited_by is not null
   from jsonb_to_recordset(p_due) as d (
     fingerprint text, rule_name text, state text, severity text, event text, silenced_by bigint, inhibited_by text,
     group_key jsonb, alert jsonb
-  )
+  );
+end
 $$;
 
 comment on function monitoring._due_rows(jsonb) is

@@ -578,9 +578,15 @@ begin
         -- the cycle succeeded: tell the outside world (monitoring.heartbeat)
         v_result := v_result || jsonb_build_object('heartbeat', monitoring._heartbeat_ping(now()));
       when 'watchdog' then
+        -- the evaluate job decides the notifications every minute; while it has not succeeded for
+        -- two minutes the watchdog decides them too (repeats, group waits, its own alert)
         v_result := jsonb_build_object(
           'rules', monitoring.evaluate_rules(
-            now(), array(select r.name from monitoring.alert_rules as r where r.name = 'monitor_stalled')
+            now(), array(select r.name from monitoring.alert_rules as r where r.name = 'monitor_stalled'),
+            p_decide => not exists (
+              select 1 from monitoring.job_runs as r
+              where r.job = 'evaluate' and r.ok and r.finished_at > now() - interval '2 minutes'
+            )
           )
         );
         v_result := v_result || jsonb_build_object(

@@ -16,11 +16,13 @@ create or replace function monitoring._human_interval(
   p_interval interval
 )
 returns text
-language sql
+language plpgsql
 immutable
 set search_path = ''
 as $$
-  select case
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return case
     when p_interval is null then 'the window'
     when p_interval = interval '1 hour' then 'the last hour'
     when extract(epoch from p_interval)::bigint % 86400 = 0
@@ -30,7 +32,8 @@ as $$
     when extract(epoch from p_interval)::bigint % 60 = 0
       then format('the last %s minutes', extract(epoch from p_interval)::bigint / 60)
     else format('the last %s seconds', extract(epoch from p_interval)::bigint)
-  end
+  end;
+end
 $$;
 
 comment on function monitoring._human_interval(interval) is
@@ -43,13 +46,18 @@ create or replace function monitoring._error_count(
   p_window interval
 )
 returns bigint
-language sql
+language plpgsql
 stable
 set search_path = ''
 set jit = off
 as $$
-  select coalesce(sum(e.error_count), 0)::bigint
-  from monitoring._error_window(p_now, p_window) as e
+begin
+  -- plpgsql, not sql: a sql function with a set clause is planned again at every call
+  return (
+    select coalesce(sum(e.error_count), 0)::bigint
+    from monitoring._error_window(p_now, p_window) as e
+  );
+end
 $$;
 
 comment on function monitoring._error_count(timestamptz, interval) is
