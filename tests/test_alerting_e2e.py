@@ -168,6 +168,48 @@ def test_silence_suppresses_delivery_but_tracks_state_then_repeat_interval_repea
         assert len(rec.requests) == 2
 
 
+def test_the_watchdog_leaves_the_telling_to_a_running_evaluate_job_and_tells_once_it_stops(alert_db: str) -> None:
+    """The watchdog runs every minute beside the evaluate job, which decides the notifications every
+    minute: the watchdog decides them only once that job has not succeeded for two minutes, and then
+    every minute (not only when its own alert changes)."""
+    def told() -> list[str]:
+        return [p["status"] for p in payloads(rec) if p["alerts"][0].get("rule") == "high_error_rate"]
+
+    def silence() -> int:
+        return q(alert_db, "select monitoring.create_silence('{\"alertname\": \"high_error_rate\"}', '1 hour', "
+                           "'maintenance', 'e2e')")[0][0]
+
+    def watchdog() -> None:
+        q(alert_db, "select monitoring.run_job('watchdog')")
+        for _ in range(5):  # what the dispatch job would send meanwhile
+            q(alert_db, "select monitoring.reconcile_deliveries(now()), monitoring.dispatch_deliveries(now())")
+            time.sleep(0.2)
+
+    with receiver([200]) as rec:
+        add_channel(alert_db, rec.url)
+        sid = silence()
+        breach_errors(alert_db)
+        evaluate(alert_db)
+        # the evaluate job succeeded 30 s ago: an alert no longer muted waits for its next run
+        q(alert_db, "select monitoring.expire_silence(%s)", (sid,))
+        q(alert_db, "insert into monitoring.job_runs (job, started_at, finished_at, ok) "
+                    "values ('evaluate', now() - interval '31 seconds', now() - interval '30 seconds', true)")
+        watchdog()
+        assert told() == []
+        # the evaluate job stopped three minutes ago: monitor_stalled fires (high_error_rate muted again)
+        sid = silence()
+        q(alert_db, "update monitoring.job_runs set started_at = started_at - interval '3 minutes', "
+                    "finished_at = finished_at - interval '3 minutes' where job = 'evaluate'")
+        watchdog()
+        assert q(alert_db, "select state from monitoring.alerts where rule_name = 'monitor_stalled'") == [("firing",)]
+        assert told() == []
+        # a minute later nothing changed state, but the watchdog still decides: the unmuted alert is told
+        q(alert_db, "select monitoring.expire_silence(%s)", (sid,))
+        watchdog()
+        pump(alert_db, lambda: told() == ["firing"])
+        assert told() == ["firing"]
+
+
 def test_unscheduling_the_checks_trips_the_dead_mans_switch(engine_url: str) -> None:
     with psycopg.connect(engine_url) as c:  # rolled back: cron.job is left as it was
         c.execute("select monitoring.schedule_jobs()")
