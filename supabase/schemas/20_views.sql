@@ -1090,10 +1090,21 @@ create table if not exists monitoring._slow_statements (
 
 comment on table monitoring._slow_statements is
 'Internal: the statements of pg_stat_statements whose mean time was at least slow_query_target_ms at the last '
-'evaluate job (every minute), with their texts: what monitoring.slow_queries shows. Reading '
-'pg_stat_statements costs 5-10 ms at 5,000 statements, so it is read once a minute, not per query.';
+'snapshot (the evaluate job takes one every 5 minutes), with their texts: what monitoring.slow_queries shows. '
+'Reading pg_stat_statements costs 5-10 ms at 5,000 statements, so it is not read per query.';
 
-create or replace function monitoring._snapshot_slow_queries()
+create table if not exists monitoring._slow_snapshot (
+  id boolean primary key default true check (id),
+  taken_at timestamptz not null
+);
+
+comment on table monitoring._slow_snapshot is
+'Internal: when _snapshot_slow_queries() last read pg_stat_statements (one row).';
+
+create or replace function monitoring._snapshot_slow_queries(
+  -- keep the snapshot while it is younger than this (null: take one now)
+  p_max_age interval default null
+)
 returns integer
 language plpgsql
 volatile
@@ -1108,6 +1119,15 @@ begin
   if pg_catalog.to_regprocedure('extensions.pg_stat_statements(boolean)') is null then
     return 0;
   end if;
+  -- reading pg_stat_statements is most of the evaluate job's time at a few thousand statements;
+  -- its figures are cumulative, so a snapshot a few minutes old shows nearly the same means
+  if p_max_age is not null and exists (
+    select 1 from monitoring._slow_snapshot as k where k.id and k.taken_at > pg_catalog.now() - p_max_age
+  ) then
+    return null;
+  end if;
+  insert into monitoring._slow_snapshot as k (id, taken_at) values (true, pg_catalog.now())
+  on conflict (id) do update set taken_at = excluded.taken_at;
   select t.slow_query_target_ms into v_target from monitoring.health_thresholds as t where t.id;
   begin
     delete from monitoring._slow_statements;
@@ -1145,10 +1165,11 @@ begin
 end
 $$;
 
-comment on function monitoring._snapshot_slow_queries() is
+comment on function monitoring._snapshot_slow_queries(interval) is
 'Internal: take the slow statements of pg_stat_statements (mean time at least slow_query_target_ms) into '
 '_slow_statements, with their texts (cached in _statement_texts, read from the file once). Run by the '
-'evaluate job every minute. Returns the statements taken.';
+'evaluate job with p_max_age 4.5 minutes (a snapshot every fifth minute) and by the refresh-rollups job. Returns '
+'the statements taken, null when the snapshot was younger than p_max_age and kept.';
 
 create or replace function monitoring.get_slow_queries()
 returns table (
@@ -1195,7 +1216,7 @@ $$;
 comment on function monitoring.get_slow_queries() is
 'monitoring.slow_queries: statements of this database whose mean execution time is at least '
 'health_thresholds.slow_query_target_ms (100 ms), level ''alert'' from slow_query_alert_ms (500 ms), as '
-'pg_stat_statements had them at the last evaluate job (every minute). Empty where '
+'pg_stat_statements had them at the last snapshot (at most 5 minutes old). Empty where '
 'extensions.pg_stat_statements is not installed or not preloaded.';
 
 -- =============================================================================================

@@ -573,7 +573,10 @@ begin
         if not exists (select from monitoring.rollup_state as s where s.id and s.refreshed_for = now()) then
           v_result := v_result || jsonb_build_object('refresh', monitoring.refresh_rollups(now()));
         end if;
-        v_result := v_result || jsonb_build_object('slowStatements', monitoring._snapshot_slow_queries());
+        -- every fifth minute (null: the snapshot was kept)
+        v_result := v_result || jsonb_build_object(
+          'slowStatements', monitoring._snapshot_slow_queries(interval '4 minutes 30 seconds')
+        );
         v_result := v_result || jsonb_build_object('dispatch', monitoring.dispatch_deliveries(now()));
         -- the cycle succeeded: tell the outside world (monitoring.heartbeat)
         v_result := v_result || jsonb_build_object('heartbeat', monitoring._heartbeat_ping(now()));

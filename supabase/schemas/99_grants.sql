@@ -128,7 +128,7 @@ monitoring.top_errors_24h
 to service_role;
 
 -- Owner only: monitoring._secrets (the fallback secret store), monitoring._unlogged_epoch,
--- monitoring._statement_texts and _slow_statements (read through get_slow_queries), and the rollups'
+-- monitoring._statement_texts, _slow_statements and _slow_snapshot (read through get_slow_queries), and the rollups'
 -- change logs (_notification_changes, _error_changes, _refresh_marks: written by the app-table triggers and
 -- refresh_rollups(), both security definer).
 
@@ -141,7 +141,7 @@ monitoring._alertmanager_payload(jsonb),
 monitoring._breaches(numeric, text, numeric),
 monitoring._dashboard_hours(text),
 monitoring._mask_phones(text),
-monitoring._snapshot_slow_queries(),
+monitoring._snapshot_slow_queries(interval),
 monitoring._check_alertmanager_url_secret(text, text),
 monitoring._check_auth_secret(text, text),
 monitoring._channel_payload(text, jsonb),
