@@ -125,6 +125,8 @@ def test_bench_runs_end_to_end_and_prints_every_figure(run_cli, engine_url) -> N
     for ours in bench.SPEC_QUERIES:
         assert f"ratio spec/ours: {ours}" in names
     assert any(n.startswith("full cron cycle") for n in names)
+    # what the evaluate job adds every fifth minute is shown beside the cycle that leaves it out
+    assert any(n.startswith("slow-statement snapshot (") for n in names)
     minute = [x for (g, n), x in rows.items() if g == "cron" and n.startswith("ordinary minute (")]
     assert len(minute) == 1 and minute[0]["median"] > 0 and minute[0]["target"] == "< 50 ms"
     assert "evaluate, watchdog, dispatch" in minute[0]["name"] or "dispatch, evaluate, watchdog" in minute[0]["name"]

@@ -74,6 +74,7 @@ def bench(db_url: str | None, scale_text: str | None, quick: bool, repeat: int, 
     (default 10 M notifications over 40 days, 1 M in the last 24 h, 1 M error rows), then
     measures in one run: every monitoring view and health(), each alert check, a full cron
     cycle (every rule due), an ordinary cron minute (the every-minute jobs, most rules not due),
+    the pg_stat_statements snapshot the evaluate job adds every fifth minute,
     the spec's three queries against the views that answer them, the app's write
     throughput with and without the monitoring (pgbench, 4 writers), retention's cleanup rate
     and the longest lock wait it causes, migrate on an empty database and this process's peak
