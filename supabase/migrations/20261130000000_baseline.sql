@@ -5312,7 +5312,7 @@ create or replace function monitoring.evaluate_rules(
   -- evaluate only rules whose schedule is due since the last scheduled check (default: when p_rules is null)
   p_due_only boolean default null,
   -- decide notifications (monitoring._notify_due) after the run; false: only when a rule of this run
-  -- changed state (the watchdog, while the evaluate job decides every minute)
+  -- changed state or the evaluate job has not succeeded for two minutes (the watchdog)
   p_decide boolean default true
 )
 returns jsonb
@@ -5460,7 +5460,10 @@ begin
   -- every rule of the run is evaluated: now decide the notifications (silences, inhibition,
   -- grouping), so an inhibiting alert raised in this run already mutes its consequences
   v_notified := case
-    when coalesce(p_decide, true) or jsonb_array_length(v_transitions) > 0 then monitoring._notify_due(p_now)
+    when coalesce(p_decide, true) or jsonb_array_length(v_transitions) > 0 or not exists (
+        select 1 from monitoring.job_runs as r
+        where r.job = 'evaluate' and r.ok and r.finished_at > now() - interval '2 minutes'
+      ) then monitoring._notify_due(p_now)
     else '{}'::jsonb
   end;
   v_transitions := (
@@ -5495,7 +5498,7 @@ comment on function monitoring.evaluate_rules(timestamptz, text[], boolean, bool
 'row, in rule name order, so concurrent evaluators wait instead of deadlocking. Returns evaluated names, errors, '
 'transitions (with the notification each got) and the notification count. A failing rule''s error_state decides '
 'its alerts; notifications are decided after every rule of the run (monitoring._notify_due), or with p_decide => '
-'false only when a rule of the run changed state.';
+'false only when a rule of the run changed state or the evaluate job has not succeeded for two minutes.';
 
 -- ---------------------------------------------------------------------------------------------
 -- Views
@@ -8244,10 +8247,7 @@ begin
         v_result := jsonb_build_object(
           'rules', monitoring.evaluate_rules(
             now(), array(select r.name from monitoring.alert_rules as r where r.name = 'monitor_stalled'),
-            p_decide => not exists (
-              select 1 from monitoring.job_runs as r
-              where r.job = 'evaluate' and r.ok and r.finished_at > now() - interval '2 minutes'
-            )
+            p_decide => false
           )
         );
         v_result := v_result || jsonb_build_object(

@@ -586,10 +586,7 @@ begin
         v_result := jsonb_build_object(
           'rules', monitoring.evaluate_rules(
             now(), array(select r.name from monitoring.alert_rules as r where r.name = 'monitor_stalled'),
-            p_decide => not exists (
-              select 1 from monitoring.job_runs as r
-              where r.job = 'evaluate' and r.ok and r.finished_at > now() - interval '2 minutes'
-            )
+            p_decide => false
           )
         );
         v_result := v_result || jsonb_build_object(
